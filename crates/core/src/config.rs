@@ -1,0 +1,142 @@
+//! Tunables, each with its unit, default and tuning advice. Validated once by `validate`.
+
+use std::time::Duration;
+
+/// Tunables of a chat [`crate::Node`].
+#[derive(Clone, Debug)]
+pub struct NodeConfig {
+    /// Peers each node pushes a new group message to. Higher: faster and more robust spread,
+    /// more redundant traffic (about `fanout` copies per node). 3-6 suits 10-10,000 nodes.
+    pub fanout: usize,
+    /// First retry delay for signup/signin; doubles per attempt up to `auth_retry_max`.
+    pub auth_retry_initial: Duration,
+    /// Largest delay between signup/signin retries.
+    pub auth_retry_max: Duration,
+    /// Attempts before a node that has never joined gives up on an unreachable auth server.
+    pub auth_attempts: u32,
+    /// After admission, how long to wait for a bootstrap (`Connect`) before signing in again.
+    pub bootstrap_timeout: Duration,
+    /// How often a member polls the auth server for newcomers (and renews its liveness lease).
+    pub fetch_interval: Duration,
+    /// Without any server reply for this long, the server is reported unreachable.
+    pub auth_unreachable_after: Duration,
+    /// How often a node starts an anti-entropy exchange with a random peer. Lower: faster
+    /// repair under loss and after partitions; more digest traffic (O(authors) bytes per round).
+    pub anti_entropy_interval: Duration,
+    /// Most repair datagrams sent in answer to one digest (the rest follow on request).
+    pub repair_max_datagrams: usize,
+    /// Failure detector period: one peer is probed per period.
+    pub probe_interval: Duration,
+    /// Wait for a direct Ack before asking others to probe indirectly (< `probe_interval`).
+    pub probe_timeout: Duration,
+    /// Members asked to probe indirectly when a direct probe goes unanswered.
+    pub indirect_probes: usize,
+    /// A suspect peer not heard from for this long is declared offline.
+    pub suspect_timeout: Duration,
+    /// Delay between Hello retransmissions to peers that have not answered.
+    pub hello_retry: Duration,
+    /// Hello attempts per peer (membership gossip covers the rest).
+    pub hello_attempts: u32,
+    /// First retransmission timeout of a private message; doubles up to `private_rto_max`.
+    pub private_rto_initial: Duration,
+    /// Largest private retransmission interval (also the retry pace while a peer is offline).
+    pub private_rto_max: Duration,
+    /// Most group messages held back waiting for their causal dependencies.
+    pub holdback_limit: usize,
+    /// Most out-of-order private messages buffered per conversation.
+    pub private_buffer_limit: usize,
+    /// Member records piggybacked on each Ping/Ack (membership gossip).
+    pub gossip_members: usize,
+    /// Keep the full vector clock of every delivered group message (for display). Costs
+    /// O(authors) memory per message: the simulator turns it off for large clusters.
+    pub full_clocks: bool,
+}
+
+impl Default for NodeConfig {
+    fn default() -> Self {
+        NodeConfig {
+            fanout: 4,
+            auth_retry_initial: Duration::from_millis(300),
+            auth_retry_max: Duration::from_secs(2),
+            auth_attempts: 8,
+            bootstrap_timeout: Duration::from_secs(3),
+            fetch_interval: Duration::from_millis(500),
+            auth_unreachable_after: Duration::from_secs(3),
+            anti_entropy_interval: Duration::from_millis(500),
+            repair_max_datagrams: 8,
+            probe_interval: Duration::from_secs(1),
+            probe_timeout: Duration::from_millis(300),
+            indirect_probes: 2,
+            suspect_timeout: Duration::from_secs(4),
+            hello_retry: Duration::from_millis(500),
+            hello_attempts: 6,
+            private_rto_initial: Duration::from_millis(300),
+            private_rto_max: Duration::from_secs(4),
+            holdback_limit: 20_000,
+            private_buffer_limit: 1024,
+            gossip_members: 2,
+            full_clocks: true,
+        }
+    }
+}
+
+impl NodeConfig {
+    /// Checks the relations between fields; returns a description of the first problem.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.fanout == 0 {
+            return Err("fanout must be at least 1".into());
+        }
+        if self.probe_timeout >= self.probe_interval {
+            return Err("probe_timeout must be shorter than probe_interval".into());
+        }
+        if self.auth_attempts == 0 || self.hello_attempts == 0 {
+            return Err("attempt counts must be at least 1".into());
+        }
+        for (name, d) in [
+            ("fetch_interval", self.fetch_interval),
+            ("anti_entropy_interval", self.anti_entropy_interval),
+            ("probe_interval", self.probe_interval),
+            ("private_rto_initial", self.private_rto_initial),
+            ("auth_retry_initial", self.auth_retry_initial),
+            ("hello_retry", self.hello_retry),
+        ] {
+            if d.is_zero() {
+                return Err(format!("{name} must be positive"));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Tunables of the [`crate::AuthServer`].
+#[derive(Clone, Debug)]
+pub struct AuthConfig {
+    /// Cap on live nodes (members holding a lease plus newcomers waiting in the queue).
+    pub max_nodes: usize,
+    /// A member is live while its last Fetch is younger than this (several fetch intervals).
+    pub lease: Duration,
+    /// Most newcomers waiting to be bootstrapped.
+    pub queue_limit: usize,
+    /// A newcomer handed to a member but still waiting after this long is offered again.
+    pub reoffer_after: Duration,
+    /// A newcomer waiting longer than this without signing in again is dropped.
+    pub pending_ttl: Duration,
+    /// Most newcomers handed out per Fetch.
+    pub fetch_batch: usize,
+    /// How long answers are cached so that a retried request gets the same answer.
+    pub reply_cache_ttl: Duration,
+}
+
+impl Default for AuthConfig {
+    fn default() -> Self {
+        AuthConfig {
+            max_nodes: 10_000,
+            lease: Duration::from_secs(3),
+            queue_limit: 1024,
+            reoffer_after: Duration::from_secs(2),
+            pending_ttl: Duration::from_secs(30),
+            fetch_batch: 4,
+            reply_cache_ttl: Duration::from_secs(60),
+        }
+    }
+}

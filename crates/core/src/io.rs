@@ -1,0 +1,232 @@
+//! What the state machines say to their drivers: outputs, app events, persist records, and
+//! the commands a user gives.
+
+use p2pchat_proto::{GroupMsg, NodeId, PeerInfo, PrivateMsg, VectorClock};
+use serde::{Deserialize, Serialize};
+use std::net::SocketAddr;
+
+/// One effect for the driver to carry out, in order.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Output {
+    /// Send one datagram.
+    Send {
+        /// Destination.
+        to: SocketAddr,
+        /// Encoded datagram (at most `MAX_DATAGRAM` bytes).
+        bytes: Vec<u8>,
+    },
+    /// Tell the user (or the server log) something.
+    Event(Event),
+    /// Make this record durable before carrying out the outputs that follow it.
+    Persist(Record),
+}
+
+/// A durable fact. Replaying a machine's records in order restores its durable state.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Record {
+    /// Node: who this node is.
+    Identity {
+        /// Its node id.
+        node_id: NodeId,
+        /// Its username.
+        user: String,
+    },
+    /// Node: a group message was delivered (own messages before they are sent).
+    Group(GroupMsg),
+    /// Node: a private message was written (before it is sent; in the outbox until acked).
+    PrivateOut(PrivateMsg),
+    /// Node: a private message was delivered.
+    PrivateIn(PrivateMsg),
+    /// Node: `peer` acknowledged our private messages up to `upto`.
+    PrivateAcked {
+        /// The recipient.
+        peer: NodeId,
+        /// Cumulative counter.
+        upto: u64,
+    },
+    /// Node: a member and where it listens.
+    Peer(PeerInfo),
+    /// Auth server: an account.
+    User {
+        /// Username.
+        user: String,
+        /// Its stable node id.
+        node_id: NodeId,
+        /// The password verifier (a PHC string; never the password).
+        password_hash: String,
+    },
+}
+
+/// Presence of a member as seen by this node.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PeerStatus {
+    /// Heard from recently.
+    Online,
+    /// A probe went unanswered; not yet declared offline.
+    Suspect,
+    /// Not heard from for a while, or said goodbye.
+    Offline,
+}
+
+/// Group chat or a private conversation.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Scope {
+    /// The group conversation.
+    Group,
+    /// A two-party conversation.
+    Private,
+}
+
+/// One message as shown to the user.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct HistoryEntry {
+    /// Group or private.
+    pub scope: Scope,
+    /// Stable id: `author.seq` for group messages, `from>to.seq` for private ones.
+    pub id: String,
+    /// Author node id.
+    pub from_id: NodeId,
+    /// Author username (`#id` if unknown).
+    pub from: String,
+    /// Recipient username (private only).
+    pub to: Option<String>,
+    /// The text.
+    pub text: String,
+    /// The vector clock of the message (group: the author's delivered clock at send time;
+    /// private: the two-party clock). `None` when full clocks are turned off.
+    pub clock: Option<VectorClock>,
+    /// Lamport timestamp (group) or clock sum (private): the first display sort key.
+    pub order: u64,
+    /// Author sequence number.
+    pub seq: u64,
+}
+
+/// Counters a node or server keeps about its traffic and the faults it dropped.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct Stats {
+    /// Datagrams received.
+    pub datagrams_in: u64,
+    /// Datagrams sent.
+    pub datagrams_out: u64,
+    /// Bytes received.
+    pub bytes_in: u64,
+    /// Bytes sent.
+    pub bytes_out: u64,
+    /// Datagrams that failed to decode (peer fault).
+    pub malformed: u64,
+    /// Well-formed datagrams that made no sense here (wrong recipient, unknown sender...).
+    pub rejected: u64,
+    /// Group message payloads received (gossip and repair), duplicates included.
+    pub group_payloads: u64,
+    /// Group payloads that were already delivered or held back.
+    pub group_duplicates: u64,
+    /// Group messages delivered (own included).
+    pub group_delivered: u64,
+    /// Group messages dropped because the hold-back queue was full.
+    pub holdback_dropped: u64,
+    /// Private messages delivered to this node.
+    pub private_delivered: u64,
+    /// Private retransmissions sent.
+    pub private_retransmits: u64,
+    /// Private duplicates received.
+    pub private_duplicates: u64,
+}
+
+/// Something for the user interface or log.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Event {
+    /// Signed in and accepting commands.
+    Ready {
+        /// Username.
+        user: String,
+        /// Node id.
+        node_id: NodeId,
+        /// Address peers reach us at.
+        addr: SocketAddr,
+        /// This node started the network.
+        first: bool,
+    },
+    /// A delivered message (own messages included, as local echo).
+    Message(HistoryEntry),
+    /// A membership or presence change.
+    Peer {
+        /// The member.
+        info: PeerInfo,
+        /// Its new status.
+        status: PeerStatus,
+        /// It just joined the network for the first time.
+        joined: bool,
+    },
+    /// Reply to [`Command::Peers`].
+    Peers(Vec<(PeerInfo, PeerStatus)>),
+    /// Reply to [`Command::History`].
+    History {
+        /// Group or private.
+        scope: Scope,
+        /// The other party for private history.
+        with: Option<String>,
+        /// Messages in display order.
+        messages: Vec<HistoryEntry>,
+    },
+    /// A peer acknowledged our private messages up to `upto`.
+    Acked {
+        /// The peer's username.
+        peer: String,
+        /// Cumulative counter.
+        upto: u64,
+    },
+    /// The auth server became reachable or unreachable.
+    AuthServer {
+        /// Whether it answers.
+        reachable: bool,
+    },
+    /// Reply to [`Command::Status`].
+    Status(Stats),
+    /// A problem. `fatal` means the machine stopped and the process should exit non-zero.
+    Error {
+        /// What went wrong, for a human.
+        message: String,
+        /// The machine cannot continue.
+        fatal: bool,
+    },
+    /// Auth server log: a node was admitted.
+    Admitted {
+        /// Username.
+        user: String,
+        /// Node id.
+        node_id: NodeId,
+        /// Its address.
+        addr: SocketAddr,
+        /// It was told it is first.
+        first: bool,
+    },
+}
+
+/// What a user asks a node to do.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Command {
+    /// Send a group message.
+    Say(String),
+    /// Send a private message to a user.
+    Msg {
+        /// Recipient username.
+        to: String,
+        /// Text.
+        text: String,
+    },
+    /// List known members.
+    Peers,
+    /// Show history: the group's, or the conversation with `with`; the newest `last` only.
+    History {
+        /// Private peer, or `None` for the group.
+        with: Option<String>,
+        /// Only the newest N.
+        last: Option<usize>,
+    },
+    /// Report counters.
+    Status,
+    /// Say goodbye and stop.
+    Quit,
+}

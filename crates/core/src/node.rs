@@ -1,0 +1,1613 @@
+//! The chat node state machine.
+//!
+//! Subsystems, each a section of this file:
+//! - **join**: signup/signin with retries, waiting for a bootstrap, Hello/HelloAck, Fetch polling
+//!   and bootstrapping newcomers with `Connect`.
+//! - **group**: push gossip with `fanout`, causal delivery through a hold-back queue indexed by
+//!   the first missing dependency, per-author watermarks for exactly-once, anti-entropy digests
+//!   and repairs.
+//! - **private**: per-conversation counters, cumulative acks, retransmission with backoff,
+//!   in-order delivery.
+//! - **membership**: member table, SWIM-style probing (direct, then indirect), suspicion,
+//!   offline; a few member records piggybacked on every probe.
+//!
+//! Timers are a fixed deadline table ([`Timer`]); `poll_timeout` is the earliest of them.
+
+use crate::config::NodeConfig;
+use crate::io::{Command, Event, HistoryEntry, Output, PeerStatus, Record, Scope, Stats};
+use p2pchat_proto::wire::{pack_batches, BATCH_BUDGET, MAX_DEPS};
+use p2pchat_proto::{
+    decode, encode, Dot, GroupMsg, Message, NodeId, PeerInfo, PrivateMsg, VectorClock,
+    MAX_TEXT_BYTES,
+};
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::net::SocketAddr;
+use std::time::Duration;
+
+/// Digest entries per datagram (each at most ~14 bytes).
+const DIGEST_CHUNK: usize = 70;
+
+/// The timers of a node; each has one deadline slot.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+enum Timer {
+    /// Retry signup/signin.
+    Auth,
+    /// Waited too long for a bootstrap.
+    Bootstrap,
+    /// Poll the server.
+    Fetch,
+    /// Start an anti-entropy round.
+    AntiEntropy,
+    /// Probe the next peer; finish the previous probe.
+    Probe,
+    /// The direct probe timed out: go indirect.
+    ProbeTimeout,
+    /// Retransmit Hellos.
+    Hello,
+    /// Retransmit private messages.
+    Private,
+}
+
+const TIMERS: usize = 8;
+
+impl Timer {
+    fn index(self) -> usize {
+        self as usize
+    }
+    fn all() -> [Timer; TIMERS] {
+        [
+            Timer::Auth,
+            Timer::Bootstrap,
+            Timer::Fetch,
+            Timer::AntiEntropy,
+            Timer::Probe,
+            Timer::ProbeTimeout,
+            Timer::Hello,
+            Timer::Private,
+        ]
+    }
+}
+
+/// Who the node is and where it starts.
+#[derive(Clone, Debug)]
+pub struct NodeParams {
+    /// Username.
+    pub user: String,
+    /// Password (sent to the auth server only).
+    pub password: String,
+    /// Create the account instead of signing in.
+    pub signup: bool,
+    /// Where this node's socket is bound.
+    pub local_addr: SocketAddr,
+    /// The auth server.
+    pub auth_addr: SocketAddr,
+    /// Seed for the node's RNG (peer selection, nonces).
+    pub seed: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    /// Waiting for an AuthReply.
+    SigningIn,
+    /// Admitted, waiting for a Connect (or a HelloAck from a remembered peer).
+    AwaitingBootstrap,
+    /// Part of the network.
+    Member,
+    /// Said goodbye, or failed fatally.
+    Stopped,
+}
+
+struct Member {
+    info: PeerInfo,
+    status: PeerStatus,
+    last_heard: Duration,
+    suspect_since: Option<Duration>,
+    /// Hello attempts left and when to send the next one.
+    hello: Option<(u32, Duration)>,
+}
+
+struct Delivered {
+    msg: GroupMsg,
+    clock: Option<VectorClock>,
+}
+
+struct Outgoing {
+    msg: PrivateMsg,
+    next_try: Duration,
+    rto: Duration,
+}
+
+#[derive(Default)]
+struct Conversation {
+    sent: u64,
+    delivered: u64,
+    acked: u64,
+    outbox: BTreeMap<u64, Outgoing>,
+    inbox: BTreeMap<u64, PrivateMsg>,
+    history: Vec<PrivateMsg>,
+}
+
+struct Probe {
+    target: NodeId,
+    nonce: u64,
+    acked: bool,
+}
+
+/// A chat peer. See the module docs for its parts and `docs/PROTOCOL.md` for the protocol.
+pub struct Node {
+    cfg: NodeConfig,
+    rng: ChaCha8Rng,
+    params: NodeParams,
+    node_id: Option<NodeId>,
+    advertised: SocketAddr,
+    phase: Phase,
+    first: bool,
+    ready_sent: bool,
+    /// Restored from records: it has joined before (Hello says "back", not "joined").
+    restored: bool,
+    auth_req: u64,
+    /// Waiting for an AuthReply to `auth_req`.
+    auth_pending: bool,
+    auth_attempts: u32,
+    auth_last_reply: Option<Duration>,
+    auth_reachable: bool,
+
+    members: BTreeMap<NodeId, Member>,
+    by_addr: HashMap<SocketAddr, NodeId>,
+    /// Members not offline, for O(1) random peer choice.
+    live: Vec<NodeId>,
+    live_pos: HashMap<NodeId, usize>,
+
+    delivered: VectorClock,
+    history: Vec<Delivered>,
+    by_author: HashMap<NodeId, Vec<u32>>,
+    holdback: HashMap<Dot, GroupMsg>,
+    waiting: HashMap<Dot, Vec<Dot>>,
+    frontier: BTreeMap<NodeId, u64>,
+    max_lamport: u64,
+    delivery_hops: HashMap<Dot, u16>,
+
+    conversations: HashMap<NodeId, Conversation>,
+
+    probe_order: Vec<NodeId>,
+    probe_next: usize,
+    probe: Option<Probe>,
+    relays: HashMap<u64, (SocketAddr, u64, Duration)>,
+
+    timers: [Option<Duration>; TIMERS],
+    out: VecDeque<Output>,
+    stats: Stats,
+    replaying: bool,
+}
+
+impl Node {
+    /// A node with no history: it will sign up or sign in at the first timeout.
+    pub fn new(cfg: NodeConfig, params: NodeParams, now: Duration) -> Self {
+        Self::restore(cfg, params, &[], now)
+    }
+
+    /// A node restored from the records it persisted. With an identity among them it is ready
+    /// at once and rejoins through the peers it remembers, signing in in the background.
+    pub fn restore(cfg: NodeConfig, params: NodeParams, records: &[Record], now: Duration) -> Self {
+        let rng = ChaCha8Rng::seed_from_u64(params.seed);
+        let mut node = Node {
+            cfg,
+            rng,
+            advertised: params.local_addr,
+            params,
+            node_id: None,
+            phase: Phase::SigningIn,
+            first: false,
+            ready_sent: false,
+            restored: false,
+            auth_req: 0,
+            auth_pending: true,
+            auth_attempts: 0,
+            auth_last_reply: None,
+            auth_reachable: true,
+            members: BTreeMap::new(),
+            by_addr: HashMap::new(),
+            live: Vec::new(),
+            live_pos: HashMap::new(),
+            delivered: VectorClock::new(),
+            history: Vec::new(),
+            by_author: HashMap::new(),
+            holdback: HashMap::new(),
+            waiting: HashMap::new(),
+            frontier: BTreeMap::new(),
+            max_lamport: 0,
+            delivery_hops: HashMap::new(),
+            conversations: HashMap::new(),
+            probe_order: Vec::new(),
+            probe_next: 0,
+            probe: None,
+            relays: HashMap::new(),
+            timers: [None; TIMERS],
+            out: VecDeque::new(),
+            stats: Stats::default(),
+            replaying: true,
+        };
+        for record in records {
+            node.replay(now, record);
+        }
+        node.replaying = false;
+        node.auth_req = node.rng.random();
+        node.set_timer(Timer::Auth, now);
+        if node.node_id.is_some() {
+            node.restored = true;
+            node.phase = Phase::AwaitingBootstrap;
+            node.emit_ready();
+            // Rejoin through remembered peers, whether or not the server answers.
+            let ids: Vec<NodeId> = node.members.keys().copied().collect();
+            for id in ids {
+                node.queue_hello(id, now);
+            }
+        }
+        node
+    }
+
+    fn replay(&mut self, now: Duration, record: &Record) {
+        match record {
+            Record::Identity { node_id, .. } => self.node_id = Some(*node_id),
+            Record::Group(msg) => {
+                let dot = msg.dot();
+                if self.delivered.get(msg.author) < msg.seq && !self.holdback.contains_key(&dot) {
+                    self.holdback.insert(dot, msg.clone());
+                    self.try_deliver(now, dot);
+                }
+            }
+            Record::PrivateOut(msg) => {
+                let conv = self.conversations.entry(msg.to).or_default();
+                if msg.seq > conv.sent {
+                    conv.sent = msg.seq;
+                    conv.history.push(msg.clone());
+                    if msg.seq > conv.acked {
+                        conv.outbox.insert(
+                            msg.seq,
+                            Outgoing {
+                                msg: msg.clone(),
+                                next_try: now,
+                                rto: self.cfg.private_rto_initial,
+                            },
+                        );
+                    }
+                }
+            }
+            Record::PrivateIn(msg) => {
+                let conv = self.conversations.entry(msg.from).or_default();
+                if msg.seq == conv.delivered + 1 {
+                    conv.delivered = msg.seq;
+                    conv.history.push(msg.clone());
+                }
+            }
+            Record::PrivateAcked { peer, upto } => {
+                let conv = self.conversations.entry(*peer).or_default();
+                conv.acked = conv.acked.max(*upto);
+                let upto = conv.acked;
+                conv.outbox.retain(|&seq, _| seq > upto);
+            }
+            Record::Peer(info) => self.learn_member(now, info.clone(), false),
+            Record::User { .. } => {}
+        }
+        if !self.conversations.values().all(|c| c.outbox.is_empty()) {
+            self.set_timer(Timer::Private, now);
+        }
+    }
+
+    // ----- driver interface -------------------------------------------------------------
+
+    /// The next output to carry out, in order.
+    pub fn poll_output(&mut self) -> Option<Output> {
+        self.out.pop_front()
+    }
+
+    /// The earliest timer deadline; call [`Node::handle_timeout`] once it has passed.
+    pub fn poll_timeout(&self) -> Option<Duration> {
+        if self.phase == Phase::Stopped {
+            return None;
+        }
+        self.timers.iter().flatten().min().copied()
+    }
+
+    /// This node's id once admitted.
+    pub fn node_id(&self) -> Option<NodeId> {
+        self.node_id
+    }
+
+    /// The username.
+    pub fn user(&self) -> &str {
+        &self.params.user
+    }
+
+    /// True once signed in and bootstrapped (or first).
+    pub fn is_member(&self) -> bool {
+        self.phase == Phase::Member
+    }
+
+    /// True after `/quit` or a fatal error.
+    pub fn is_stopped(&self) -> bool {
+        self.phase == Phase::Stopped
+    }
+
+    /// Number of known members (others).
+    pub fn member_count(&self) -> usize {
+        self.members.len()
+    }
+
+    /// Counters.
+    pub fn stats(&self) -> &Stats {
+        &self.stats
+    }
+
+    /// Group messages delivered per author.
+    pub fn delivered_clock(&self) -> &VectorClock {
+        &self.delivered
+    }
+
+    /// Group messages waiting for their causal dependencies.
+    pub fn holdback_len(&self) -> usize {
+        self.holdback.len()
+    }
+
+    /// Private messages written but not yet acknowledged.
+    pub fn outbox_len(&self) -> usize {
+        self.conversations.values().map(|c| c.outbox.len()).sum()
+    }
+
+    /// Hops travelled by the copy of `dot` that was delivered here (0 for own messages).
+    pub fn delivery_hop(&self, dot: Dot) -> Option<u16> {
+        self.delivery_hops.get(&dot).copied()
+    }
+
+    /// The group history in display order (a linear extension of causality, identical on
+    /// every node that has the same messages).
+    pub fn group_history(&self) -> Vec<HistoryEntry> {
+        let mut idx: Vec<usize> = (0..self.history.len()).collect();
+        idx.sort_by_key(|&i| {
+            let m = &self.history[i].msg;
+            (m.lamport, m.author, m.seq)
+        });
+        idx.into_iter().map(|i| self.group_entry(&self.history[i])).collect()
+    }
+
+    /// The private conversation with `peer` in display order.
+    pub fn private_history(&self, peer: NodeId) -> Vec<HistoryEntry> {
+        let Some(conv) = self.conversations.get(&peer) else {
+            return Vec::new();
+        };
+        let mut msgs: Vec<&PrivateMsg> = conv.history.iter().collect();
+        msgs.sort_by_key(|m| (m.seq + m.seen, m.from, m.seq));
+        msgs.into_iter().map(|m| self.private_entry(m)).collect()
+    }
+
+    /// Feeds one received datagram. Malformed or unexpected input is counted and dropped.
+    pub fn handle_datagram(&mut self, now: Duration, from: SocketAddr, bytes: &[u8]) {
+        if self.phase == Phase::Stopped {
+            return;
+        }
+        self.stats.datagrams_in += 1;
+        self.stats.bytes_in += bytes.len() as u64;
+        let msg = match decode(bytes) {
+            Ok(m) => m,
+            Err(_) => {
+                self.stats.malformed += 1;
+                return;
+            }
+        };
+        if from == self.params.auth_addr {
+            self.handle_server(now, msg);
+            return;
+        }
+        self.mark_heard(now, from);
+        match msg {
+            Message::Connect { from: info, peers } => self.handle_connect(now, info, peers),
+            Message::Hello { info, joined } => self.handle_hello(now, from, info, joined),
+            Message::HelloAck { info } => self.handle_hello_ack(now, info),
+            Message::Bye { node_id } => self.handle_bye(now, from, node_id),
+            Message::Group { hop, msg } => self.receive_group(now, msg, hop, Some(from), true),
+            Message::Repair { msgs, more } => {
+                for msg in msgs {
+                    self.receive_group(now, msg, u16::MAX, Some(from), false);
+                }
+                if more {
+                    self.send_digest(from, NodeId(0), NodeId(u32::MAX), false);
+                }
+            }
+            Message::Digest {
+                lo,
+                hi,
+                entries,
+                reply,
+            } => self.handle_digest(from, lo, hi, entries, reply),
+            Message::Private(msg) => self.handle_private(now, from, msg),
+            Message::PrivateAck { from: peer, to, upto } => self.handle_private_ack(peer, to, upto),
+            Message::Ping { nonce, gossip } => {
+                self.learn_gossip(now, gossip);
+                let gossip = self.gossip_sample();
+                self.send(from, &Message::Ack { nonce, gossip });
+            }
+            Message::Ack { nonce, gossip } => {
+                self.learn_gossip(now, gossip);
+                self.handle_ack(now, nonce);
+            }
+            Message::PingReq { nonce, target } => {
+                let local: u64 = self.rng.random();
+                if self.relays.len() < 1024 {
+                    self.relays
+                        .insert(local, (from, nonce, now + self.cfg.probe_interval));
+                    self.send(
+                        target,
+                        &Message::Ping {
+                            nonce: local,
+                            gossip: Vec::new(),
+                        },
+                    );
+                }
+            }
+            Message::Signup { .. }
+            | Message::Signin { .. }
+            | Message::AuthReply { .. }
+            | Message::Fetch { .. }
+            | Message::Pending { .. } => self.stats.rejected += 1,
+        }
+    }
+
+    /// Runs every timer whose deadline is at or before `now`.
+    pub fn handle_timeout(&mut self, now: Duration) {
+        for timer in Timer::all() {
+            if self.phase == Phase::Stopped {
+                return;
+            }
+            match self.timers[timer.index()] {
+                Some(at) if at <= now => {
+                    self.timers[timer.index()] = None;
+                    self.on_timer(now, timer);
+                }
+                _ => {}
+            }
+        }
+    }
+
+    /// Carries out a user command.
+    pub fn handle_command(&mut self, now: Duration, cmd: Command) {
+        if self.phase == Phase::Stopped {
+            return;
+        }
+        match cmd {
+            Command::Say(text) => self.say(now, text),
+            Command::Msg { to, text } => self.send_private(now, &to, text),
+            Command::Peers => {
+                let list = self
+                    .members
+                    .values()
+                    .map(|m| (m.info.clone(), m.status))
+                    .collect();
+                self.event(Event::Peers(list));
+            }
+            Command::History { with, last } => self.show_history(with, last),
+            Command::Status => self.event(Event::Status(self.stats.clone())),
+            Command::Quit => {
+                let ids: Vec<NodeId> = self.live.clone();
+                if let Some(me) = self.node_id {
+                    for id in ids {
+                        if let Some(addr) = self.members.get(&id).map(|m| m.info.addr) {
+                            self.send(addr, &Message::Bye { node_id: me });
+                        }
+                    }
+                }
+                self.phase = Phase::Stopped;
+            }
+        }
+    }
+
+    // ----- plumbing ---------------------------------------------------------------------
+
+    fn set_timer(&mut self, timer: Timer, at: Duration) {
+        let slot = &mut self.timers[timer.index()];
+        *slot = Some(slot.map_or(at, |cur| cur.min(at)));
+    }
+
+    fn send(&mut self, to: SocketAddr, msg: &Message) {
+        match encode(msg) {
+            Ok(bytes) => {
+                self.stats.datagrams_out += 1;
+                self.stats.bytes_out += bytes.len() as u64;
+                self.out.push_back(Output::Send { to, bytes });
+            }
+            Err(e) => debug_assert!(false, "the node built an unencodable message: {e}"),
+        }
+    }
+
+    fn event(&mut self, e: Event) {
+        if !self.replaying {
+            self.out.push_back(Output::Event(e));
+        }
+    }
+
+    fn persist(&mut self, r: Record) {
+        if !self.replaying {
+            self.out.push_back(Output::Persist(r));
+        }
+    }
+
+    fn error(&mut self, message: impl Into<String>) {
+        self.event(Event::Error {
+            message: message.into(),
+            fatal: false,
+        });
+    }
+
+    fn fatal(&mut self, message: impl Into<String>) {
+        self.event(Event::Error {
+            message: message.into(),
+            fatal: true,
+        });
+        self.phase = Phase::Stopped;
+    }
+
+    fn my_info(&self) -> Option<PeerInfo> {
+        self.node_id.map(|node_id| PeerInfo {
+            node_id,
+            user: self.params.user.clone(),
+            addr: self.advertised,
+        })
+    }
+
+    fn user_name(&self, id: NodeId) -> String {
+        if Some(id) == self.node_id {
+            return self.params.user.clone();
+        }
+        self.members
+            .get(&id)
+            .map_or_else(|| format!("#{id}"), |m| m.info.user.clone())
+    }
+
+    fn emit_ready(&mut self) {
+        if self.ready_sent {
+            return;
+        }
+        if let Some(node_id) = self.node_id {
+            self.ready_sent = true;
+            self.event(Event::Ready {
+                user: self.params.user.clone(),
+                node_id,
+                addr: self.advertised,
+                first: self.first,
+            });
+        }
+    }
+
+    fn on_timer(&mut self, now: Duration, timer: Timer) {
+        match timer {
+            Timer::Auth => self.auth_timer(now),
+            Timer::Bootstrap => {
+                if self.phase == Phase::AwaitingBootstrap && !self.auth_pending {
+                    // Nobody bootstrapped us: ask again (we may be first by now).
+                    self.auth_pending = true;
+                    self.auth_req = self.rng.random();
+                    self.auth_attempts = 0;
+                    self.set_timer(Timer::Auth, now);
+                }
+            }
+            Timer::Fetch => self.fetch_timer(now),
+            Timer::AntiEntropy => {
+                if let Some(peer) = self.random_live(&[]) {
+                    if let Some(addr) = self.members.get(&peer).map(|m| m.info.addr) {
+                        self.send_digest(addr, NodeId(0), NodeId(u32::MAX), true);
+                    }
+                }
+                self.set_timer(Timer::AntiEntropy, now + self.cfg.anti_entropy_interval);
+            }
+            Timer::Probe => self.probe_timer(now),
+            Timer::ProbeTimeout => self.probe_timeout(),
+            Timer::Hello => self.hello_timer(now),
+            Timer::Private => self.private_timer(now),
+        }
+    }
+
+    // ----- join -------------------------------------------------------------------------
+
+    fn auth_timer(&mut self, now: Duration) {
+        if !self.auth_pending {
+            return;
+        }
+        if self.auth_attempts >= self.cfg.auth_attempts && !self.restored {
+            self.fatal(format!(
+                "auth server {} unreachable after {} attempts",
+                self.params.auth_addr, self.auth_attempts
+            ));
+            return;
+        }
+        let (user, password, req) = (
+            self.params.user.clone(),
+            self.params.password.clone(),
+            self.auth_req,
+        );
+        let msg = if self.params.signup && !self.restored {
+            Message::Signup {
+                req,
+                user,
+                password,
+            }
+        } else {
+            Message::Signin {
+                req,
+                user,
+                password,
+            }
+        };
+        let auth = self.params.auth_addr;
+        self.send(auth, &msg);
+        let backoff = self
+            .cfg
+            .auth_retry_initial
+            .saturating_mul(1u32 << self.auth_attempts.min(16))
+            .min(self.cfg.auth_retry_max);
+        self.auth_attempts = self.auth_attempts.saturating_add(1);
+        self.set_timer(Timer::Auth, now + backoff);
+    }
+
+    fn handle_server(&mut self, now: Duration, msg: Message) {
+        self.auth_last_reply = Some(now);
+        if !self.auth_reachable {
+            self.auth_reachable = true;
+            self.event(Event::AuthServer { reachable: true });
+        }
+        match msg {
+            Message::AuthReply { req, result } => {
+                if req != self.auth_req || !self.auth_pending {
+                    return;
+                }
+                match result {
+                    Ok(adm) => self.admitted(now, adm),
+                    Err(e) => self.fatal(e.to_string()),
+                }
+            }
+            Message::Pending { newcomers } => {
+                for newcomer in newcomers {
+                    self.bootstrap(now, newcomer);
+                }
+            }
+            _ => self.stats.rejected += 1,
+        }
+    }
+
+    fn admitted(&mut self, now: Duration, adm: p2pchat_proto::Admission) {
+        if let Some(id) = self.node_id {
+            if id != adm.node_id {
+                self.fatal(format!(
+                    "the auth server gave node id {} but this data dir belongs to node {}",
+                    adm.node_id, id
+                ));
+                return;
+            }
+        }
+        self.timers[Timer::Auth.index()] = None;
+        self.auth_pending = false;
+        self.node_id = Some(adm.node_id);
+        self.advertised = adm.observed;
+        if !self.restored {
+            self.persist(Record::Identity {
+                node_id: adm.node_id,
+                user: self.params.user.clone(),
+            });
+        }
+        if self.phase == Phase::Member {
+            // Already back in through a remembered peer.
+        } else if adm.first {
+            self.first = !self.restored;
+            self.become_member(now);
+        } else {
+            self.phase = Phase::AwaitingBootstrap;
+            self.set_timer(Timer::Bootstrap, now + self.cfg.bootstrap_timeout);
+        }
+    }
+
+    fn become_member(&mut self, now: Duration) {
+        if self.phase == Phase::Member {
+            return;
+        }
+        self.phase = Phase::Member;
+        self.timers[Timer::Bootstrap.index()] = None;
+        self.emit_ready();
+        let jitter = |rng: &mut ChaCha8Rng, d: Duration| {
+            Duration::from_micros(rng.random_range(0..=d.as_micros().max(1) as u64))
+        };
+        let f = jitter(&mut self.rng, self.cfg.fetch_interval);
+        let a = jitter(&mut self.rng, self.cfg.anti_entropy_interval);
+        let p = jitter(&mut self.rng, self.cfg.probe_interval);
+        self.set_timer(Timer::Fetch, now + f);
+        self.set_timer(Timer::AntiEntropy, now + a);
+        self.set_timer(Timer::Probe, now + p);
+    }
+
+    fn fetch_timer(&mut self, now: Duration) {
+        if let Some(node_id) = self.node_id {
+            let auth = self.params.auth_addr;
+            self.send(auth, &Message::Fetch { node_id });
+        }
+        let silent = self
+            .auth_last_reply
+            .is_none_or(|t| now.saturating_sub(t) > self.cfg.auth_unreachable_after);
+        if silent && self.auth_reachable {
+            self.auth_reachable = false;
+            self.event(Event::AuthServer { reachable: false });
+        }
+        self.set_timer(Timer::Fetch, now + self.cfg.fetch_interval);
+    }
+
+    /// An existing member hands a newcomer the member list.
+    fn bootstrap(&mut self, now: Duration, newcomer: PeerInfo) {
+        let Some(me) = self.my_info() else { return };
+        if newcomer.node_id == me.node_id {
+            return;
+        }
+        let peers: Vec<PeerInfo> = self
+            .members
+            .values()
+            .filter(|m| m.info.node_id != newcomer.node_id)
+            .map(|m| m.info.clone())
+            .collect();
+        let budget = BATCH_BUDGET.saturating_sub(p2pchat_proto::wire::encoded_len(&me));
+        let mut batches = pack_batches(&peers, budget);
+        if batches.is_empty() {
+            batches.push(Vec::new());
+        }
+        for peers in batches {
+            self.send(
+                newcomer.addr,
+                &Message::Connect {
+                    from: me.clone(),
+                    peers,
+                },
+            );
+        }
+        self.learn_member(now, newcomer, false);
+    }
+
+    fn handle_connect(&mut self, now: Duration, from: PeerInfo, peers: Vec<PeerInfo>) {
+        if self.node_id.is_none() {
+            self.stats.rejected += 1;
+            return;
+        }
+        let mut ids = vec![from.node_id];
+        self.learn_member(now, from, true);
+        for p in peers {
+            ids.push(p.node_id);
+            self.learn_member(now, p, false);
+        }
+        for id in ids {
+            self.queue_hello(id, now);
+        }
+        self.become_member(now);
+        self.hello_timer(now);
+    }
+
+    fn queue_hello(&mut self, id: NodeId, now: Duration) {
+        if let Some(m) = self.members.get_mut(&id) {
+            if m.hello.is_none() {
+                m.hello = Some((self.cfg.hello_attempts, now));
+                self.set_timer(Timer::Hello, now);
+            }
+        }
+    }
+
+    fn hello_timer(&mut self, now: Duration) {
+        let Some(me) = self.my_info() else { return };
+        let joined = !self.restored;
+        let mut due = Vec::new();
+        let mut next: Option<Duration> = None;
+        for m in self.members.values_mut() {
+            if let Some((left, at)) = m.hello {
+                if at <= now {
+                    due.push(m.info.addr);
+                    m.hello = if left > 1 {
+                        Some((left - 1, now + self.cfg.hello_retry))
+                    } else {
+                        // Give up; keep it "pending" so it is not re-queued. Gossip covers it.
+                        Some((0, Duration::MAX))
+                    };
+                }
+                if let Some((l, at)) = m.hello {
+                    if l > 0 {
+                        next = Some(next.map_or(at, |n: Duration| n.min(at)));
+                    }
+                }
+            }
+        }
+        for addr in due {
+            self.send(
+                addr,
+                &Message::Hello {
+                    info: me.clone(),
+                    joined,
+                },
+            );
+        }
+        if let Some(at) = next {
+            self.set_timer(Timer::Hello, at);
+        }
+    }
+
+    fn handle_hello(&mut self, now: Duration, from: SocketAddr, info: PeerInfo, joined: bool) {
+        if Some(info.node_id) == self.node_id {
+            return;
+        }
+        let was_online = self
+            .members
+            .get(&info.node_id)
+            .is_some_and(|m| m.status == PeerStatus::Online && m.info == info);
+        self.learn_member(now, info.clone(), true);
+        if !was_online || joined {
+            self.event(Event::Peer {
+                info,
+                status: PeerStatus::Online,
+                joined,
+            });
+        }
+        if let Some(me) = self.my_info() {
+            self.send(from, &Message::HelloAck { info: me });
+        }
+    }
+
+    fn handle_hello_ack(&mut self, now: Duration, info: PeerInfo) {
+        let id = info.node_id;
+        self.learn_member(now, info, true);
+        if let Some(m) = self.members.get_mut(&id) {
+            m.hello = Some((0, Duration::MAX));
+        }
+        // A restored node may be back before (or without) the server answering.
+        if self.node_id.is_some() {
+            self.become_member(now);
+        }
+    }
+
+    fn handle_bye(&mut self, now: Duration, from: SocketAddr, node_id: NodeId) {
+        if self.by_addr.get(&from) == Some(&node_id) {
+            self.set_status(now, node_id, PeerStatus::Offline);
+        } else {
+            self.stats.rejected += 1;
+        }
+    }
+
+    // ----- membership -------------------------------------------------------------------
+
+    fn learn_member(&mut self, now: Duration, info: PeerInfo, heard: bool) {
+        if Some(info.node_id) == self.node_id {
+            return;
+        }
+        let id = info.node_id;
+        match self.members.get_mut(&id) {
+            Some(m) => {
+                if m.info != info {
+                    self.by_addr.remove(&m.info.addr);
+                    m.info = info.clone();
+                    self.by_addr.insert(info.addr, id);
+                    self.persist(Record::Peer(info));
+                }
+                if heard {
+                    self.mark_heard_id(now, id);
+                }
+            }
+            None => {
+                self.by_addr.insert(info.addr, id);
+                self.members.insert(
+                    id,
+                    Member {
+                        info: info.clone(),
+                        status: PeerStatus::Online,
+                        last_heard: now,
+                        suspect_since: None,
+                        hello: None,
+                    },
+                );
+                self.live_insert(id);
+                self.probe_order.push(id);
+                self.persist(Record::Peer(info.clone()));
+                if !self.replaying && !heard {
+                    self.event(Event::Peer {
+                        info,
+                        status: PeerStatus::Online,
+                        joined: false,
+                    });
+                }
+            }
+        }
+    }
+
+    fn learn_gossip(&mut self, now: Duration, gossip: Vec<PeerInfo>) {
+        for info in gossip {
+            if !self.members.contains_key(&info.node_id) {
+                self.learn_member(now, info, false);
+            }
+        }
+    }
+
+    fn gossip_sample(&mut self) -> Vec<PeerInfo> {
+        let mut out = Vec::new();
+        for _ in 0..self.cfg.gossip_members {
+            if let Some(id) = self.random_live(&[]) {
+                if let Some(m) = self.members.get(&id) {
+                    if !out.contains(&m.info) {
+                        out.push(m.info.clone());
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    fn mark_heard(&mut self, now: Duration, from: SocketAddr) {
+        if let Some(&id) = self.by_addr.get(&from) {
+            self.mark_heard_id(now, id);
+        }
+    }
+
+    fn mark_heard_id(&mut self, now: Duration, id: NodeId) {
+        if let Some(m) = self.members.get_mut(&id) {
+            m.last_heard = now;
+            if m.status != PeerStatus::Online {
+                self.set_status(now, id, PeerStatus::Online);
+            }
+        }
+    }
+
+    fn set_status(&mut self, now: Duration, id: NodeId, status: PeerStatus) {
+        let Some(m) = self.members.get_mut(&id) else {
+            return;
+        };
+        if m.status == status {
+            return;
+        }
+        let was_offline = m.status == PeerStatus::Offline;
+        m.status = status;
+        m.suspect_since = (status == PeerStatus::Suspect).then_some(now);
+        let info = m.info.clone();
+        match status {
+            PeerStatus::Offline => self.live_remove(id),
+            _ => self.live_insert(id),
+        }
+        if status == PeerStatus::Online && was_offline {
+            // It is back: flush what we owe it now rather than at the next backoff.
+            if let Some(conv) = self.conversations.get_mut(&id) {
+                for o in conv.outbox.values_mut() {
+                    o.next_try = now;
+                    o.rto = self.cfg.private_rto_initial;
+                }
+                if !conv.outbox.is_empty() {
+                    self.set_timer(Timer::Private, now);
+                }
+            }
+        }
+        self.event(Event::Peer {
+            info,
+            status,
+            joined: false,
+        });
+    }
+
+    fn live_insert(&mut self, id: NodeId) {
+        if !self.live_pos.contains_key(&id) {
+            self.live_pos.insert(id, self.live.len());
+            self.live.push(id);
+        }
+    }
+
+    fn live_remove(&mut self, id: NodeId) {
+        if let Some(pos) = self.live_pos.remove(&id) {
+            self.live.swap_remove(pos);
+            if let Some(&moved) = self.live.get(pos) {
+                self.live_pos.insert(moved, pos);
+            }
+        }
+    }
+
+    fn random_live(&mut self, exclude: &[NodeId]) -> Option<NodeId> {
+        self.sample_live(1, exclude).pop()
+    }
+
+    /// Up to `k` distinct random members that are not offline, skipping `exclude`.
+    fn sample_live(&mut self, k: usize, exclude: &[NodeId]) -> Vec<NodeId> {
+        let n = self.live.len();
+        if n <= k + exclude.len() {
+            return self
+                .live
+                .iter()
+                .copied()
+                .filter(|id| !exclude.contains(id))
+                .take(k)
+                .collect();
+        }
+        let mut out = Vec::with_capacity(k);
+        let mut tries = 0;
+        while out.len() < k && tries < 8 * k + 16 {
+            tries += 1;
+            let id = self.live[self.rng.random_range(0..n)];
+            if !exclude.contains(&id) && !out.contains(&id) {
+                out.push(id);
+            }
+        }
+        out
+    }
+
+    fn probe_timer(&mut self, now: Duration) {
+        // Finish the previous probe.
+        if let Some(p) = self.probe.take() {
+            if !p.acked {
+                let status = self.members.get(&p.target).map(|m| m.status);
+                if status == Some(PeerStatus::Online) {
+                    self.set_status(now, p.target, PeerStatus::Suspect);
+                }
+            }
+        }
+        // Suspects not heard from in time are declared offline.
+        let expired: Vec<NodeId> = self
+            .members
+            .iter()
+            .filter(|(_, m)| {
+                m.status == PeerStatus::Suspect
+                    && m.suspect_since
+                        .is_some_and(|s| now.saturating_sub(s) >= self.cfg.suspect_timeout)
+                    && now.saturating_sub(m.last_heard) >= self.cfg.suspect_timeout
+            })
+            .map(|(&id, _)| id)
+            .collect();
+        for id in expired {
+            self.set_status(now, id, PeerStatus::Offline);
+        }
+        self.relays.retain(|_, (_, _, until)| *until > now);
+        // Next target: suspects first (to confirm or clear them quickly), then round-robin.
+        let suspect = self
+            .members
+            .iter()
+            .find(|(_, m)| m.status == PeerStatus::Suspect)
+            .map(|(&id, _)| id)
+            .filter(|_| self.rng.random_bool(0.5));
+        let target = suspect.or_else(|| self.next_round_robin());
+        if let Some(target) = target {
+            if let Some(addr) = self.members.get(&target).map(|m| m.info.addr) {
+                let nonce: u64 = self.rng.random();
+                let gossip = self.gossip_sample();
+                self.send(addr, &Message::Ping { nonce, gossip });
+                self.probe = Some(Probe {
+                    target,
+                    nonce,
+                    acked: false,
+                });
+                self.set_timer(Timer::ProbeTimeout, now + self.cfg.probe_timeout);
+            }
+        }
+        self.set_timer(Timer::Probe, now + self.cfg.probe_interval);
+    }
+
+    fn next_round_robin(&mut self) -> Option<NodeId> {
+        if self.probe_order.is_empty() {
+            return None;
+        }
+        if self.probe_next >= self.probe_order.len() {
+            self.probe_next = 0;
+            // Reshuffle each cycle (Fisher-Yates with the node's seeded RNG).
+            for i in (1..self.probe_order.len()).rev() {
+                let j = self.rng.random_range(0..=i);
+                self.probe_order.swap(i, j);
+            }
+        }
+        let id = self.probe_order[self.probe_next];
+        self.probe_next += 1;
+        Some(id)
+    }
+
+    fn probe_timeout(&mut self) {
+        let Some((target, nonce)) = self
+            .probe
+            .as_ref()
+            .filter(|p| !p.acked)
+            .map(|p| (p.target, p.nonce))
+        else {
+            return;
+        };
+        let Some(target_addr) = self.members.get(&target).map(|m| m.info.addr) else {
+            return;
+        };
+        let helpers = self.sample_live(self.cfg.indirect_probes, &[target]);
+        for h in helpers {
+            if let Some(addr) = self.members.get(&h).map(|m| m.info.addr) {
+                self.send(
+                    addr,
+                    &Message::PingReq {
+                        nonce,
+                        target: target_addr,
+                    },
+                );
+            }
+        }
+    }
+
+    fn handle_ack(&mut self, now: Duration, nonce: u64) {
+        if let Some((requester, orig, _)) = self.relays.remove(&nonce) {
+            self.send(
+                requester,
+                &Message::Ack {
+                    nonce: orig,
+                    gossip: Vec::new(),
+                },
+            );
+            return;
+        }
+        if let Some(p) = self.probe.as_mut() {
+            if p.nonce == nonce {
+                p.acked = true;
+                let target = p.target;
+                self.mark_heard_id(now, target);
+            }
+        }
+    }
+
+    // ----- group chat -------------------------------------------------------------------
+
+    fn say(&mut self, now: Duration, text: String) {
+        let Some(me) = self.node_id else {
+            self.error("not signed in yet");
+            return;
+        };
+        if text.trim().is_empty() {
+            self.error("empty message");
+            return;
+        }
+        if text.len() > MAX_TEXT_BYTES {
+            self.error(format!(
+                "message too long: {} bytes (limit {MAX_TEXT_BYTES})",
+                text.len()
+            ));
+            return;
+        }
+        let deps: Vec<Dot> = self
+            .frontier
+            .iter()
+            .filter(|(&a, _)| a != me)
+            .map(|(&a, &s)| Dot::new(a, s))
+            .collect();
+        if deps.len() > MAX_DEPS {
+            self.error("too many concurrent messages to reference; try again in a moment");
+            return;
+        }
+        let msg = GroupMsg {
+            author: me,
+            seq: self.delivered.get(me) + 1,
+            lamport: self.max_lamport + 1,
+            deps,
+            text,
+        };
+        if let Err(e) = encode(&Message::Group {
+            hop: 0,
+            msg: msg.clone(),
+        }) {
+            self.error(format!("message too long: {e}"));
+            return;
+        }
+        let dot = msg.dot();
+        // Delivering our own message persists it before anything is sent.
+        self.holdback.insert(dot, msg.clone());
+        self.try_deliver(now, dot);
+        self.delivery_hops.insert(dot, 0);
+        self.gossip(msg, 0, &[me]);
+    }
+
+    fn gossip(&mut self, msg: GroupMsg, hop: u16, exclude: &[NodeId]) {
+        let targets = self.sample_live(self.cfg.fanout, exclude);
+        if targets.is_empty() {
+            return;
+        }
+        let wire = Message::Group { hop, msg };
+        if let Ok(bytes) = encode(&wire) {
+            for t in targets {
+                if let Some(addr) = self.members.get(&t).map(|m| m.info.addr) {
+                    self.stats.datagrams_out += 1;
+                    self.stats.bytes_out += bytes.len() as u64;
+                    self.out.push_back(Output::Send {
+                        to: addr,
+                        bytes: bytes.clone(),
+                    });
+                }
+            }
+        }
+    }
+
+    fn receive_group(
+        &mut self,
+        now: Duration,
+        msg: GroupMsg,
+        hop: u16,
+        from: Option<SocketAddr>,
+        forward: bool,
+    ) {
+        self.stats.group_payloads += 1;
+        let dot = msg.dot();
+        if self.delivered.get(msg.author) >= msg.seq || self.holdback.contains_key(&dot) {
+            self.stats.group_duplicates += 1;
+            return;
+        }
+        if self.holdback.len() >= self.cfg.holdback_limit {
+            // Anti-entropy brings it back once the backlog drains.
+            self.stats.holdback_dropped += 1;
+            return;
+        }
+        if forward {
+            let mut exclude = vec![msg.author];
+            if let Some(sender) = from.and_then(|a| self.by_addr.get(&a).copied()) {
+                exclude.push(sender);
+            }
+            if let Some(me) = self.node_id {
+                exclude.push(me);
+            }
+            self.gossip(msg.clone(), hop.saturating_add(1), &exclude);
+        }
+        let hop = if hop == u16::MAX { hop } else { hop.saturating_add(1) };
+        self.delivery_hops.insert(dot, hop);
+        self.holdback.insert(dot, msg);
+        self.try_deliver(now, dot);
+    }
+
+    /// The first causal dependency of `msg` not yet delivered, if any.
+    fn first_missing(&self, msg: &GroupMsg) -> Option<Dot> {
+        if self.delivered.get(msg.author) + 1 != msg.seq {
+            return Some(Dot::new(msg.author, msg.seq - 1));
+        }
+        msg.deps
+            .iter()
+            .find(|d| self.delivered.get(d.author) < d.seq)
+            .copied()
+    }
+
+    fn try_deliver(&mut self, now: Duration, dot: Dot) {
+        let mut stack = vec![dot];
+        while let Some(dot) = stack.pop() {
+            let Some(msg) = self.holdback.get(&dot) else {
+                continue;
+            };
+            match self.first_missing(msg) {
+                Some(missing) => self.waiting.entry(missing).or_default().push(dot),
+                None => {
+                    if let Some(msg) = self.holdback.remove(&dot) {
+                        self.deliver(now, msg);
+                        if let Some(waiters) = self.waiting.remove(&dot) {
+                            stack.extend(waiters);
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    fn deliver(&mut self, _now: Duration, msg: GroupMsg) {
+        let author = msg.author;
+        for d in &msg.deps {
+            if self.frontier.get(&d.author).is_some_and(|&s| s <= d.seq) {
+                self.frontier.remove(&d.author);
+            }
+        }
+        self.frontier.insert(author, msg.seq);
+        self.delivered.set(author, msg.seq);
+        self.max_lamport = self.max_lamport.max(msg.lamport);
+        let clock = self.cfg.full_clocks.then(|| {
+            let mut c = VectorClock::new();
+            if msg.seq > 1 {
+                if let Some(prev) = self.find(Dot::new(author, msg.seq - 1)) {
+                    if let Some(pc) = &prev.clock {
+                        c.merge(pc);
+                    }
+                }
+            }
+            for d in &msg.deps {
+                if let Some(dc) = self.find(*d).and_then(|p| p.clock.as_ref()) {
+                    c.merge(dc);
+                }
+            }
+            c.set(author, msg.seq);
+            c
+        });
+        self.stats.group_delivered += 1;
+        self.persist(Record::Group(msg.clone()));
+        let idx = self.history.len() as u32;
+        self.by_author.entry(author).or_default().push(idx);
+        self.history.push(Delivered { msg, clock });
+        if !self.replaying {
+            if let Some(last) = self.history.last() {
+                let entry = self.group_entry(last);
+                self.event(Event::Message(entry));
+            }
+        }
+    }
+
+    fn find(&self, dot: Dot) -> Option<&Delivered> {
+        let idx = *self
+            .by_author
+            .get(&dot.author)?
+            .get(usize::try_from(dot.seq).ok()?.checked_sub(1)?)?;
+        self.history.get(idx as usize)
+    }
+
+    fn group_entry(&self, d: &Delivered) -> HistoryEntry {
+        HistoryEntry {
+            scope: Scope::Group,
+            id: d.msg.dot().to_string(),
+            from_id: d.msg.author,
+            from: self.user_name(d.msg.author),
+            to: None,
+            text: d.msg.text.clone(),
+            clock: d.clock.clone(),
+            order: d.msg.lamport,
+            seq: d.msg.seq,
+        }
+    }
+
+    /// Digest chunks of our delivered counters over `lo..=hi`.
+    fn send_digest(&mut self, to: SocketAddr, lo: NodeId, hi: NodeId, reply: bool) {
+        let entries: Vec<(NodeId, u64)> = self.delivered.range(lo, hi).collect();
+        if entries.is_empty() {
+            self.send(
+                to,
+                &Message::Digest {
+                    lo,
+                    hi,
+                    entries,
+                    reply,
+                },
+            );
+            return;
+        }
+        let chunks: Vec<&[(NodeId, u64)]> = entries.chunks(DIGEST_CHUNK).collect();
+        let mut start = lo;
+        for (i, chunk) in chunks.iter().enumerate() {
+            let end = if i + 1 == chunks.len() {
+                hi
+            } else {
+                chunk.last().map_or(hi, |(id, _)| *id)
+            };
+            self.send(
+                to,
+                &Message::Digest {
+                    lo: start,
+                    hi: end,
+                    entries: chunk.to_vec(),
+                    reply,
+                },
+            );
+            start = NodeId(end.0.saturating_add(1));
+        }
+    }
+
+    fn handle_digest(
+        &mut self,
+        from: SocketAddr,
+        lo: NodeId,
+        hi: NodeId,
+        entries: Vec<(NodeId, u64)>,
+        reply: bool,
+    ) {
+        let theirs: HashMap<NodeId, u64> = entries.iter().copied().collect();
+        let mut missing: Vec<(u64, NodeId, u64)> = Vec::new();
+        for (author, mine) in self.delivered.range(lo, hi) {
+            let have = theirs.get(&author).copied().unwrap_or(0);
+            for seq in have + 1..=mine {
+                if let Some(d) = self.find(Dot::new(author, seq)) {
+                    missing.push((d.msg.lamport, author, seq));
+                }
+            }
+        }
+        let they_are_ahead = theirs.iter().any(|(&a, &s)| s > self.delivered.get(a));
+        if !missing.is_empty() {
+            missing.sort_unstable();
+            let msgs: Vec<GroupMsg> = missing
+                .iter()
+                .filter_map(|&(_, a, s)| self.find(Dot::new(a, s)).map(|d| d.msg.clone()))
+                .collect();
+            let batches = pack_batches(&msgs, BATCH_BUDGET);
+            let total = batches.len();
+            for (i, batch) in batches
+                .into_iter()
+                .take(self.cfg.repair_max_datagrams)
+                .enumerate()
+            {
+                let more = i + 1 == self.cfg.repair_max_datagrams && total > i + 1;
+                self.send(from, &Message::Repair { msgs: batch, more });
+            }
+        }
+        if reply && they_are_ahead {
+            self.send_digest(from, lo, hi, false);
+        }
+    }
+
+    // ----- private chat -----------------------------------------------------------------
+
+    fn member_by_name(&self, user: &str) -> Option<NodeId> {
+        self.members
+            .values()
+            .find(|m| m.info.user == user)
+            .map(|m| m.info.node_id)
+    }
+
+    fn send_private(&mut self, now: Duration, to: &str, text: String) {
+        let Some(me) = self.node_id else {
+            self.error("not signed in yet");
+            return;
+        };
+        if to == self.params.user {
+            self.error("cannot send a private message to yourself");
+            return;
+        }
+        let Some(peer) = self.member_by_name(to) else {
+            self.error(format!("unknown user: {to}"));
+            return;
+        };
+        if text.trim().is_empty() {
+            self.error("empty message");
+            return;
+        }
+        if text.len() > MAX_TEXT_BYTES {
+            self.error(format!(
+                "message too long: {} bytes (limit {MAX_TEXT_BYTES})",
+                text.len()
+            ));
+            return;
+        }
+        let conv = self.conversations.entry(peer).or_default();
+        let msg = PrivateMsg {
+            from: me,
+            to: peer,
+            seq: conv.sent + 1,
+            seen: conv.delivered,
+            text,
+        };
+        conv.sent = msg.seq;
+        conv.history.push(msg.clone());
+        conv.outbox.insert(
+            msg.seq,
+            Outgoing {
+                msg: msg.clone(),
+                next_try: now + self.cfg.private_rto_initial,
+                rto: self.cfg.private_rto_initial,
+            },
+        );
+        self.persist(Record::PrivateOut(msg.clone()));
+        let entry = self.private_entry(&msg);
+        self.event(Event::Message(entry));
+        if let Some(addr) = self.members.get(&peer).map(|m| m.info.addr) {
+            self.send(addr, &Message::Private(msg));
+        }
+        self.set_timer(Timer::Private, now + self.cfg.private_rto_initial);
+    }
+
+    fn private_timer(&mut self, now: Duration) {
+        let mut resend = Vec::new();
+        let mut next: Option<Duration> = None;
+        for (peer, conv) in self.conversations.iter_mut() {
+            for o in conv.outbox.values_mut() {
+                if o.next_try <= now {
+                    resend.push((*peer, o.msg.clone()));
+                    o.rto = (o.rto * 2).min(self.cfg.private_rto_max);
+                    o.next_try = now + o.rto;
+                }
+                next = Some(next.map_or(o.next_try, |n: Duration| n.min(o.next_try)));
+            }
+        }
+        for (peer, msg) in resend {
+            if let Some(addr) = self.members.get(&peer).map(|m| m.info.addr) {
+                self.stats.private_retransmits += 1;
+                self.send(addr, &Message::Private(msg));
+            }
+        }
+        if let Some(at) = next {
+            self.set_timer(Timer::Private, at);
+        }
+    }
+
+    fn handle_private(&mut self, _now: Duration, from: SocketAddr, msg: PrivateMsg) {
+        if Some(msg.to) != self.node_id || self.by_addr.get(&from) != Some(&msg.from) {
+            self.stats.rejected += 1;
+            return;
+        }
+        let limit = self.cfg.private_buffer_limit;
+        let conv = self.conversations.entry(msg.from).or_default();
+        let peer = msg.from;
+        let me = msg.to;
+        let mut ready = Vec::new();
+        if msg.seq <= conv.delivered {
+            self.stats.private_duplicates += 1;
+        } else if msg.seq == conv.delivered + 1 {
+            conv.delivered = msg.seq;
+            ready.push(msg);
+            while let Some(next) = conv.inbox.remove(&(conv.delivered + 1)) {
+                conv.delivered = next.seq;
+                ready.push(next);
+            }
+        } else if conv.inbox.len() < limit {
+            conv.inbox.insert(msg.seq, msg);
+        }
+        let upto = conv.delivered;
+        for m in ready {
+            self.stats.private_delivered += 1;
+            self.persist(Record::PrivateIn(m.clone()));
+            let entry = self.private_entry(&m);
+            if let Some(conv) = self.conversations.get_mut(&peer) {
+                conv.history.push(m);
+            }
+            self.event(Event::Message(entry));
+        }
+        self.send(
+            from,
+            &Message::PrivateAck {
+                from: me,
+                to: peer,
+                upto,
+            },
+        );
+    }
+
+    fn handle_private_ack(&mut self, peer: NodeId, to: NodeId, upto: u64) {
+        if Some(to) != self.node_id {
+            self.stats.rejected += 1;
+            return;
+        }
+        let Some(conv) = self.conversations.get_mut(&peer) else {
+            self.stats.rejected += 1;
+            return;
+        };
+        let upto = upto.min(conv.sent);
+        if upto <= conv.acked {
+            return;
+        }
+        conv.acked = upto;
+        conv.outbox.retain(|&seq, _| seq > upto);
+        self.persist(Record::PrivateAcked { peer, upto });
+        let name = self.user_name(peer);
+        self.event(Event::Acked { peer: name, upto });
+    }
+
+    fn private_entry(&self, m: &PrivateMsg) -> HistoryEntry {
+        let clock: VectorClock = [(m.from, m.seq), (m.to, m.seen)].into_iter().collect();
+        HistoryEntry {
+            scope: Scope::Private,
+            id: format!("{}>{}.{}", m.from, m.to, m.seq),
+            from_id: m.from,
+            from: self.user_name(m.from),
+            to: Some(self.user_name(m.to)),
+            text: m.text.clone(),
+            clock: Some(clock),
+            order: m.seq + m.seen,
+            seq: m.seq,
+        }
+    }
+
+    fn show_history(&mut self, with: Option<String>, last: Option<usize>) {
+        let (scope, mut messages) = match &with {
+            None => (Scope::Group, self.group_history()),
+            Some(user) => match self.member_by_name(user) {
+                Some(id) => (Scope::Private, self.private_history(id)),
+                None => {
+                    self.error(format!("unknown user: {user}"));
+                    return;
+                }
+            },
+        };
+        if let Some(n) = last {
+            let skip = messages.len().saturating_sub(n);
+            messages.drain(..skip);
+        }
+        self.event(Event::History {
+            scope,
+            with,
+            messages,
+        });
+    }
+
+    /// All held-back dots (for tests and diagnostics).
+    pub fn held_back(&self) -> HashSet<Dot> {
+        self.holdback.keys().copied().collect()
+    }
+}
+
+#[cfg(test)]
+mod tests;
