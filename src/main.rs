@@ -1,1 +1,11 @@
-fn main() {}
+//! # p2pchat
+//!
+//! The command line: `auth-server`, `node`, `demo`, `sim`. See `p2pchat --help`.
+
+#![forbid(unsafe_code)]
+
+mod cli;
+
+fn main() -> std::process::ExitCode {
+    cli::main()
+}

@@ -14,7 +14,7 @@ use crate::config::AuthConfig;
 use crate::io::{Event, Output, Record, Stats};
 use p2pchat_proto::wire::{self, valid_username, MAX_PASSWORD};
 use p2pchat_proto::{decode, encode, Admission, AuthError, Message, NodeId, PeerInfo};
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -60,6 +60,7 @@ pub struct AuthServer {
     cfg: AuthConfig,
     creds: Box<dyn Credentials>,
     accounts: HashMap<String, Account>,
+    ids: HashSet<NodeId>,
     next_id: u32,
     live: HashMap<NodeId, Live>,
     queue: VecDeque<Waiting>,
@@ -75,6 +76,7 @@ impl AuthServer {
             cfg,
             creds,
             accounts: HashMap::new(),
+            ids: HashSet::new(),
             next_id: 1,
             live: HashMap::new(),
             queue: VecDeque::new(),
@@ -90,6 +92,7 @@ impl AuthServer {
             } = record
             {
                 server.next_id = server.next_id.max(node_id.0.saturating_add(1));
+                server.ids.insert(*node_id);
                 server.accounts.insert(
                     user.clone(),
                     Account {
@@ -219,6 +222,7 @@ impl AuthServer {
             self.check_capacity(now, None)?;
             let node_id = NodeId(self.next_id);
             self.next_id = self.next_id.saturating_add(1);
+            self.ids.insert(node_id);
             let password_hash = self.creds.hash(password);
             self.out.push_back(Output::Persist(Record::User {
                 user: user.to_string(),
@@ -302,7 +306,7 @@ impl AuthServer {
     }
 
     fn fetch(&mut self, now: Duration, from: SocketAddr, node_id: NodeId) {
-        if !self.accounts.values().any(|a| a.node_id == node_id) {
+        if !self.ids.contains(&node_id) {
             self.stats.rejected += 1;
             return;
         }

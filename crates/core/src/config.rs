@@ -58,7 +58,7 @@ impl Default for NodeConfig {
             fanout: 4,
             auth_retry_initial: Duration::from_millis(300),
             auth_retry_max: Duration::from_secs(2),
-            auth_attempts: 8,
+            auth_attempts: 12,
             bootstrap_timeout: Duration::from_secs(3),
             fetch_interval: Duration::from_millis(500),
             auth_unreachable_after: Duration::from_secs(3),

@@ -22,12 +22,19 @@ use p2pchat_proto::{
 };
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
-use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use foldhash::{HashMap, HashMapExt, HashSet};
+use std::collections::{BTreeMap, VecDeque};
 use std::net::SocketAddr;
 use std::time::Duration;
 
 /// Digest entries per datagram (each at most ~14 bytes).
 const DIGEST_CHUNK: usize = 70;
+/// Recently learned members remembered for membership repair.
+const RECENT_MEMBERS: usize = 128;
+/// Recently learned members passed on in each HelloAck.
+const RECENT_IN_ACK: usize = 6;
+/// Least time between two full member lists sent to the same peer by membership repair.
+const FULL_LIST_COOLDOWN: Duration = Duration::from_secs(10);
 
 /// The timers of a node; each has one deadline slot.
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]
@@ -159,6 +166,10 @@ pub struct Node {
     /// Members not offline, for O(1) random peer choice.
     live: Vec<NodeId>,
     live_pos: HashMap<NodeId, usize>,
+    /// The members learned most recently, newest last.
+    recent: VecDeque<NodeId>,
+    /// When we last sent each peer our whole member list.
+    full_lists_sent: HashMap<SocketAddr, Duration>,
 
     delivered: VectorClock,
     history: Vec<Delivered>,
@@ -169,8 +180,10 @@ pub struct Node {
     max_lamport: u64,
     delivery_hops: HashMap<Dot, u16>,
 
-    conversations: HashMap<NodeId, Conversation>,
+    conversations: BTreeMap<NodeId, Conversation>,
 
+    /// Members currently suspect (kept apart so each probe round does not scan everyone).
+    suspects: std::collections::BTreeSet<NodeId>,
     probe_order: Vec<NodeId>,
     probe_next: usize,
     probe: Option<Probe>,
@@ -211,6 +224,8 @@ impl Node {
             by_addr: HashMap::new(),
             live: Vec::new(),
             live_pos: HashMap::new(),
+            recent: VecDeque::new(),
+            full_lists_sent: HashMap::new(),
             delivered: VectorClock::new(),
             history: Vec::new(),
             by_author: HashMap::new(),
@@ -219,7 +234,8 @@ impl Node {
             frontier: BTreeMap::new(),
             max_lamport: 0,
             delivery_hops: HashMap::new(),
-            conversations: HashMap::new(),
+            conversations: BTreeMap::new(),
+            suspects: std::collections::BTreeSet::new(),
             probe_order: Vec::new(),
             probe_next: 0,
             probe: None,
@@ -404,7 +420,10 @@ impl Node {
         match msg {
             Message::Connect { from: info, peers } => self.handle_connect(now, info, peers),
             Message::Hello { info, joined } => self.handle_hello(now, from, info, joined),
-            Message::HelloAck { info } => self.handle_hello_ack(now, info),
+            Message::HelloAck { info, recent } => {
+                self.learn_gossip(now, recent);
+                self.handle_hello_ack(now, info);
+            }
             Message::Bye { node_id } => self.handle_bye(now, from, node_id),
             Message::Group { hop, msg } => self.receive_group(now, msg, hop, Some(from), true),
             Message::Repair { msgs, more } => {
@@ -420,7 +439,15 @@ impl Node {
                 hi,
                 entries,
                 reply,
-            } => self.handle_digest(from, lo, hi, entries, reply),
+                members,
+            } => {
+                // Membership anti-entropy rides on the first digest chunk.
+                let known = self.members.len() + 1;
+                if lo == NodeId(0) && (members as usize) < known {
+                    self.repair_members(now, from, known - members as usize);
+                }
+                self.handle_digest(from, lo, hi, entries, reply);
+            }
             Message::Private(msg) => self.handle_private(now, from, msg),
             Message::PrivateAck { from: peer, to, upto } => self.handle_private_ack(peer, to, upto),
             Message::Ping { nonce, gossip } => {
@@ -613,7 +640,7 @@ impl Node {
         if !self.auth_pending {
             return;
         }
-        if self.auth_attempts >= self.cfg.auth_attempts && !self.restored {
+        if self.auth_attempts >= self.cfg.auth_attempts && self.node_id.is_none() {
             self.fatal(format!(
                 "auth server {} unreachable after {} attempts",
                 self.params.auth_addr, self.auth_attempts
@@ -686,6 +713,8 @@ impl Node {
         }
         self.timers[Timer::Auth.index()] = None;
         self.auth_pending = false;
+        // The account exists now: any later request (re-signin after a bootstrap timeout) signs in.
+        self.params.signup = false;
         self.node_id = Some(adm.node_id);
         self.advertised = adm.observed;
         if !self.restored {
@@ -740,16 +769,56 @@ impl Node {
 
     /// An existing member hands a newcomer the member list.
     fn bootstrap(&mut self, now: Duration, newcomer: PeerInfo) {
-        let Some(me) = self.my_info() else { return };
-        if newcomer.node_id == me.node_id {
+        if Some(newcomer.node_id) == self.node_id {
             return;
         }
+        let addr = newcomer.addr;
+        self.learn_member(now, newcomer, false);
+        self.send_members(addr);
+    }
+
+    /// A peer knows fewer members than we do: send it the members we learned last, or the
+    /// whole list when it lacks more than those (at most every `FULL_LIST_COOLDOWN`).
+    fn repair_members(&mut self, now: Duration, to: SocketAddr, lacking: usize) {
+        // Now and then the whole list, in case what it lacks is older than `recent`.
+        if lacking <= self.recent.len() && !self.rng.random_ratio(1, 16) {
+            let peers: Vec<PeerInfo> = self
+                .recent
+                .iter()
+                .filter_map(|id| self.members.get(id))
+                .filter(|m| m.info.addr != to)
+                .map(|m| m.info.clone())
+                .collect();
+            self.send_connect(to, peers);
+            return;
+        }
+        let recently = self
+            .full_lists_sent
+            .get(&to)
+            .is_some_and(|&at| now.saturating_sub(at) < FULL_LIST_COOLDOWN);
+        if !recently {
+            if self.full_lists_sent.len() >= 1024 {
+                self.full_lists_sent
+                    .retain(|_, at| now.saturating_sub(*at) < FULL_LIST_COOLDOWN);
+            }
+            self.full_lists_sent.insert(to, now);
+            self.send_members(to);
+        }
+    }
+
+    /// Sends our member list (and ourselves) as `Connect` chunks.
+    fn send_members(&mut self, to: SocketAddr) {
         let peers: Vec<PeerInfo> = self
             .members
             .values()
-            .filter(|m| m.info.node_id != newcomer.node_id)
+            .filter(|m| m.info.addr != to)
             .map(|m| m.info.clone())
             .collect();
+        self.send_connect(to, peers);
+    }
+
+    fn send_connect(&mut self, to: SocketAddr, peers: Vec<PeerInfo>) {
+        let Some(me) = self.my_info() else { return };
         let budget = BATCH_BUDGET.saturating_sub(p2pchat_proto::wire::encoded_len(&me));
         let mut batches = pack_batches(&peers, budget);
         if batches.is_empty() {
@@ -757,14 +826,13 @@ impl Node {
         }
         for peers in batches {
             self.send(
-                newcomer.addr,
+                to,
                 &Message::Connect {
                     from: me.clone(),
                     peers,
                 },
             );
         }
-        self.learn_member(now, newcomer, false);
     }
 
     fn handle_connect(&mut self, now: Duration, from: PeerInfo, peers: Vec<PeerInfo>) {
@@ -782,7 +850,7 @@ impl Node {
             self.queue_hello(id, now);
         }
         self.become_member(now);
-        self.hello_timer(now);
+        self.set_timer(Timer::Hello, now);
     }
 
     fn queue_hello(&mut self, id: NodeId, now: Duration) {
@@ -839,6 +907,7 @@ impl Node {
             .members
             .get(&info.node_id)
             .is_some_and(|m| m.status == PeerStatus::Online && m.info == info);
+        let id = info.node_id;
         self.learn_member(now, info.clone(), true);
         if !was_online || joined {
             self.event(Event::Peer {
@@ -848,7 +917,15 @@ impl Node {
             });
         }
         if let Some(me) = self.my_info() {
-            self.send(from, &Message::HelloAck { info: me });
+            let recent: Vec<PeerInfo> = self
+                .recent
+                .iter()
+                .rev()
+                .take(RECENT_IN_ACK)
+                .filter(|&&r| r != id)
+                .filter_map(|id| self.members.get(id).map(|m| m.info.clone()))
+                .collect();
+            self.send(from, &Message::HelloAck { info: me, recent });
         }
     }
 
@@ -905,6 +982,10 @@ impl Node {
                 );
                 self.live_insert(id);
                 self.probe_order.push(id);
+                if self.recent.len() >= RECENT_MEMBERS {
+                    self.recent.pop_front();
+                }
+                self.recent.push_back(id);
                 self.persist(Record::Peer(info.clone()));
                 if !self.replaying && !heard {
                     self.event(Event::Peer {
@@ -963,6 +1044,11 @@ impl Node {
         }
         let was_offline = m.status == PeerStatus::Offline;
         m.status = status;
+        if status == PeerStatus::Suspect {
+            self.suspects.insert(id);
+        } else {
+            self.suspects.remove(&id);
+        }
         m.suspect_since = (status == PeerStatus::Suspect).then_some(now);
         let info = m.info.clone();
         match status {
@@ -1044,15 +1130,16 @@ impl Node {
         }
         // Suspects not heard from in time are declared offline.
         let expired: Vec<NodeId> = self
-            .members
+            .suspects
             .iter()
-            .filter(|(_, m)| {
-                m.status == PeerStatus::Suspect
-                    && m.suspect_since
+            .filter(|id| {
+                self.members.get(id).is_some_and(|m| {
+                    m.suspect_since
                         .is_some_and(|s| now.saturating_sub(s) >= self.cfg.suspect_timeout)
-                    && now.saturating_sub(m.last_heard) >= self.cfg.suspect_timeout
+                        && now.saturating_sub(m.last_heard) >= self.cfg.suspect_timeout
+                })
             })
-            .map(|(&id, _)| id)
+            .copied()
             .collect();
         for id in expired {
             self.set_status(now, id, PeerStatus::Offline);
@@ -1060,10 +1147,10 @@ impl Node {
         self.relays.retain(|_, (_, _, until)| *until > now);
         // Next target: suspects first (to confirm or clear them quickly), then round-robin.
         let suspect = self
-            .members
+            .suspects
             .iter()
-            .find(|(_, m)| m.status == PeerStatus::Suspect)
-            .map(|(&id, _)| id)
+            .next()
+            .copied()
             .filter(|_| self.rng.random_bool(0.5));
         let target = suspect.or_else(|| self.next_round_robin());
         if let Some(target) = target {
@@ -1346,6 +1433,7 @@ impl Node {
     /// Digest chunks of our delivered counters over `lo..=hi`.
     fn send_digest(&mut self, to: SocketAddr, lo: NodeId, hi: NodeId, reply: bool) {
         let entries: Vec<(NodeId, u64)> = self.delivered.range(lo, hi).collect();
+        let members = u32::try_from(self.members.len() + 1).unwrap_or(u32::MAX);
         if entries.is_empty() {
             self.send(
                 to,
@@ -1354,6 +1442,7 @@ impl Node {
                     hi,
                     entries,
                     reply,
+                    members,
                 },
             );
             return;
@@ -1373,6 +1462,7 @@ impl Node {
                     hi: end,
                     entries: chunk.to_vec(),
                     reply,
+                    members,
                 },
             );
             start = NodeId(end.0.saturating_add(1));
@@ -1387,17 +1477,34 @@ impl Node {
         entries: Vec<(NodeId, u64)>,
         reply: bool,
     ) {
-        let theirs: HashMap<NodeId, u64> = entries.iter().copied().collect();
+        // Both sides are sorted by author: walk them together, no allocation but `missing`.
         let mut missing: Vec<(u64, NodeId, u64)> = Vec::new();
+        let mut they_are_ahead = false;
+        let mut theirs = entries.iter().copied().peekable();
         for (author, mine) in self.delivered.range(lo, hi) {
-            let have = theirs.get(&author).copied().unwrap_or(0);
+            while let Some(&(a, s)) = theirs.peek() {
+                if a >= author {
+                    break;
+                }
+                // They have an author we have never heard of.
+                they_are_ahead |= s > 0;
+                theirs.next();
+            }
+            let have = match theirs.peek() {
+                Some(&(a, s)) if a == author => {
+                    theirs.next();
+                    s
+                }
+                _ => 0,
+            };
+            they_are_ahead |= have > mine;
             for seq in have + 1..=mine {
                 if let Some(d) = self.find(Dot::new(author, seq)) {
                     missing.push((d.msg.lamport, author, seq));
                 }
             }
         }
-        let they_are_ahead = theirs.iter().any(|(&a, &s)| s > self.delivered.get(a));
+        they_are_ahead |= theirs.any(|(_, s)| s > 0);
         if !missing.is_empty() {
             missing.sort_unstable();
             let msgs: Vec<GroupMsg> = missing

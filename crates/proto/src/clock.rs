@@ -7,7 +7,6 @@
 use crate::ids::NodeId;
 use serde::{Deserialize, Serialize};
 use std::cmp::Ordering;
-use std::collections::BTreeMap;
 use std::fmt;
 
 /// How two clocks relate causally.
@@ -24,49 +23,83 @@ pub enum Causality {
 }
 
 /// A vector clock. Zero counters are never stored, so equal clocks compare equal structurally.
+///
+/// Stored as a vector sorted by node id: lookups are a binary search over contiguous memory,
+/// merges a linear walk; only the first counter of a new node pays an insertion.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
-pub struct VectorClock(BTreeMap<NodeId, u64>);
+pub struct VectorClock(Vec<(NodeId, u64)>);
 
 impl VectorClock {
     /// The zero clock.
     pub fn new() -> Self {
-        VectorClock(BTreeMap::new())
+        VectorClock(Vec::new())
     }
 
     /// The counter of `node` (0 when absent).
     pub fn get(&self, node: NodeId) -> u64 {
-        self.0.get(&node).copied().unwrap_or(0)
+        match self.0.binary_search_by_key(&node, |&(n, _)| n) {
+            Ok(i) => self.0[i].1,
+            Err(_) => 0,
+        }
     }
 
     /// Sets the counter of `node`; 0 removes the entry.
     pub fn set(&mut self, node: NodeId, value: u64) {
-        if value == 0 {
-            self.0.remove(&node);
-        } else {
-            self.0.insert(node, value);
+        match (self.0.binary_search_by_key(&node, |&(n, _)| n), value) {
+            (Ok(i), 0) => {
+                self.0.remove(i);
+            }
+            (Ok(i), v) => self.0[i].1 = v,
+            (Err(_), 0) => {}
+            (Err(i), v) => self.0.insert(i, (node, v)),
         }
     }
 
     /// Adds one to `node`'s counter and returns the new value.
     pub fn increment(&mut self, node: NodeId) -> u64 {
-        let entry = self.0.entry(node).or_insert(0);
-        *entry = entry.saturating_add(1);
-        *entry
+        let value = self.get(node).saturating_add(1);
+        self.set(node, value);
+        value
     }
 
     /// Pointwise maximum with `other`.
     pub fn merge(&mut self, other: &VectorClock) {
-        for (&node, &value) in &other.0 {
-            let entry = self.0.entry(node).or_insert(0);
-            if value > *entry {
-                *entry = value;
+        let mut out = Vec::with_capacity(self.0.len().max(other.0.len()));
+        let (mut a, mut b) = (self.0.iter().peekable(), other.0.iter().peekable());
+        loop {
+            match (a.peek(), b.peek()) {
+                (Some(&&(na, va)), Some(&&(nb, vb))) => match na.cmp(&nb) {
+                    Ordering::Less => {
+                        out.push((na, va));
+                        a.next();
+                    }
+                    Ordering::Greater => {
+                        out.push((nb, vb));
+                        b.next();
+                    }
+                    Ordering::Equal => {
+                        out.push((na, va.max(vb)));
+                        a.next();
+                        b.next();
+                    }
+                },
+                (Some(&&e), None) => {
+                    out.push(e);
+                    a.next();
+                }
+                (None, Some(&&e)) => {
+                    out.push(e);
+                    b.next();
+                }
+                (None, None) => break,
             }
         }
+        self.0 = out;
     }
 
     /// True when every counter of `self` is >= the matching counter of `other`.
     pub fn dominates(&self, other: &VectorClock) -> bool {
-        other.0.iter().all(|(&node, &value)| self.get(node) >= value)
+        other.0.iter().all(|&(node, value)| self.get(node) >= value)
     }
 
     /// The causal relation of `self` to `other`.
@@ -93,7 +126,7 @@ impl VectorClock {
 
     /// Sum of all counters (the number of events the clock has seen).
     pub fn sum(&self) -> u64 {
-        self.0.values().fold(0u64, |a, &b| a.saturating_add(b))
+        self.0.iter().fold(0u64, |a, &(_, b)| a.saturating_add(b))
     }
 
     /// Number of non-zero entries.
@@ -108,12 +141,14 @@ impl VectorClock {
 
     /// The non-zero entries in node order.
     pub fn iter(&self) -> impl Iterator<Item = (NodeId, u64)> + '_ {
-        self.0.iter().map(|(&n, &v)| (n, v))
+        self.0.iter().copied()
     }
 
     /// The non-zero entries whose node id lies in `lo..=hi`.
     pub fn range(&self, lo: NodeId, hi: NodeId) -> impl Iterator<Item = (NodeId, u64)> + '_ {
-        self.0.range(lo..=hi).map(|(&n, &v)| (n, v))
+        let start = self.0.partition_point(|&(n, _)| n < lo);
+        let end = self.0.partition_point(|&(n, _)| n <= hi).max(start);
+        self.0[start..end].iter().copied()
     }
 }
 
@@ -144,6 +179,18 @@ impl fmt::Display for VectorClock {
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    #[test]
+    fn set_get_and_range_agree_with_a_map() {
+        let mut c = VectorClock::new();
+        for (n, v) in [(5, 1), (2, 3), (9, 2), (2, 0), (7, 4)] {
+            c.set(NodeId(n), v);
+        }
+        assert_eq!(c.iter().collect::<Vec<_>>(), vec![(NodeId(5), 1), (NodeId(7), 4), (NodeId(9), 2)]);
+        assert_eq!(c.range(NodeId(6), NodeId(9)).count(), 2);
+        assert_eq!(c.range(NodeId(10), NodeId(3)).count(), 0);
+        assert_eq!(c.get(NodeId(2)), 0);
+    }
 
     fn clock() -> impl Strategy<Value = VectorClock> {
         proptest::collection::btree_map(0u32..6, 0u64..5, 0..6)

@@ -165,6 +165,9 @@ pub enum Message {
     HelloAck {
         /// The answering member.
         info: PeerInfo,
+        /// Members the answering one learned most recently (newcomers bootstrapped at the
+        /// same time learn of each other through this).
+        recent: Vec<PeerInfo>,
     },
     /// Node -> members: leaving now, mark me offline.
     Bye {
@@ -195,6 +198,9 @@ pub enum Message {
         entries: Vec<(NodeId, u64)>,
         /// The receiver should answer with its own digest if the sender is ahead anywhere.
         reply: bool,
+        /// How many members the sender knows, itself included (membership anti-entropy: a
+        /// receiver that knows more answers with its member list).
+        members: u32,
     },
     /// A private message.
     Private(PrivateMsg),
@@ -331,13 +337,18 @@ fn validate(msg: &Message) -> Result<(), DecodeError> {
             }
             Ok(())
         }
-        Message::Hello { info, .. } | Message::HelloAck { info } => check_peer(info),
+        Message::Hello { info, .. } => check_peer(info),
+        Message::HelloAck { info, recent } => {
+            check_peer(info)?;
+            recent.iter().try_for_each(check_peer)
+        }
         Message::Group { msg, .. } => check_group(msg),
         Message::Repair { msgs, .. } => msgs.iter().try_for_each(check_group),
         Message::Digest { lo, hi, entries, .. } => {
             check(lo <= hi, "digest range")?;
             check(
-                entries.iter().all(|(n, _)| n >= lo && n <= hi),
+                entries.iter().all(|(n, _)| n >= lo && n <= hi)
+                    && entries.windows(2).all(|w| w[0].0 < w[1].0),
                 "digest entry",
             )
         }
@@ -463,7 +474,8 @@ mod tests {
             (peer(), proptest::collection::vec(peer(), 0..5))
                 .prop_map(|(from, peers)| Message::Connect { from, peers }),
             (peer(), any::<bool>()).prop_map(|(info, joined)| Message::Hello { info, joined }),
-            peer().prop_map(|info| Message::HelloAck { info }),
+            (peer(), proptest::collection::vec(peer(), 0..3))
+                .prop_map(|(info, recent)| Message::HelloAck { info, recent }),
             (any::<u16>(), group()).prop_map(|(hop, msg)| Message::Group { hop, msg }),
             (proptest::collection::vec(group(), 0..4), any::<bool>())
                 .prop_map(|(msgs, more)| Message::Repair { msgs, more }),
@@ -472,7 +484,8 @@ mod tests {
                     lo: NodeId(10),
                     hi: NodeId(20),
                     entries: m.into_iter().map(|(k, v)| (NodeId(k), v)).collect(),
-                    reply
+                    reply,
+                    members: 3,
                 }),
             (any::<u32>(), any::<u32>(), 1u64..1000, any::<u64>(), ".{0,100}").prop_map(
                 |(f, t, seq, seen, text)| Message::Private(PrivateMsg {

@@ -1,1 +1,836 @@
-//! placeholder
+//! # p2pchat-sim
+//!
+//! A deterministic, virtual-time network for whole p2pchat clusters. One seed drives
+//! everything: the network's loss, duplication and latency (hence reordering), every node's RNG,
+//! who talks when, and which nodes crash. Every datagram goes through the real codec, because
+//! the nodes only ever see bytes.
+//!
+//! A run has three phases:
+//! 1. **join**: the auth server starts, then the nodes one by one, each signing up and being
+//!    bootstrapped through the pending queue exactly as in the seed design;
+//! 2. **talk**: group messages from random senders and private messages between random pairs,
+//!    during which the cluster may be partitioned in two halves, some nodes may crash (and
+//!    restart later from the records they persisted), and the auth server may crash;
+//! 3. **settle**: until every node has every group message and every recipient every private
+//!    message, or a virtual deadline passes.
+//!
+//! Checkers: completeness (`missing`), exactly-once (`duplicates`), causal order
+//! (`causal_violations`: a delivery before something its author had delivered), identical
+//! histories (`history_mismatches`). Metrics: datagrams, bytes, relative message redundancy,
+//! last delivery hop, convergence time.
+
+#![forbid(unsafe_code)]
+
+use p2pchat_core::{
+    AuthConfig, AuthServer, Command, Event, InsecurePlainCredentials, Node, NodeConfig,
+    NodeParams, Output, Record, Scope,
+};
+use p2pchat_proto::{Dot, NodeId};
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use serde::Serialize;
+use std::cmp::Ordering;
+use std::collections::{BinaryHeap, HashMap, HashSet};
+use std::net::SocketAddr;
+use std::time::Duration;
+use thiserror::Error;
+
+/// What to simulate. Times are virtual milliseconds.
+#[derive(Clone, Debug)]
+pub struct SimConfig {
+    /// Cluster size.
+    pub nodes: usize,
+    /// Group messages sent during the talk phase.
+    pub messages: usize,
+    /// Private messages sent during the talk phase.
+    pub private: usize,
+    /// Probability that a datagram is lost.
+    pub loss: f64,
+    /// Probability that a datagram is delivered twice.
+    pub dup: f64,
+    /// Smallest one-way latency.
+    pub min_latency_ms: u64,
+    /// Largest one-way latency (latency is uniform between the two: datagrams reorder).
+    pub max_latency_ms: u64,
+    /// Split the cluster in two halves for this long, starting as the talk phase starts.
+    pub partition_ms: u64,
+    /// Nodes crashed a third into the talk phase and restarted later.
+    pub crash: usize,
+    /// Also crash the auth server during the talk phase, and restart it later.
+    pub crash_auth: bool,
+    /// Gossip fanout.
+    pub fanout: usize,
+    /// The seed of everything.
+    pub seed: u64,
+    /// Gap between two consecutive sends in the talk phase.
+    pub send_interval_ms: u64,
+    /// Gap between two node starts in the join phase.
+    pub join_interval_ms: u64,
+    /// Give up this long after the last send.
+    pub settle_deadline_ms: u64,
+}
+
+impl Default for SimConfig {
+    fn default() -> Self {
+        SimConfig {
+            nodes: 20,
+            messages: 100,
+            private: 0,
+            loss: 0.0,
+            dup: 0.0,
+            min_latency_ms: 1,
+            max_latency_ms: 20,
+            partition_ms: 0,
+            crash: 0,
+            crash_auth: false,
+            fanout: NodeConfig::default().fanout,
+            seed: 1,
+            send_interval_ms: 10,
+            join_interval_ms: 10,
+            settle_deadline_ms: 300_000,
+        }
+    }
+}
+
+/// Invalid simulation parameters.
+#[derive(Debug, Error, PartialEq)]
+pub enum SimError {
+    /// A parameter is out of range; the text says which and why.
+    #[error("{0}")]
+    Invalid(String),
+}
+
+impl SimConfig {
+    /// Checks every parameter.
+    pub fn validate(&self) -> Result<(), SimError> {
+        let bad = |m: &str| Err(SimError::Invalid(m.to_string()));
+        if self.nodes < 2 || self.nodes > 50_000 {
+            return bad("--nodes must be between 2 and 50000");
+        }
+        if !(0.0..0.9).contains(&self.loss) {
+            return bad("--loss must be a fraction in [0, 0.9)");
+        }
+        if !(0.0..=0.9).contains(&self.dup) {
+            return bad("--dup must be a fraction in [0, 0.9]");
+        }
+        if self.min_latency_ms > self.max_latency_ms {
+            return bad("--min-latency-ms must not exceed --max-latency-ms");
+        }
+        if self.max_latency_ms > 10_000 {
+            return bad("--max-latency-ms must be at most 10000");
+        }
+        if self.crash >= self.nodes {
+            return bad("--crash must be smaller than --nodes");
+        }
+        if self.fanout == 0 || self.fanout > 64 {
+            return bad("--fanout must be between 1 and 64");
+        }
+        if self.messages > 1_000_000 || self.private > 1_000_000 {
+            return bad("--messages and --private must be at most 1000000");
+        }
+        if self.send_interval_ms == 0 {
+            return bad("send interval must be positive");
+        }
+        Ok(())
+    }
+}
+
+/// What a run measured. Only simulated quantities: the same config gives the same report.
+#[derive(Clone, Debug, Serialize, PartialEq)]
+pub struct Report {
+    /// Cluster size.
+    pub nodes: usize,
+    /// Group messages sent.
+    pub messages: usize,
+    /// Private messages sent.
+    pub private: usize,
+    /// Node-message pairs that should be delivered (every node x every group message, plus the
+    /// recipient of every private message).
+    pub expected: u64,
+    /// Distinct node-message pairs delivered.
+    pub delivered: u64,
+    /// `expected - delivered`.
+    pub missing: u64,
+    /// Deliveries of a pair already delivered.
+    pub duplicates: u64,
+    /// Deliveries that came before something their author had delivered when writing.
+    pub causal_violations: u64,
+    /// Nodes whose final group history differs from node 0's (order or content).
+    pub history_mismatches: u64,
+    /// From the first send to the last delivery (virtual ms); -1 if never converged.
+    pub converged_ms: i64,
+    /// Virtual time the join phase took.
+    pub join_ms: u64,
+    /// Datagrams sent (all phases, all endpoints).
+    pub datagrams: u64,
+    /// Bytes sent (all phases, all endpoints).
+    pub bytes: u64,
+    /// Datagrams sent during talk and settle.
+    pub talk_datagrams: u64,
+    /// Bytes sent during talk and settle.
+    pub talk_bytes: u64,
+    /// Relative message redundancy: group payload copies received per delivery, minus one.
+    pub rmr: f64,
+    /// Mean over group messages of the largest gossip hop count at which it was delivered.
+    pub last_delivery_hop: f64,
+    /// Crashes performed (nodes, plus one if the auth server crashed).
+    pub crashes: usize,
+    /// The seed.
+    pub seed: u64,
+}
+
+#[derive(Debug)]
+enum Ev {
+    Deliver {
+        to: usize,
+        from: SocketAddr,
+        bytes: Vec<u8>,
+    },
+    Wake(usize),
+    Start(usize),
+    Say,
+    Private,
+    Crash(usize),
+    Restart(usize),
+    CrashAuth,
+    RestartAuth,
+    Check,
+}
+
+/// A heap key; the event itself waits in a slab so that heap moves stay small.
+struct Scheduled {
+    at: u64,
+    seq: u64,
+    slot: u32,
+}
+
+impl PartialEq for Scheduled {
+    fn eq(&self, o: &Self) -> bool {
+        (self.at, self.seq) == (o.at, o.seq)
+    }
+}
+impl Eq for Scheduled {}
+impl PartialOrd for Scheduled {
+    fn partial_cmp(&self, o: &Self) -> Option<Ordering> {
+        Some(self.cmp(o))
+    }
+}
+impl Ord for Scheduled {
+    // Reversed: BinaryHeap is a max-heap and we want the earliest first.
+    fn cmp(&self, o: &Self) -> Ordering {
+        (o.at, o.seq).cmp(&(self.at, self.seq))
+    }
+}
+
+const AUTH: usize = 0;
+
+struct Endpoint {
+    node: Option<Node>,
+    records: Vec<Record>,
+    wake_at: Option<u64>,
+    started: bool,
+    /// Sim's view of what this node delivered, per author (for the causal checker).
+    seen: HashMap<NodeId, u64>,
+    group_got: HashSet<Dot>,
+    private_got: HashSet<(NodeId, u64)>,
+    checked: bool,
+    fatal: Option<String>,
+}
+
+struct Sim {
+    cfg: SimConfig,
+    rng: ChaCha8Rng,
+    now: u64,
+    seq: u64,
+    queue: BinaryHeap<Scheduled>,
+    slab: Vec<Option<Ev>>,
+    free: Vec<u32>,
+    auth: Option<AuthServer>,
+    auth_records: Vec<Record>,
+    auth_wake: Option<u64>,
+    eps: Vec<Endpoint>,
+    port_base: u16,
+    node_cfg: NodeConfig,
+    partition_until: u64,
+    partitioned: bool,
+    persist: bool,
+    talk_started: Option<u64>,
+    sends_left: usize,
+    privates_left: usize,
+    snapshots: HashMap<Dot, Vec<(NodeId, u64)>>,
+    expected: u64,
+    delivered: u64,
+    duplicates: u64,
+    violations: u64,
+    last_delivery: u64,
+    first_send: Option<u64>,
+    datagrams: u64,
+    bytes: u64,
+    talk_mark: (u64, u64),
+    max_hop: HashMap<Dot, u16>,
+    crashes: usize,
+    done: bool,
+}
+
+fn addr_of(port_base: u16, idx: usize) -> SocketAddr {
+    // Virtual addresses: nothing is ever sent to them.
+    SocketAddr::from(([127, 0, 0, 1], port_base.wrapping_add(idx as u16)))
+}
+
+/// Runs one simulation.
+pub fn run(cfg: &SimConfig) -> Result<Report, SimError> {
+    cfg.validate()?;
+    let mut sim = Sim::new(cfg.clone());
+    sim.run();
+    Ok(sim.report())
+}
+
+impl Sim {
+    fn new(cfg: SimConfig) -> Self {
+        let node_cfg = NodeConfig {
+            fanout: cfg.fanout,
+            full_clocks: cfg.nodes <= 100,
+            // Simulated users are patient: a lossy network must not make them give up.
+            auth_attempts: 100,
+            ..NodeConfig::default()
+        };
+        let check_every = (cfg.nodes / 100).max(1);
+        let eps = (0..=cfg.nodes)
+            .map(|i| Endpoint {
+                node: None,
+                records: Vec::new(),
+                wake_at: None,
+                started: false,
+                seen: HashMap::new(),
+                group_got: HashSet::new(),
+                private_got: HashSet::new(),
+                checked: i > 0 && (i - 1) % check_every == 0,
+                fatal: None,
+            })
+            .collect();
+        Sim {
+            rng: ChaCha8Rng::seed_from_u64(cfg.seed),
+            persist: cfg.crash > 0,
+            sends_left: cfg.messages,
+            privates_left: cfg.private,
+            node_cfg,
+            cfg,
+            now: 0,
+            seq: 0,
+            queue: BinaryHeap::new(),
+            slab: Vec::new(),
+            free: Vec::new(),
+            auth: None,
+            auth_records: Vec::new(),
+            auth_wake: None,
+            eps,
+            port_base: 10_000,
+            partition_until: 0,
+            partitioned: false,
+            talk_started: None,
+            snapshots: HashMap::new(),
+            expected: 0,
+            delivered: 0,
+            duplicates: 0,
+            violations: 0,
+            last_delivery: 0,
+            first_send: None,
+            datagrams: 0,
+            bytes: 0,
+            talk_mark: (0, 0),
+            max_hop: HashMap::new(),
+            crashes: 0,
+            done: false,
+        }
+    }
+
+    fn at(&mut self, at: u64, ev: Ev) {
+        self.seq += 1;
+        let slot = match self.free.pop() {
+            Some(slot) => {
+                self.slab[slot as usize] = Some(ev);
+                slot
+            }
+            None => {
+                self.slab.push(Some(ev));
+                (self.slab.len() - 1) as u32
+            }
+        };
+        self.queue.push(Scheduled {
+            at,
+            seq: self.seq,
+            slot,
+        });
+    }
+
+    fn dur(t: u64) -> Duration {
+        Duration::from_micros(t)
+    }
+
+    fn ms(ms: u64) -> u64 {
+        ms * 1000
+    }
+
+    fn run(&mut self) {
+        self.auth = Some(AuthServer::new(
+            AuthConfig::default(),
+            Box::new(InsecurePlainCredentials),
+            &[],
+        ));
+        for i in 1..=self.cfg.nodes {
+            let t = Self::ms(self.cfg.join_interval_ms) * (i as u64 - 1);
+            self.at(t, Ev::Start(i));
+        }
+        self.at(Self::ms(100), Ev::Check);
+        while let Some(s) = self.queue.pop() {
+            self.now = s.at;
+            let Some(ev) = self.slab[s.slot as usize].take() else {
+                continue;
+            };
+            self.free.push(s.slot);
+            self.step(ev);
+            if self.done {
+                break;
+            }
+        }
+    }
+
+    fn step(&mut self, ev: Ev) {
+        match ev {
+            Ev::Deliver { to, from, bytes } => {
+                if to == AUTH {
+                    if let Some(a) = self.auth.as_mut() {
+                        a.handle_datagram(Self::dur(self.now), from, &bytes);
+                        self.drain_auth();
+                    }
+                } else if let Some(n) = self.eps[to].node.as_mut() {
+                    n.handle_datagram(Self::dur(self.now), from, &bytes);
+                    self.drain(to);
+                }
+            }
+            Ev::Wake(i) => {
+                if self.eps[i].wake_at != Some(self.now) {
+                    return;
+                }
+                self.eps[i].wake_at = None;
+                if let Some(n) = self.eps[i].node.as_mut() {
+                    n.handle_timeout(Self::dur(self.now));
+                    self.drain(i);
+                }
+            }
+            Ev::Start(i) => {
+                let params = self.params(i, true);
+                let node = Node::new(self.node_cfg.clone(), params, Self::dur(self.now));
+                self.eps[i].node = Some(node);
+                self.eps[i].started = true;
+                self.drain(i);
+            }
+            Ev::Say => self.say(),
+            Ev::Private => self.private(),
+            Ev::Crash(i) => {
+                self.eps[i].node = None;
+                self.eps[i].wake_at = None;
+                self.crashes += 1;
+            }
+            Ev::Restart(i) => {
+                let params = self.params(i, false);
+                let node = Node::restore(
+                    self.node_cfg.clone(),
+                    params,
+                    &self.eps[i].records,
+                    Self::dur(self.now),
+                );
+                self.eps[i].node = Some(node);
+                self.drain(i);
+            }
+            Ev::CrashAuth => {
+                self.auth = None;
+                self.auth_wake = None;
+                self.crashes += 1;
+            }
+            Ev::RestartAuth => {
+                self.auth = Some(AuthServer::new(
+                    AuthConfig::default(),
+                    Box::new(InsecurePlainCredentials),
+                    &self.auth_records,
+                ));
+            }
+            Ev::Check => self.check(),
+        }
+    }
+
+    fn params(&self, i: usize, signup: bool) -> NodeParams {
+        NodeParams {
+            user: format!("u{i}"),
+            password: format!("pw{i}"),
+            signup,
+            local_addr: addr_of(self.port_base, i),
+            auth_addr: addr_of(self.port_base, AUTH),
+            seed: self
+                .cfg
+                .seed
+                .wrapping_mul(0x9E37_79B9_7F4A_7C15)
+                .wrapping_add(i as u64),
+        }
+    }
+
+    fn check(&mut self) {
+        match self.talk_started {
+            None => {
+                let all_in = self.eps[1..].iter().all(|e| {
+                    e.node
+                        .as_ref()
+                        .is_some_and(|n| n.is_member() && n.member_count() + 1 >= self.cfg.nodes)
+                });
+                let join_deadline = Self::ms(
+                    self.cfg.join_interval_ms * self.cfg.nodes as u64 + 120_000,
+                );
+                if all_in || self.now > join_deadline {
+                    self.start_talk();
+                }
+            }
+            Some(_) => {
+                let finished_sending = self.sends_left == 0 && self.privates_left == 0;
+                if finished_sending && self.delivered >= self.expected {
+                    self.done = true;
+                    return;
+                }
+                if finished_sending
+                    && self.now > self.last_send_time() + Self::ms(self.cfg.settle_deadline_ms)
+                {
+                    self.done = true;
+                    return;
+                }
+            }
+        }
+        self.at(self.now + Self::ms(100), Ev::Check);
+    }
+
+    fn last_send_time(&self) -> u64 {
+        let start = self.talk_started.unwrap_or(0);
+        start + self.talk_window()
+    }
+
+    fn talk_window(&self) -> u64 {
+        let sends = self.cfg.messages.max(self.cfg.private) as u64;
+        Self::ms(self.cfg.send_interval_ms) * sends
+    }
+
+    fn start_talk(&mut self) {
+        let t0 = self.now;
+        self.talk_started = Some(t0);
+        self.talk_mark = (self.datagrams, self.bytes);
+        let gap = Self::ms(self.cfg.send_interval_ms);
+        for k in 0..self.cfg.messages {
+            self.at(t0 + gap * k as u64 + 1, Ev::Say);
+        }
+        for k in 0..self.cfg.private {
+            self.at(t0 + gap * k as u64 + gap / 2 + 1, Ev::Private);
+        }
+        let window = self.talk_window();
+        if self.cfg.partition_ms > 0 {
+            self.partitioned = true;
+            self.partition_until = t0 + Self::ms(self.cfg.partition_ms);
+        }
+        if self.cfg.crash > 0 {
+            let crash_at = t0 + window / 3;
+            let down_for = (window / 3).max(Self::ms(3_000));
+            let mut ids: Vec<usize> = (1..=self.cfg.nodes).collect();
+            for i in (1..ids.len()).rev() {
+                let j = self.rng.random_range(0..=i);
+                ids.swap(i, j);
+            }
+            for &i in ids.iter().take(self.cfg.crash) {
+                let jitter = self.rng.random_range(0..Self::ms(500));
+                self.at(crash_at + jitter, Ev::Crash(i));
+                self.at(crash_at + jitter + down_for, Ev::Restart(i));
+            }
+        }
+        if self.cfg.crash_auth {
+            self.at(t0 + window / 4, Ev::CrashAuth);
+            self.at(t0 + window / 4 + (window / 2).max(Self::ms(3_000)), Ev::RestartAuth);
+        }
+    }
+
+    fn live_members(&self) -> Vec<usize> {
+        (1..=self.cfg.nodes)
+            .filter(|&i| self.eps[i].node.as_ref().is_some_and(|n| n.is_member()))
+            .collect()
+    }
+
+    fn say(&mut self) {
+        self.sends_left = self.sends_left.saturating_sub(1);
+        let live = self.live_members();
+        if live.is_empty() {
+            return;
+        }
+        let i = live[self.rng.random_range(0..live.len())];
+        let text = format!("hello from u{i} #{}", self.cfg.messages - self.sends_left);
+        if let Some(n) = self.eps[i].node.as_mut() {
+            n.handle_command(Self::dur(self.now), Command::Say(text));
+        }
+        self.drain(i);
+    }
+
+    fn private(&mut self) {
+        self.privates_left = self.privates_left.saturating_sub(1);
+        let live = self.live_members();
+        if live.len() < 2 {
+            return;
+        }
+        let a = live[self.rng.random_range(0..live.len())];
+        let mut b = a;
+        while b == a {
+            b = 1 + self.rng.random_range(0..self.cfg.nodes);
+        }
+        let text = format!("psst u{b}, from u{a}");
+        if let Some(n) = self.eps[a].node.as_mut() {
+            n.handle_command(
+                Self::dur(self.now),
+                Command::Msg {
+                    to: format!("u{b}"),
+                    text,
+                },
+            );
+        }
+        self.drain(a);
+    }
+
+    fn drain_auth(&mut self) {
+        let mut outs = Vec::new();
+        if let Some(a) = self.auth.as_mut() {
+            while let Some(o) = a.poll_output() {
+                outs.push(o);
+            }
+        }
+        for o in outs {
+            match o {
+                Output::Send { to, bytes } => self.transmit(AUTH, to, bytes),
+                Output::Persist(r) => self.auth_records.push(r),
+                Output::Event(_) => {}
+            }
+        }
+    }
+
+    fn drain(&mut self, i: usize) {
+        let mut outs = Vec::new();
+        let mut deadline = None;
+        if let Some(n) = self.eps[i].node.as_mut() {
+            while let Some(o) = n.poll_output() {
+                outs.push(o);
+            }
+            deadline = n.poll_timeout();
+        }
+        for o in outs {
+            match o {
+                Output::Send { to, bytes } => self.transmit(i, to, bytes),
+                Output::Persist(r) => {
+                    if self.persist {
+                        self.eps[i].records.push(r);
+                    }
+                }
+                Output::Event(e) => self.observe(i, e),
+            }
+        }
+        if let Some(d) = deadline {
+            let t = (d.as_micros() as u64).max(self.now);
+            let ep = &mut self.eps[i];
+            if ep.wake_at.is_none_or(|w| t < w || w < self.now) {
+                ep.wake_at = Some(t);
+                self.at(t, Ev::Wake(i));
+            }
+        }
+    }
+
+    fn side(&self, idx: usize) -> Option<bool> {
+        (idx != AUTH).then_some(idx * 2 <= self.cfg.nodes)
+    }
+
+    fn transmit(&mut self, from: usize, to: SocketAddr, bytes: Vec<u8>) {
+        self.datagrams += 1;
+        self.bytes += bytes.len() as u64;
+        let port = to.port().wrapping_sub(self.port_base) as usize;
+        if port > self.cfg.nodes {
+            return;
+        }
+        if self.partitioned && self.now >= self.partition_until {
+            self.partitioned = false;
+        }
+        if self.partitioned {
+            if let (Some(a), Some(b)) = (self.side(from), self.side(port)) {
+                if a != b {
+                    return;
+                }
+            }
+        }
+        if self.rng.random_bool(self.cfg.loss) {
+            return;
+        }
+        let copies = if self.cfg.dup > 0.0 && self.rng.random_bool(self.cfg.dup) {
+            2
+        } else {
+            1
+        };
+        let src = addr_of(self.port_base, from);
+        let mut bytes = Some(bytes);
+        for copy in 0..copies {
+            let lat = self.rng.random_range(
+                Self::ms(self.cfg.min_latency_ms)..=Self::ms(self.cfg.max_latency_ms),
+            );
+            let payload = if copy + 1 == copies {
+                bytes.take().unwrap_or_default()
+            } else {
+                bytes.clone().unwrap_or_default()
+            };
+            self.at(
+                self.now + lat,
+                Ev::Deliver {
+                    to: port,
+                    from: src,
+                    bytes: payload,
+                },
+            );
+        }
+    }
+
+    fn observe(&mut self, i: usize, e: Event) {
+        let m = match e {
+            Event::Message(m) => m,
+            Event::Error {
+                message,
+                fatal: true,
+            } => {
+                self.eps[i].fatal = Some(message);
+                return;
+            }
+            _ => return,
+        };
+        match m.scope {
+            Scope::Group => {
+                let dot = Dot::new(m.from_id, m.seq);
+                let me = self.eps[i].node.as_ref().and_then(|n| n.node_id());
+                if me == Some(m.from_id) {
+                    // Local echo of a new message: it is now expected everywhere.
+                    if !self.snapshots.contains_key(&dot) {
+                        let snap: Vec<(NodeId, u64)> = self.eps[i]
+                            .node
+                            .as_ref()
+                            .map(|n| n.delivered_clock().iter().collect())
+                            .unwrap_or_default();
+                        self.snapshots.insert(dot, snap);
+                        self.expected += self.cfg.nodes as u64;
+                        self.first_send.get_or_insert(self.now);
+                    }
+                }
+                let ep = &mut self.eps[i];
+                if !ep.group_got.insert(dot) {
+                    self.duplicates += 1;
+                    return;
+                }
+                self.delivered += 1;
+                self.last_delivery = self.now;
+                if ep.checked {
+                    if let Some(snap) = self.snapshots.get(&dot) {
+                        let ok = snap.iter().all(|&(k, c)| {
+                            let have = ep.seen.get(&k).copied().unwrap_or(0);
+                            if k == dot.author {
+                                have + 1 == c
+                            } else {
+                                have >= c
+                            }
+                        });
+                        if !ok {
+                            self.violations += 1;
+                        }
+                    }
+                }
+                ep.seen.insert(dot.author, dot.seq);
+                if let Some(hop) = ep.node.as_ref().and_then(|n| n.delivery_hop(dot)) {
+                    if hop != u16::MAX {
+                        let h = self.max_hop.entry(dot).or_insert(0);
+                        *h = (*h).max(hop);
+                    }
+                }
+            }
+            Scope::Private => {
+                let me = self.eps[i].node.as_ref().and_then(|n| n.node_id());
+                if me == Some(m.from_id) {
+                    // Local echo: a private message was written.
+                    self.expected += 1;
+                    self.first_send.get_or_insert(self.now);
+                    return;
+                }
+                let ep = &mut self.eps[i];
+                if !ep.private_got.insert((m.from_id, m.seq)) {
+                    self.duplicates += 1;
+                    return;
+                }
+                self.delivered += 1;
+                self.last_delivery = self.now;
+            }
+        }
+    }
+
+    fn report(&self) -> Report {
+        let mut payloads = 0u64;
+        let mut group_deliveries = 0u64;
+        let mut reference: Option<Vec<String>> = None;
+        let mut mismatches = 0u64;
+        for ep in &self.eps[1..] {
+            if let Some(n) = &ep.node {
+                payloads += n.stats().group_payloads;
+                group_deliveries += n.stats().group_delivered;
+                let ids: Vec<String> = n.group_history().into_iter().map(|h| h.id).collect();
+                match &reference {
+                    None => reference = Some(ids),
+                    Some(r) if *r != ids => mismatches += 1,
+                    Some(_) => {}
+                }
+            } else {
+                mismatches += 1;
+            }
+        }
+        // Own messages are delivered without being received.
+        let received_deliveries = group_deliveries.saturating_sub(self.snapshots.len() as u64);
+        let rmr = if received_deliveries > 0 {
+            payloads as f64 / received_deliveries as f64 - 1.0
+        } else {
+            0.0
+        };
+        let ldh = if self.max_hop.is_empty() {
+            0.0
+        } else {
+            self.max_hop.values().map(|&h| h as f64).sum::<f64>() / self.max_hop.len() as f64
+        };
+        let converged = self.delivered >= self.expected && self.sends_left == 0;
+        let round2 = |x: f64| (x * 100.0).round() / 100.0;
+        Report {
+            nodes: self.cfg.nodes,
+            messages: self.snapshots.len(),
+            private: self.cfg.private,
+            expected: self.expected,
+            delivered: self.delivered,
+            missing: self.expected.saturating_sub(self.delivered),
+            duplicates: self.duplicates,
+            causal_violations: self.violations,
+            history_mismatches: mismatches,
+            converged_ms: if converged {
+                (self.last_delivery.saturating_sub(self.first_send.unwrap_or(0)) / 1000) as i64
+            } else {
+                -1
+            },
+            join_ms: self.talk_started.unwrap_or(0) / 1000,
+            datagrams: self.datagrams,
+            bytes: self.bytes,
+            talk_datagrams: self.datagrams - self.talk_mark.0,
+            talk_bytes: self.bytes - self.talk_mark.1,
+            rmr: round2(rmr),
+            last_delivery_hop: round2(ldh),
+            crashes: self.crashes,
+            seed: self.cfg.seed,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,147 @@
+//! Argument parsing and dispatch to the subcommands.
+
+use clap::{Args, Parser, Subcommand};
+use std::process::ExitCode;
+
+/// p2pchat: a decentralized, fault-tolerant peer-to-peer chat over UDP.
+#[derive(Parser, Debug)]
+#[command(name = "p2pchat", version, about, long_about = None)]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Cmd,
+}
+
+#[derive(Subcommand, Debug)]
+enum Cmd {
+    /// Simulate a whole cluster in virtual time (deterministic for a given seed).
+    Sim(SimArgs),
+}
+
+#[derive(Args, Debug)]
+struct SimArgs {
+    /// Number of nodes.
+    #[arg(long, default_value_t = 100)]
+    nodes: usize,
+    /// Group messages sent from random members.
+    #[arg(long, default_value_t = 100)]
+    messages: usize,
+    /// Private messages sent between random pairs.
+    #[arg(long, default_value_t = 0)]
+    private: usize,
+    /// Probability that a datagram is lost (0 to 0.9).
+    #[arg(long, default_value_t = 0.0)]
+    loss: f64,
+    /// Probability that a datagram is duplicated (0 to 0.9).
+    #[arg(long, default_value_t = 0.0)]
+    dup: f64,
+    /// Smallest one-way latency in ms.
+    #[arg(long, default_value_t = 1)]
+    min_latency_ms: u64,
+    /// Largest one-way latency in ms (uniform in between, so datagrams reorder).
+    #[arg(long, default_value_t = 20)]
+    max_latency_ms: u64,
+    /// Split the nodes into two halves for this many ms while they talk.
+    #[arg(long, default_value_t = 0)]
+    partition_ms: u64,
+    /// Crash this many nodes mid-run and restart them later from their records.
+    #[arg(long, default_value_t = 0)]
+    crash: usize,
+    /// Also crash the auth server mid-run and restart it later.
+    #[arg(long)]
+    crash_auth: bool,
+    /// Gossip fanout.
+    #[arg(long, default_value_t = p2pchat_core::NodeConfig::default().fanout)]
+    fanout: usize,
+    /// Seed of the whole run.
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// Print one JSON object instead of a report.
+    #[arg(long)]
+    json: bool,
+}
+
+/// Parses the command line and runs the chosen command.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Cmd::Sim(args) => sim(args),
+    }
+}
+
+fn sim(a: SimArgs) -> ExitCode {
+    let cfg = p2pchat_sim::SimConfig {
+        nodes: a.nodes,
+        messages: a.messages,
+        private: a.private,
+        loss: a.loss,
+        dup: a.dup,
+        min_latency_ms: a.min_latency_ms,
+        max_latency_ms: a.max_latency_ms,
+        partition_ms: a.partition_ms,
+        crash: a.crash,
+        crash_auth: a.crash_auth,
+        fanout: a.fanout,
+        seed: a.seed,
+        ..p2pchat_sim::SimConfig::default()
+    };
+    let started = std::time::Instant::now();
+    let report = match p2pchat_sim::run(&cfg) {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("p2pchat sim: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let wall = started.elapsed();
+    if a.json {
+        match serde_json::to_string(&report) {
+            Ok(line) => println!("{line}"),
+            Err(e) => {
+                eprintln!("p2pchat sim: {e}");
+                return ExitCode::FAILURE;
+            }
+        }
+    } else {
+        println!("p2pchat sim: {} nodes, seed {}", report.nodes, report.seed);
+        println!(
+            "  sent        {} group + {} private messages",
+            report.messages, report.private
+        );
+        println!(
+            "  delivered   {} of {} node-message pairs ({} missing, {} duplicates, {} causal violations, {} history mismatches)",
+            report.delivered,
+            report.expected,
+            report.missing,
+            report.duplicates,
+            report.causal_violations,
+            report.history_mismatches
+        );
+        println!(
+            "  converged   {}",
+            if report.converged_ms >= 0 {
+                format!("{} ms after the first send", report.converged_ms)
+            } else {
+                "never (virtual deadline passed)".to_string()
+            }
+        );
+        println!("  join phase  {} ms", report.join_ms);
+        println!(
+            "  traffic     {} datagrams, {} bytes ({} datagrams while talking)",
+            report.datagrams, report.bytes, report.talk_datagrams
+        );
+        println!(
+            "  gossip      RMR {:.2}, last delivery hop {:.2}, {} crashes",
+            report.rmr, report.last_delivery_hop, report.crashes
+        );
+    }
+    eprintln!("wall time: {:.2} s", wall.as_secs_f64());
+    let clean = report.missing == 0
+        && report.duplicates == 0
+        && report.causal_violations == 0
+        && report.history_mismatches == 0;
+    if clean {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
+}
