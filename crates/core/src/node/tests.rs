@@ -220,6 +220,8 @@ fn join_flow_step_by_step() {
 
     // 4. bob receives Connect: member, ready, and says Hello to alice.
     deliver(&mut bob, t1, addr(5000), connects);
+    assert_eq!(bob.poll_timeout(), Some(t1), "Hellos are due at once");
+    bob.handle_timeout(t1);
     let (sent, events, _) = drain(&mut bob);
     assert!(bob.is_member());
     assert!(events.iter().any(|e| matches!(e, Event::Ready { first: false, .. })));
