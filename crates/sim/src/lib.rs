@@ -490,7 +490,9 @@ impl Sim {
                 }
             }
             Some(_) => {
-                let finished_sending = self.sends_left == 0 && self.privates_left == 0;
+                let all_up = self.eps[1..].iter().all(|e| e.node.is_some()) && self.auth.is_some();
+                let finished_sending =
+                    self.sends_left == 0 && self.privates_left == 0 && all_up;
                 if finished_sending && self.delivered >= self.expected {
                     self.done = true;
                     return;
@@ -802,7 +804,9 @@ impl Sim {
         } else {
             self.max_hop.values().map(|&h| h as f64).sum::<f64>() / self.max_hop.len() as f64
         };
-        let converged = self.delivered >= self.expected && self.sends_left == 0;
+        let converged = self.delivered >= self.expected
+            && self.sends_left == 0
+            && self.eps[1..].iter().all(|e| e.node.is_some());
         let round2 = |x: f64| (x * 100.0).round() / 100.0;
         Report {
             nodes: self.cfg.nodes,

@@ -107,20 +107,3 @@ fn invalid_configs_are_refused() {
     }
 }
 
-#[test]
-#[ignore]
-fn debug_join() {
-    for loss in [0.3, 0.0] {
-    let cfg = SimConfig { nodes: 100, messages: 200, private: 0, loss, dup: 0.1, seed: 1, ..SimConfig::default() };
-    let mut sim = Sim::new(cfg);
-    sim.run();
-    eprintln!("loss {loss} join {}", sim.talk_started.unwrap_or(0));
-    for (i, ep) in sim.eps.iter().enumerate().skip(1) {
-        if let Some(n) = &ep.node {
-            if !n.is_member() || n.member_count() < 99 {
-                eprintln!("  node {i}: member={} stopped={} members={} id={:?} fatal={:?}", n.is_member(), n.is_stopped(), n.member_count(), n.node_id(), ep.fatal);
-            }
-        }
-    }
-}
-}
