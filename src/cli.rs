@@ -1,6 +1,8 @@
 //! Argument parsing and dispatch to the subcommands.
 
 use clap::{Args, Parser, Subcommand};
+use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 /// p2pchat: a decentralized, fault-tolerant peer-to-peer chat over UDP.
@@ -13,8 +15,64 @@ pub struct Cli {
 
 #[derive(Subcommand, Debug)]
 enum Cmd {
+    /// Run the auth server (signup/signin, node ids, node cap, newcomer queue).
+    AuthServer(AuthArgs),
+    /// Run a chat node. On a terminal: a line-mode chat. Otherwise: script mode (one command
+    /// per stdin line, one JSON event per stdout line, logs on stderr).
+    Node(NodeArgs),
+    /// The whole story in one process: auth server, alice, bob and carol chat; carol crashes
+    /// and catches up; the server goes down and the chat goes on; dave joins.
+    Demo(DemoArgs),
     /// Simulate a whole cluster in virtual time (deterministic for a given seed).
     Sim(SimArgs),
+}
+
+/// Arguments of `p2pchat auth-server`.
+#[derive(Args, Debug)]
+pub struct AuthArgs {
+    /// UDP address to listen on.
+    #[arg(long, default_value = "127.0.0.1:12345")]
+    pub listen: SocketAddr,
+    /// Where the account database lives (default: the platform data dir, e.g. ~/.local/share/p2pchat).
+    #[arg(long)]
+    pub data_dir: Option<PathBuf>,
+    /// Cap on live nodes (members polling plus newcomers waiting).
+    #[arg(long, default_value_t = 10_000)]
+    pub max_nodes: usize,
+}
+
+/// Arguments of `p2pchat node`.
+#[derive(Args, Debug)]
+pub struct NodeArgs {
+    /// UDP port on 127.0.0.1 (0 picks a free one, reported in the ready event).
+    #[arg(long, conflicts_with = "listen")]
+    pub port: Option<u16>,
+    /// UDP address to listen on (instead of --port).
+    #[arg(long)]
+    pub listen: Option<SocketAddr>,
+    /// Username (1-32 characters from A-Z a-z 0-9 _ . -).
+    #[arg(long)]
+    pub user: String,
+    /// Create the account (a taken username is an error); without it, sign in.
+    #[arg(long)]
+    pub signup: bool,
+    /// The auth server's address.
+    #[arg(long, default_value = "127.0.0.1:12345")]
+    pub auth: SocketAddr,
+    /// Where this node keeps its identity and history (default: the platform data dir).
+    #[arg(long)]
+    pub data_dir: Option<PathBuf>,
+    /// Read the password from the first line of this file (else P2PCHAT_PASSWORD, else a prompt).
+    #[arg(long)]
+    pub password_file: Option<PathBuf>,
+}
+
+/// Arguments of `p2pchat demo`.
+#[derive(Args, Debug)]
+pub struct DemoArgs {
+    /// Also print every protocol event (joins, presence) as it happens.
+    #[arg(long)]
+    pub verbose: bool,
 }
 
 #[derive(Args, Debug)]
@@ -65,6 +123,19 @@ pub fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Cmd::Sim(args) => sim(args),
+        Cmd::AuthServer(args) => report(crate::node_cmd::auth_server(args)),
+        Cmd::Node(args) => crate::node_cmd::node(args),
+        Cmd::Demo(args) => report(crate::demo::demo(args)),
+    }
+}
+
+fn report(r: anyhow::Result<()>) -> ExitCode {
+    match r {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("p2pchat: {e:#}");
+            ExitCode::FAILURE
+        }
     }
 }
 

@@ -5,6 +5,10 @@
 #![forbid(unsafe_code)]
 
 mod cli;
+mod commands;
+mod demo;
+mod json;
+mod node_cmd;
 
 fn main() -> std::process::ExitCode {
     cli::main()

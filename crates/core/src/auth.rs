@@ -67,6 +67,9 @@ pub struct AuthServer {
     replies: HashMap<(SocketAddr, u64), (Duration, Result<Admission, AuthError>)>,
     out: VecDeque<Output>,
     stats: Stats,
+    /// When the first datagram arrived: after a restart, members need one lease to poll
+    /// again before "nobody is live" can be believed.
+    started: Option<Duration>,
 }
 
 impl AuthServer {
@@ -83,6 +86,7 @@ impl AuthServer {
             replies: HashMap::new(),
             out: VecDeque::new(),
             stats: Stats::default(),
+            started: None,
         };
         for record in records {
             if let Record::User {
@@ -137,6 +141,7 @@ impl AuthServer {
     pub fn handle_datagram(&mut self, now: Duration, from: SocketAddr, bytes: &[u8]) {
         self.stats.datagrams_in += 1;
         self.stats.bytes_in += bytes.len() as u64;
+        self.started.get_or_insert(now);
         let msg = match decode(bytes) {
             Ok(m) => m,
             Err(_) => {
@@ -251,7 +256,14 @@ impl AuthServer {
             .iter()
             .filter(|(id, l)| **id != node_id && now.saturating_sub(l.last_poll) < self.cfg.lease)
             .count();
-        let first = others_live == 0;
+        // Right after a restart of a server that has accounts, the members have not polled
+        // yet: queue the newcomer rather than let it start a second network. If nobody polls,
+        // its bootstrap timeout makes it ask again, and by then it is first.
+        let warming_up = self.accounts.len() > 1
+            && self
+                .started
+                .is_some_and(|s| now.saturating_sub(s) < self.cfg.lease);
+        let first = others_live == 0 && !warming_up;
         let info = PeerInfo {
             node_id,
             user: user.to_string(),

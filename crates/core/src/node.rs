@@ -113,6 +113,8 @@ struct Member {
     suspect_since: Option<Duration>,
     /// Hello attempts left and when to send the next one.
     hello: Option<(u32, Duration)>,
+    /// Its "just joined" was already shown (retried Hellos must not show it again).
+    join_announced: bool,
 }
 
 struct Delivered {
@@ -304,7 +306,9 @@ impl Node {
                 let upto = conv.acked;
                 conv.outbox.retain(|&seq, _| seq > upto);
             }
-            Record::Peer(info) => self.learn_member(now, info.clone(), false),
+            Record::Peer(info) => {
+                self.learn_member(now, info.clone(), false);
+            }
             Record::User { .. } => {}
         }
         if !self.conversations.values().all(|c| c.outbox.is_empty()) {
@@ -773,6 +777,7 @@ impl Node {
             return;
         }
         let addr = newcomer.addr;
+        // Silent: the newcomer's own Hello announces it.
         self.learn_member(now, newcomer, false);
         self.send_members(addr);
     }
@@ -841,10 +846,10 @@ impl Node {
             return;
         }
         let mut ids = vec![from.node_id];
-        self.learn_member(now, from, true);
+        self.learn_and_announce(now, from, true);
         for p in peers {
             ids.push(p.node_id);
-            self.learn_member(now, p, false);
+            self.learn_and_announce(now, p, false);
         }
         for id in ids {
             self.queue_hello(id, now);
@@ -908,12 +913,17 @@ impl Node {
             .get(&info.node_id)
             .is_some_and(|m| m.status == PeerStatus::Online && m.info == info);
         let id = info.node_id;
-        self.learn_member(now, info.clone(), true);
-        if !was_online || joined {
+        let new = self.learn_member(now, info.clone(), true);
+        let first_join = joined
+            && self
+                .members
+                .get_mut(&id)
+                .is_some_and(|m| !std::mem::replace(&mut m.join_announced, true));
+        if new || !was_online || first_join {
             self.event(Event::Peer {
                 info,
                 status: PeerStatus::Online,
-                joined,
+                joined: first_join,
             });
         }
         if let Some(me) = self.my_info() {
@@ -931,7 +941,7 @@ impl Node {
 
     fn handle_hello_ack(&mut self, now: Duration, info: PeerInfo) {
         let id = info.node_id;
-        self.learn_member(now, info, true);
+        self.learn_and_announce(now, info, true);
         if let Some(m) = self.members.get_mut(&id) {
             m.hello = Some((0, Duration::MAX));
         }
@@ -951,9 +961,21 @@ impl Node {
 
     // ----- membership -------------------------------------------------------------------
 
-    fn learn_member(&mut self, now: Duration, info: PeerInfo, heard: bool) {
+    /// Learns a member and shows it as online if it is new.
+    fn learn_and_announce(&mut self, now: Duration, info: PeerInfo, heard: bool) {
+        if self.learn_member(now, info.clone(), heard) {
+            self.event(Event::Peer {
+                info,
+                status: PeerStatus::Online,
+                joined: false,
+            });
+        }
+    }
+
+    /// Adds or updates a member; true if it was not known before. Emits no event.
+    fn learn_member(&mut self, now: Duration, info: PeerInfo, heard: bool) -> bool {
         if Some(info.node_id) == self.node_id {
-            return;
+            return false;
         }
         let id = info.node_id;
         match self.members.get_mut(&id) {
@@ -967,6 +989,7 @@ impl Node {
                 if heard {
                     self.mark_heard_id(now, id);
                 }
+                false
             }
             None => {
                 self.by_addr.insert(info.addr, id);
@@ -978,6 +1001,7 @@ impl Node {
                         last_heard: now,
                         suspect_since: None,
                         hello: None,
+                        join_announced: false,
                     },
                 );
                 self.live_insert(id);
@@ -986,14 +1010,8 @@ impl Node {
                     self.recent.pop_front();
                 }
                 self.recent.push_back(id);
-                self.persist(Record::Peer(info.clone()));
-                if !self.replaying && !heard {
-                    self.event(Event::Peer {
-                        info,
-                        status: PeerStatus::Online,
-                        joined: false,
-                    });
-                }
+                self.persist(Record::Peer(info));
+                true
             }
         }
     }
@@ -1001,7 +1019,7 @@ impl Node {
     fn learn_gossip(&mut self, now: Duration, gossip: Vec<PeerInfo>) {
         for info in gossip {
             if !self.members.contains_key(&info.node_id) {
-                self.learn_member(now, info, false);
+                self.learn_and_announce(now, info, false);
             }
         }
     }

@@ -1,1 +1,304 @@
-//! placeholder
+//! # p2pchat-store
+//!
+//! Durable state for p2pchat: one SQLite file per process (a node or the auth server), holding
+//! the [`Record`]s its state machine asked to persist, in order. Replaying them restores the
+//! machine (identity, sequence counters, history, outbox, peers, accounts).
+//!
+//! - WAL journal with `synchronous=FULL`: a committed batch survives a crash and a power cut.
+//! - The file is locked for exclusive use while open: a second process gets a clear error.
+//! - The schema carries a version (`PRAGMA user_version`) and forward migrations; a file from a
+//!   newer version, a corrupt file, or one that is not a database is refused, never rewritten.
+//! - [`Store::in_memory`] is the twin for tests.
+
+#![forbid(unsafe_code)]
+
+use p2pchat_core::Record;
+use rusqlite::{params, Connection, OpenFlags};
+use std::path::Path;
+use thiserror::Error;
+
+/// The schema version this build writes.
+pub const SCHEMA_VERSION: i64 = 1;
+
+/// Storage failures. All are local faults: report and stop, never wipe.
+#[derive(Debug, Error)]
+pub enum StoreError {
+    /// The file is not a p2pchat database, or is damaged.
+    #[error("{path}: not a p2pchat database or damaged ({detail}); refusing to touch it")]
+    Corrupt {
+        /// The file.
+        path: String,
+        /// What SQLite or the decoder said.
+        detail: String,
+    },
+    /// Another process has the file open.
+    #[error("{0}: in use by another process (is another p2pchat running with this data dir?)")]
+    Locked(String),
+    /// Written by a newer p2pchat.
+    #[error("{path}: schema version {found} is newer than this p2pchat supports ({SCHEMA_VERSION}); upgrade p2pchat")]
+    TooNew {
+        /// The file.
+        path: String,
+        /// Its version.
+        found: i64,
+    },
+    /// Any other SQLite failure (disk full, permissions...).
+    #[error("storage error: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+}
+
+/// An open store.
+pub struct Store {
+    conn: Connection,
+    path: String,
+}
+
+fn classify(path: &str, e: rusqlite::Error) -> StoreError {
+    use rusqlite::ErrorCode;
+    match e.sqlite_error_code() {
+        Some(ErrorCode::DatabaseBusy) | Some(ErrorCode::DatabaseLocked) => {
+            StoreError::Locked(path.to_string())
+        }
+        Some(ErrorCode::NotADatabase) | Some(ErrorCode::DatabaseCorrupt) => StoreError::Corrupt {
+            path: path.to_string(),
+            detail: e.to_string(),
+        },
+        _ => StoreError::Sqlite(e),
+    }
+}
+
+impl Store {
+    /// Opens (creating if needed) the store at `path`, locks it, and migrates it forward.
+    pub fn open(path: &Path) -> Result<Store, StoreError> {
+        let shown = path.display().to_string();
+        let conn = Connection::open_with_flags(
+            path,
+            OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE,
+        )
+        .map_err(|e| classify(&shown, e))?;
+        Self::init(conn, shown, true)
+    }
+
+    /// A store that lives in memory only (tests).
+    pub fn in_memory() -> Result<Store, StoreError> {
+        let conn = Connection::open_in_memory()?;
+        Self::init(conn, ":memory:".into(), false)
+    }
+
+    fn init(conn: Connection, path: String, durable: bool) -> Result<Store, StoreError> {
+        let fail = |e| classify(&path, e);
+        if durable {
+            conn.busy_timeout(std::time::Duration::from_millis(200))
+                .map_err(fail)?;
+            // Exclusive locking: the lock is taken by the first write and held until close.
+            conn.pragma_update(None, "locking_mode", "EXCLUSIVE")
+                .map_err(fail)?;
+            let mode: String = conn
+                .query_row("PRAGMA journal_mode=WAL", [], |r| r.get(0))
+                .map_err(fail)?;
+            if !mode.eq_ignore_ascii_case("wal") {
+                return Err(StoreError::Corrupt {
+                    path,
+                    detail: format!("could not enable WAL (journal mode {mode})"),
+                });
+            }
+            conn.pragma_update(None, "synchronous", "FULL")
+                .map_err(fail)?;
+            // Take the exclusive lock now, not at the first write.
+            conn.execute_batch("BEGIN EXCLUSIVE; COMMIT;")
+                .map_err(fail)?;
+        }
+        let version: i64 = conn
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .map_err(fail)?;
+        if version > SCHEMA_VERSION {
+            return Err(StoreError::TooNew {
+                path,
+                found: version,
+            });
+        }
+        let mut store = Store { conn, path };
+        store.migrate(version)?;
+        Ok(store)
+    }
+
+    fn migrate(&mut self, from: i64) -> Result<(), StoreError> {
+        let path = self.path.clone();
+        let tx = self.conn.transaction().map_err(|e| classify(&path, e))?;
+        if from < 1 {
+            let has_tables: i64 = tx
+                .query_row(
+                    "SELECT count(*) FROM sqlite_master WHERE type='table'",
+                    [],
+                    |r| r.get(0),
+                )
+                .map_err(|e| classify(&path, e))?;
+            if has_tables > 0 {
+                return Err(StoreError::Corrupt {
+                    path,
+                    detail: "an unversioned database with tables of its own".into(),
+                });
+            }
+            tx.execute_batch(
+                "CREATE TABLE records (
+                    id   INTEGER PRIMARY KEY AUTOINCREMENT,
+                    kind TEXT NOT NULL,
+                    body BLOB NOT NULL
+                );
+                PRAGMA user_version = 1;",
+            )
+            .map_err(|e| classify(&path, e))?;
+        }
+        // Future migrations go here: `if from < 2 { ... PRAGMA user_version = 2; }`.
+        tx.commit().map_err(|e| classify(&path, e))?;
+        Ok(())
+    }
+
+    /// Every record, in the order it was appended.
+    pub fn load(&self) -> Result<Vec<Record>, StoreError> {
+        let fail = |e| classify(&self.path, e);
+        let mut stmt = self
+            .conn
+            .prepare("SELECT id, body FROM records ORDER BY id")
+            .map_err(fail)?;
+        let rows = stmt
+            .query_map([], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, Vec<u8>>(1)?)))
+            .map_err(fail)?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (id, body) = row.map_err(fail)?;
+            let record = postcard::from_bytes(&body).map_err(|e| StoreError::Corrupt {
+                path: self.path.clone(),
+                detail: format!("record {id}: {e}"),
+            })?;
+            out.push(record);
+        }
+        Ok(out)
+    }
+
+    /// Appends records in one transaction: all of them are durable when this returns, or none.
+    pub fn append(&mut self, records: &[Record]) -> Result<(), StoreError> {
+        if records.is_empty() {
+            return Ok(());
+        }
+        let path = self.path.clone();
+        let fail = |e| classify(&path, e);
+        let tx = self.conn.transaction().map_err(fail)?;
+        {
+            let mut stmt = tx
+                .prepare_cached("INSERT INTO records (kind, body) VALUES (?1, ?2)")
+                .map_err(fail)?;
+            for r in records {
+                let body = postcard::to_allocvec(r).map_err(|e| StoreError::Corrupt {
+                    path: path.clone(),
+                    detail: format!("cannot encode record: {e}"),
+                })?;
+                stmt.execute(params![kind(r), body]).map_err(fail)?;
+            }
+        }
+        tx.commit().map_err(fail)?;
+        Ok(())
+    }
+
+    /// Number of stored records.
+    pub fn len(&self) -> Result<usize, StoreError> {
+        let n: i64 = self
+            .conn
+            .query_row("SELECT count(*) FROM records", [], |r| r.get(0))
+            .map_err(|e| classify(&self.path, e))?;
+        Ok(n as usize)
+    }
+
+    /// True when nothing is stored.
+    pub fn is_empty(&self) -> Result<bool, StoreError> {
+        Ok(self.len()? == 0)
+    }
+}
+
+fn kind(r: &Record) -> &'static str {
+    match r {
+        Record::Identity { .. } => "identity",
+        Record::Group(_) => "group",
+        Record::PrivateOut(_) => "private_out",
+        Record::PrivateIn(_) => "private_in",
+        Record::PrivateAcked { .. } => "private_acked",
+        Record::Peer(_) => "peer",
+        Record::User { .. } => "user",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use p2pchat_proto::{GroupMsg, NodeId};
+
+    fn sample() -> Vec<Record> {
+        vec![
+            Record::Identity {
+                node_id: NodeId(3),
+                user: "carol".into(),
+            },
+            Record::Group(GroupMsg {
+                author: NodeId(3),
+                seq: 1,
+                lamport: 1,
+                deps: vec![],
+                text: "hi".into(),
+            }),
+        ]
+    }
+
+    #[test]
+    fn records_survive_reopening_in_order() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("n.db");
+        {
+            let mut s = Store::open(&path).expect("open");
+            s.append(&sample()).expect("append");
+        }
+        let s = Store::open(&path).expect("reopen");
+        assert_eq!(s.load().expect("load"), sample());
+    }
+
+    #[test]
+    fn a_second_process_is_refused_while_the_first_holds_the_file() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("n.db");
+        {
+            let mut s = Store::open(&path).expect("open");
+            s.append(&sample()).expect("append");
+        }
+        // Reopening an existing file (no write yet) must already hold the lock.
+        let _first = Store::open(&path).expect("open");
+        match Store::open(&path) {
+            Err(StoreError::Locked(_)) => {}
+            Err(e) => panic!("expected Locked, got {e}"),
+            Ok(_) => panic!("expected Locked, got a second handle"),
+        }
+    }
+
+    #[test]
+    fn garbage_and_newer_files_are_refused_and_left_untouched() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("junk.db");
+        let junk = b"this is not a database at all, just some bytes ".repeat(100);
+        std::fs::write(&path, &junk).expect("write");
+        assert!(matches!(Store::open(&path), Err(StoreError::Corrupt { .. })));
+        assert_eq!(std::fs::read(&path).expect("read"), junk);
+
+        let newer = dir.path().join("newer.db");
+        {
+            let c = Connection::open(&newer).expect("open");
+            c.execute_batch("PRAGMA user_version = 99;").expect("set");
+        }
+        assert!(matches!(Store::open(&newer), Err(StoreError::TooNew { found: 99, .. })));
+    }
+
+    #[test]
+    fn the_in_memory_twin_behaves_the_same() {
+        let mut s = Store::in_memory().expect("mem");
+        assert!(s.is_empty().expect("len"));
+        s.append(&sample()).expect("append");
+        assert_eq!(s.load().expect("load"), sample());
+    }
+}

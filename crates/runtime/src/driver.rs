@@ -1,0 +1,342 @@
+//! The driver tasks: one per state machine.
+
+use p2pchat_core::{
+    AuthConfig, AuthServer, Command, Credentials, Event, Node, NodeConfig, NodeParams, Output,
+    Record,
+};
+use p2pchat_store::{Store, StoreError};
+use std::net::SocketAddr;
+use std::time::Duration;
+use thiserror::Error;
+use tokio::net::UdpSocket;
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
+
+/// Why a driver could not start or had to stop.
+#[derive(Debug, Error)]
+pub enum RuntimeError {
+    /// Binding or using the socket failed.
+    #[error("network: {0}")]
+    Io(#[from] std::io::Error),
+    /// The store failed; the driver stops rather than lose data.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The data dir belongs to another user.
+    #[error("this data dir belongs to user {found:?}, not {wanted:?}")]
+    WrongUser {
+        /// The user in the data dir.
+        found: String,
+        /// The user asked for.
+        wanted: String,
+    },
+    /// The state machine stopped with a fatal error.
+    #[error("{0}")]
+    Fatal(String),
+    /// Invalid configuration.
+    #[error("invalid configuration: {0}")]
+    Config(String),
+}
+
+/// A running node.
+pub struct NodeHandle {
+    /// Where the node's socket is bound.
+    pub local_addr: SocketAddr,
+    commands: mpsc::UnboundedSender<Command>,
+    /// Events from the node, in order.
+    pub events: mpsc::UnboundedReceiver<Event>,
+    task: JoinHandle<Result<(), RuntimeError>>,
+}
+
+impl NodeHandle {
+    /// Gives the node a command; false if it has stopped.
+    pub fn command(&self, cmd: Command) -> bool {
+        self.commands.send(cmd).is_ok()
+    }
+
+    /// A cloneable sender of commands.
+    pub fn commander(&self) -> mpsc::UnboundedSender<Command> {
+        self.commands.clone()
+    }
+
+    /// Waits for the node to stop (after `/quit` or a fatal error).
+    pub async fn join(self) -> Result<(), RuntimeError> {
+        match self.task.await {
+            Ok(r) => r,
+            Err(e) => Err(RuntimeError::Fatal(format!("node task failed: {e}"))),
+        }
+    }
+
+    /// Stops the task at once, without a goodbye: what a crash looks like to peers.
+    /// Everything the node showed as sent is already on disk. Returns once the socket and
+    /// the store are closed.
+    pub async fn crash(self) {
+        self.task.abort();
+        let _ = self.task.await;
+    }
+
+    /// Splits off the event receiver (for a UI loop) from the rest of the handle.
+    pub fn split(self) -> (NodeControl, mpsc::UnboundedReceiver<Event>) {
+        (
+            NodeControl {
+                local_addr: self.local_addr,
+                commands: self.commands,
+                task: self.task,
+            },
+            self.events,
+        )
+    }
+}
+
+/// A node handle without its event receiver.
+pub struct NodeControl {
+    /// Where the node's socket is bound.
+    pub local_addr: SocketAddr,
+    commands: mpsc::UnboundedSender<Command>,
+    task: JoinHandle<Result<(), RuntimeError>>,
+}
+
+impl NodeControl {
+    /// Gives the node a command; false if it has stopped.
+    pub fn command(&self, cmd: Command) -> bool {
+        self.commands.send(cmd).is_ok()
+    }
+
+    /// Waits for the node to stop.
+    pub async fn join(self) -> Result<(), RuntimeError> {
+        match self.task.await {
+            Ok(r) => r,
+            Err(e) => Err(RuntimeError::Fatal(format!("node task failed: {e}"))),
+        }
+    }
+
+    /// Stops the task at once, without a goodbye (a crash); returns once it is gone.
+    pub async fn crash(self) {
+        self.task.abort();
+        let _ = self.task.await;
+    }
+}
+
+/// Starts a node on `bind`, restoring it from `store` if it holds an identity.
+pub async fn spawn_node(
+    cfg: NodeConfig,
+    mut params: NodeParams,
+    bind: SocketAddr,
+    store: Store,
+) -> Result<NodeHandle, RuntimeError> {
+    cfg.validate().map_err(RuntimeError::Config)?;
+    let records = store.load()?;
+    if let Some(Record::Identity { user, .. }) =
+        records.iter().find(|r| matches!(r, Record::Identity { .. }))
+    {
+        if *user != params.user {
+            return Err(RuntimeError::WrongUser {
+                found: user.clone(),
+                wanted: params.user,
+            });
+        }
+    }
+    let socket = UdpSocket::bind(bind).await?;
+    let local_addr = socket.local_addr()?;
+    params.local_addr = local_addr;
+    let start = Instant::now();
+    let node = Node::restore(cfg, params, &records, Duration::ZERO);
+    let (cmd_tx, cmd_rx) = mpsc::unbounded_channel();
+    let (ev_tx, ev_rx) = mpsc::unbounded_channel();
+    let task = tokio::spawn(run_node(node, socket, store, cmd_rx, ev_tx, start));
+    Ok(NodeHandle {
+        local_addr,
+        commands: cmd_tx,
+        events: ev_rx,
+        task,
+    })
+}
+
+/// Carries out outputs in order: records are committed before anything that follows them.
+async fn carry_out(
+    outputs: &mut Vec<Output>,
+    socket: &UdpSocket,
+    store: &mut Store,
+    events: Option<&mpsc::UnboundedSender<Event>>,
+) -> Result<(), RuntimeError> {
+    let mut pending: Vec<Record> = Vec::new();
+    for out in outputs.drain(..) {
+        match out {
+            Output::Persist(r) => pending.push(r),
+            Output::Send { to, bytes } => {
+                store.append(&pending)?;
+                pending.clear();
+                if let Err(e) = socket.send_to(&bytes, to).await {
+                    // UDP is lossy anyway: the protocol retries. Log and go on.
+                    tracing::debug!("send to {to} failed: {e}");
+                }
+            }
+            Output::Event(e) => {
+                store.append(&pending)?;
+                pending.clear();
+                log_event(&e);
+                if let Some(tx) = events {
+                    let _ = tx.send(e);
+                }
+            }
+        }
+    }
+    store.append(&pending)?;
+    Ok(())
+}
+
+fn log_event(e: &Event) {
+    match e {
+        Event::Ready {
+            user,
+            node_id,
+            addr,
+            first,
+        } => tracing::info!(%user, %node_id, %addr, first, "ready"),
+        Event::Peer { info, status, .. } => {
+            tracing::info!(user = %info.user, node_id = %info.node_id, ?status, "peer")
+        }
+        // Message bodies are never logged above debug.
+        Event::Message(m) => tracing::debug!(id = %m.id, from = %m.from, "delivered"),
+        Event::AuthServer { reachable } => tracing::info!(reachable, "auth server"),
+        Event::Error { message, fatal } => tracing::warn!(fatal, "{message}"),
+        Event::Admitted {
+            user,
+            node_id,
+            addr,
+            first,
+        } => tracing::info!(%user, %node_id, %addr, first, "admitted"),
+        _ => {}
+    }
+}
+
+async fn run_node(
+    mut node: Node,
+    socket: UdpSocket,
+    mut store: Store,
+    mut commands: mpsc::UnboundedReceiver<Command>,
+    events: mpsc::UnboundedSender<Event>,
+    start: Instant,
+) -> Result<(), RuntimeError> {
+    let mut buf = vec![0u8; 2048];
+    let mut outputs = Vec::new();
+    let mut fatal: Option<String> = None;
+    let mut commands_open = true;
+    loop {
+        while let Some(o) = node.poll_output() {
+            if let Output::Event(Event::Error {
+                message,
+                fatal: true,
+            }) = &o
+            {
+                fatal = Some(message.clone());
+            }
+            outputs.push(o);
+        }
+        carry_out(&mut outputs, &socket, &mut store, Some(&events)).await?;
+        if node.is_stopped() {
+            return match fatal {
+                Some(m) => Err(RuntimeError::Fatal(m)),
+                None => Ok(()),
+            };
+        }
+        let deadline = node
+            .poll_timeout()
+            .map(|d| start + d)
+            .unwrap_or_else(|| Instant::now() + Duration::from_secs(3600));
+        tokio::select! {
+            r = socket.recv_from(&mut buf) => match r {
+                Ok((n, from)) => node.handle_datagram(start.elapsed(), from, &buf[..n]),
+                // ICMP errors (peer port closed) surface here on some systems: ignore.
+                Err(e) => tracing::debug!("recv failed: {e}"),
+            },
+            _ = tokio::time::sleep_until(deadline) => node.handle_timeout(start.elapsed()),
+            cmd = commands.recv(), if commands_open => match cmd {
+                Some(c) => node.handle_command(start.elapsed(), c),
+                None => {
+                    commands_open = false;
+                    node.handle_command(start.elapsed(), Command::Quit);
+                }
+            },
+        }
+    }
+}
+
+/// A running auth server.
+pub struct AuthHandle {
+    /// Where it listens.
+    pub local_addr: SocketAddr,
+    stop: watch::Sender<bool>,
+    task: JoinHandle<Result<(), RuntimeError>>,
+}
+
+impl AuthHandle {
+    /// Asks the server to stop and waits for it.
+    pub async fn stop(self) -> Result<(), RuntimeError> {
+        let _ = self.stop.send(true);
+        match self.task.await {
+            Ok(r) => r,
+            Err(e) => Err(RuntimeError::Fatal(format!("auth task failed: {e}"))),
+        }
+    }
+
+    /// Kills the server at once (a crash); returns once its socket and store are closed.
+    pub async fn crash(self) {
+        self.task.abort();
+        let _ = self.task.await;
+    }
+
+    /// Waits until the server stops on its own (it does not, unless it fails).
+    pub async fn join(self) -> Result<(), RuntimeError> {
+        match self.task.await {
+            Ok(r) => r,
+            Err(e) => Err(RuntimeError::Fatal(format!("auth task failed: {e}"))),
+        }
+    }
+}
+
+/// Starts the auth server on `bind`, restoring its accounts from `store`.
+pub async fn spawn_auth_server(
+    cfg: AuthConfig,
+    creds: Box<dyn Credentials>,
+    bind: SocketAddr,
+    store: Store,
+) -> Result<AuthHandle, RuntimeError> {
+    let records = store.load()?;
+    let socket = UdpSocket::bind(bind).await?;
+    let local_addr = socket.local_addr()?;
+    let server = AuthServer::new(cfg, creds, &records);
+    let (stop, stop_rx) = watch::channel(false);
+    let task = tokio::spawn(run_auth(server, socket, store, stop_rx));
+    Ok(AuthHandle {
+        local_addr,
+        stop,
+        task,
+    })
+}
+
+async fn run_auth(
+    mut server: AuthServer,
+    socket: UdpSocket,
+    mut store: Store,
+    mut stop: watch::Receiver<bool>,
+) -> Result<(), RuntimeError> {
+    let start = Instant::now();
+    let mut buf = vec![0u8; 2048];
+    let mut outputs = Vec::new();
+    loop {
+        tokio::select! {
+            r = socket.recv_from(&mut buf) => match r {
+                // argon2 makes a signin take tens of ms; the server is the only task of its
+                // process, so blocking here delays nothing else.
+                Ok((n, from)) => server.handle_datagram(start.elapsed(), from, &buf[..n]),
+                Err(e) => tracing::debug!("recv failed: {e}"),
+            },
+            _ = stop.changed() => return Ok(()),
+        }
+        while let Some(o) = server.poll_output() {
+            outputs.push(o);
+        }
+        carry_out(&mut outputs, &socket, &mut store, None).await?;
+    }
+}

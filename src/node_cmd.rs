@@ -1,0 +1,313 @@
+//! `p2pchat auth-server` and `p2pchat node`: processes around the runtime drivers.
+
+use crate::cli::{AuthArgs, NodeArgs};
+use crate::commands;
+use anyhow::{bail, Context};
+use p2pchat_core::{AuthConfig, Command, Event, NodeConfig, NodeParams, Scope};
+use p2pchat_runtime::{spawn_auth_server, spawn_node, Argon2Credentials};
+use p2pchat_store::Store;
+use std::io::{IsTerminal, Write};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use tokio::io::AsyncBufReadExt;
+
+/// Sets up logging to stderr; `RUST_LOG` overrides the default level.
+pub fn init_logging(default: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .try_init();
+}
+
+/// The data dir: the one given, or the platform's data directory for p2pchat.
+pub fn data_dir(given: Option<PathBuf>) -> anyhow::Result<PathBuf> {
+    let dir = match given {
+        Some(d) => d,
+        None => dirs::data_dir()
+            .map(|d| d.join("p2pchat"))
+            .context("no platform data directory; pass --data-dir")?,
+    };
+    std::fs::create_dir_all(&dir)
+        .with_context(|| format!("cannot create data dir {}", dir.display()))?;
+    Ok(dir)
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")
+}
+
+/// Resolves on SIGINT or SIGTERM.
+pub async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        match (signal(SignalKind::interrupt()), signal(SignalKind::terminate())) {
+            (Ok(mut i), Ok(mut t)) => {
+                tokio::select! {
+                    _ = i.recv() => {},
+                    _ = t.recv() => {},
+                }
+            }
+            _ => std::future::pending::<()>().await,
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+/// `p2pchat auth-server`.
+pub fn auth_server(args: AuthArgs) -> anyhow::Result<()> {
+    init_logging("info");
+    if args.max_nodes == 0 {
+        bail!("--max-nodes must be at least 1");
+    }
+    let dir = data_dir(args.data_dir)?;
+    let store = Store::open(&dir.join("auth-server.db"))?;
+    runtime()?.block_on(async move {
+        let cfg = AuthConfig {
+            max_nodes: args.max_nodes,
+            ..AuthConfig::default()
+        };
+        let handle = spawn_auth_server(
+            cfg,
+            Box::new(Argon2Credentials::default()),
+            args.listen,
+            store,
+        )
+        .await
+        .with_context(|| format!("cannot listen on {}", args.listen))?;
+        println!("p2pchat auth server listening on {}", handle.local_addr);
+        println!("data: {}", dir.display());
+        let _ = std::io::stdout().flush();
+        shutdown_signal().await;
+        tracing::info!("stopping");
+        handle.stop().await?;
+        Ok(())
+    })
+}
+
+fn read_password(args: &NodeArgs) -> anyhow::Result<String> {
+    if let Some(path) = &args.password_file {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read password file {}", path.display()))?;
+        let pw = text.lines().next().unwrap_or_default().to_string();
+        if pw.is_empty() {
+            bail!("password file {} is empty", path.display());
+        }
+        return Ok(pw);
+    }
+    if let Ok(pw) = std::env::var("P2PCHAT_PASSWORD") {
+        if !pw.is_empty() {
+            return Ok(pw);
+        }
+    }
+    if std::io::stdin().is_terminal() {
+        let pw = rpassword::prompt_password(format!("password for {}: ", args.user))
+            .context("cannot read the password")?;
+        if pw.is_empty() {
+            bail!("empty password");
+        }
+        return Ok(pw);
+    }
+    bail!("no password: set P2PCHAT_PASSWORD, pass --password-file, or run on a terminal to be asked")
+}
+
+/// Path of a user's node database inside a data dir.
+pub fn node_db(dir: &Path, user: &str) -> PathBuf {
+    dir.join(format!("node-{user}.db"))
+}
+
+/// `p2pchat node`.
+pub fn node(args: NodeArgs) -> ExitCode {
+    let script = !std::io::stdin().is_terminal();
+    init_logging(if script { "warn" } else { "error" });
+    match run_node(args, script) {
+        Ok(code) => code,
+        Err(e) => {
+            if script {
+                let v = serde_json::json!({"event": "error", "message": format!("{e:#}"), "fatal": true});
+                println!("{v}");
+            }
+            eprintln!("p2pchat: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run_node(args: NodeArgs, script: bool) -> anyhow::Result<ExitCode> {
+    if !p2pchat_proto::wire::valid_username(&args.user) {
+        bail!("invalid username {:?} (1-32 characters from A-Z a-z 0-9 _ . -)", args.user);
+    }
+    let password = read_password(&args)?;
+    let dir = data_dir(args.data_dir.clone())?;
+    let store = Store::open(&node_db(&dir, &args.user))?;
+    let bind: SocketAddr = match (args.listen, args.port) {
+        (Some(a), _) => a,
+        (None, Some(p)) => SocketAddr::from(([127, 0, 0, 1], p)),
+        (None, None) => SocketAddr::from(([127, 0, 0, 1], 0)),
+    };
+    let params = NodeParams {
+        user: args.user.clone(),
+        password,
+        signup: args.signup,
+        local_addr: bind,
+        auth_addr: args.auth,
+        seed: seed(),
+    };
+    runtime()?.block_on(async move {
+        let handle = spawn_node(NodeConfig::default(), params, bind, store)
+            .await
+            .with_context(|| format!("cannot start the node on {bind}"))?;
+        let (control, mut events) = handle.split();
+        let (line_tx, mut lines) = tokio::sync::mpsc::unbounded_channel::<String>();
+        tokio::spawn(async move {
+            let mut stdin = tokio::io::BufReader::new(tokio::io::stdin()).lines();
+            while let Ok(Some(line)) = stdin.next_line().await {
+                if line_tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let mut printer = Printer { script, me: args.user.clone() };
+        let mut stdin_open = true;
+        let mut fatal = false;
+        let mut signal = Box::pin(shutdown_signal());
+        loop {
+            tokio::select! {
+                ev = events.recv() => match ev {
+                    Some(e) => {
+                        if matches!(e, Event::Error { fatal: true, .. }) {
+                            fatal = true;
+                        }
+                        printer.print(&e);
+                    }
+                    None => break,
+                },
+                line = lines.recv(), if stdin_open => match line {
+                    Some(line) => match commands::parse(&line) {
+                        Ok(Some(cmd)) => { control.command(cmd); }
+                        Ok(None) => {}
+                        Err(message) => printer.print(&Event::Error { message, fatal: false }),
+                    },
+                    None => {
+                        stdin_open = false;
+                        control.command(Command::Quit);
+                    }
+                },
+                _ = &mut signal => {
+                    control.command(Command::Quit);
+                }
+            }
+        }
+        match control.join().await {
+            Ok(()) if !fatal => Ok(ExitCode::SUCCESS),
+            Ok(()) => Ok(ExitCode::FAILURE),
+            Err(e) => {
+                if !fatal {
+                    printer.print(&Event::Error { message: e.to_string(), fatal: true });
+                }
+                Ok(ExitCode::FAILURE)
+            }
+        }
+    })
+}
+
+fn seed() -> u64 {
+    let mut bytes = [0u8; 8];
+    if rand::TryRngCore::try_fill_bytes(&mut rand::rngs::OsRng, &mut bytes).is_err() {
+        return std::process::id() as u64;
+    }
+    u64::from_le_bytes(bytes)
+}
+
+struct Printer {
+    script: bool,
+    me: String,
+}
+
+impl Printer {
+    fn print(&mut self, e: &Event) {
+        let mut out = std::io::stdout().lock();
+        if self.script {
+            let _ = writeln!(out, "{}", crate::json::event(e));
+        } else if let Some(line) = human(e, &self.me) {
+            let _ = writeln!(out, "{line}");
+        }
+        let _ = out.flush();
+    }
+}
+
+/// A readable line for a terminal user.
+pub fn human(e: &Event, me: &str) -> Option<String> {
+    Some(match e {
+        Event::Ready { user, node_id, addr, first } => format!(
+            "* signed in as {user} (node {node_id}) on {addr}{}. Type to chat; /msg USER TEXT, /peers, /history [USER], /quit",
+            if *first { ", first node of the network" } else { "" }
+        ),
+        Event::Message(m) => {
+            let clock = m.clock.as_ref().map(|c| format!("  {c}")).unwrap_or_default();
+            match m.scope {
+                Scope::Group => format!("<{}> {}{clock}", m.from, m.text),
+                Scope::Private => {
+                    let to = m.to.clone().unwrap_or_default();
+                    if m.from == me {
+                        format!("[private to {to}] {}{clock}", m.text)
+                    } else {
+                        format!("[private from {}] {}{clock}", m.from, m.text)
+                    }
+                }
+            }
+        }
+        Event::Peer { info, status, joined } => {
+            if *joined {
+                format!("* {} just joined the chat!", info.user)
+            } else {
+                format!("* {} is {}", info.user, crate::json::status(*status))
+            }
+        }
+        Event::Peers(list) => {
+            if list.is_empty() {
+                "* no peers yet".to_string()
+            } else {
+                list.iter()
+                    .map(|(p, s)| format!("* {} (node {}, {}) {}", p.user, p.node_id, p.addr, crate::json::status(*s)))
+                    .collect::<Vec<_>>()
+                    .join("\n")
+            }
+        }
+        Event::History { messages, with, .. } => {
+            let mut lines = vec![match with {
+                Some(w) => format!("* private history with {w}:"),
+                None => "* group history:".to_string(),
+            }];
+            for m in messages {
+                let clock = m.clock.as_ref().map(|c| format!("  {c}")).unwrap_or_default();
+                lines.push(format!("  <{}> {}{clock}", m.from, m.text));
+            }
+            lines.join("\n")
+        }
+        Event::Acked { .. } => return None,
+        Event::AuthServer { reachable } => format!(
+            "* auth server {}",
+            if *reachable { "reachable again" } else { "unreachable (the chat goes on)" }
+        ),
+        Event::Status(s) => format!("* status: {}", serde_json::to_string(s).unwrap_or_default()),
+        Event::Error { message, fatal } => {
+            if *fatal {
+                format!("! fatal: {message}")
+            } else {
+                format!("! {message}")
+            }
+        }
+        Event::Admitted { .. } => return None,
+    })
+}
