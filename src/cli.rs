@@ -65,6 +65,10 @@ pub struct NodeArgs {
     /// Read the password from the first line of this file (else P2PCHAT_PASSWORD, else a prompt).
     #[arg(long)]
     pub password_file: Option<PathBuf>,
+    /// Signup/signin attempts before giving up on an unreachable auth server (backoff grows
+    /// from 0.3 s to 2 s between attempts).
+    #[arg(long, default_value_t = p2pchat_core::NodeConfig::default().auth_attempts)]
+    pub auth_attempts: u32,
 }
 
 /// Arguments of `p2pchat demo`.

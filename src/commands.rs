@@ -58,18 +58,33 @@ mod tests {
 
     #[test]
     fn lines_become_commands() {
-        assert_eq!(parse("hello there"), Ok(Some(Command::Say("hello there".into()))));
+        assert_eq!(
+            parse("hello there"),
+            Ok(Some(Command::Say("hello there".into())))
+        );
         assert_eq!(parse("   "), Ok(None));
         assert_eq!(
             parse("/msg bob  hi  you"),
-            Ok(Some(Command::Msg { to: "bob".into(), text: " hi  you".into() }))
+            Ok(Some(Command::Msg {
+                to: "bob".into(),
+                text: " hi  you".into()
+            }))
         );
         assert!(parse("/msg bob").is_err());
         assert_eq!(
             parse("/history bob --last 5"),
-            Ok(Some(Command::History { with: Some("bob".into()), last: Some(5) }))
+            Ok(Some(Command::History {
+                with: Some("bob".into()),
+                last: Some(5)
+            }))
         );
-        assert_eq!(parse("/history"), Ok(Some(Command::History { with: None, last: None })));
+        assert_eq!(
+            parse("/history"),
+            Ok(Some(Command::History {
+                with: None,
+                last: None
+            }))
+        );
         assert!(parse("/history --last x").is_err());
         assert!(parse("/frobnicate").is_err());
         assert_eq!(parse("/quit"), Ok(Some(Command::Quit)));

@@ -71,7 +71,12 @@ impl Demo {
         Ok(())
     }
 
-    async fn start_node(&mut self, name: &'static str, signup: bool, port: u16) -> anyhow::Result<()> {
+    async fn start_node(
+        &mut self,
+        name: &'static str,
+        signup: bool,
+        port: u16,
+    ) -> anyhow::Result<()> {
         let path = crate::node_cmd::node_db(self.dir.path(), name);
         let store = Store::open(&path)?;
         let bind = SocketAddr::from(([127, 0, 0, 1], port));
@@ -110,7 +115,9 @@ impl Demo {
         let verbose = self.verbose;
         let t = self.started.elapsed().as_secs_f64();
         for p in &mut self.people {
-            let Some(rx) = p.events.as_mut() else { continue };
+            let Some(rx) = p.events.as_mut() else {
+                continue;
+            };
             while let Ok(e) = rx.try_recv() {
                 if verbose {
                     if let Some(line) = crate::node_cmd::human(&e, p.name) {
@@ -132,7 +139,10 @@ impl Demo {
                             p.online.remove(&info.user);
                         }
                     }
-                    Event::Error { message, fatal: true } => p.fatal = Some(message),
+                    Event::Error {
+                        message,
+                        fatal: true,
+                    } => p.fatal = Some(message),
                     _ => {}
                 }
             }
@@ -168,7 +178,12 @@ impl Demo {
         }
     }
 
-    async fn group_says(&mut self, name: &'static str, text: &str, audience: &[&'static str]) -> anyhow::Result<()> {
+    async fn group_says(
+        &mut self,
+        name: &'static str,
+        text: &str,
+        audience: &[&'static str],
+    ) -> anyhow::Result<()> {
         let before = self.get(name).map(|p| p.group.len()).unwrap_or(0);
         self.command(name, Command::Say(text.to_string()))?;
         say(&format!("  {name}: {text}"));
@@ -179,12 +194,17 @@ impl Demo {
         let total = self.get(name).map(|p| p.group.clone()).unwrap_or_default();
         let who: Vec<&str> = audience.to_vec();
         self.until(&format!("everyone has {name}'s message"), move |d| {
-            who.iter().all(|w| d.get(w).is_some_and(|p| total.is_subset(&p.group)))
+            who.iter()
+                .all(|w| d.get(w).is_some_and(|p| total.is_subset(&p.group)))
         })
         .await
     }
 
-    async fn history(&mut self, name: &str, with: Option<&str>) -> anyhow::Result<Vec<HistoryEntry>> {
+    async fn history(
+        &mut self,
+        name: &str,
+        with: Option<&str>,
+    ) -> anyhow::Result<Vec<HistoryEntry>> {
         self.command(
             name,
             Command::History {
@@ -215,7 +235,10 @@ impl Demo {
 fn show(entries: &[HistoryEntry]) {
     for m in entries {
         let clock = m.clock.as_ref().map(|c| c.to_string()).unwrap_or_default();
-        let to = m.to.as_ref().map(|t| format!(" -> {t}")).unwrap_or_default();
+        let to =
+            m.to.as_ref()
+                .map(|t| format!(" -> {t}"))
+                .unwrap_or_default();
         println!("  {:<6}{:<9} {:<52} {clock}", m.from, to, m.text);
     }
 }
@@ -244,34 +267,64 @@ async fn run(args: DemoArgs) -> anyhow::Result<()> {
     say("== p2pchat demo: an auth server and three people on 127.0.0.1");
     d.start_auth(SocketAddr::from(([127, 0, 0, 1], 0))).await?;
     let auth_bind = d.auth_addr;
-    say(&format!("* auth server listening on {auth_bind} (data in a temporary dir)"));
+    say(&format!(
+        "* auth server listening on {auth_bind} (data in a temporary dir)"
+    ));
 
     say("\n== alice, bob and carol sign up; existing nodes bootstrap newcomers from the server's queue");
     for name in all3 {
         d.start_node(name, true, 0).await?;
-        d.until(&format!("{name} is ready"), |d| d.get(name).is_some_and(|p| p.node_id.is_some()))
-            .await?;
+        d.until(&format!("{name} is ready"), |d| {
+            d.get(name).is_some_and(|p| p.node_id.is_some())
+        })
+        .await?;
         let p = d.get(name).context("person")?;
-        say(&format!("* {name} signed up: node id {}, listening on {}", p.node_id.unwrap_or(0), p.addr));
+        say(&format!(
+            "* {name} signed up: node id {}, listening on {}",
+            p.node_id.unwrap_or(0),
+            p.addr
+        ));
     }
     d.until("everyone sees the other two online", |d| {
-        all3.iter().all(|n| d.get(n).is_some_and(|p| p.online.len() >= 2))
+        all3.iter()
+            .all(|n| d.get(n).is_some_and(|p| p.online.len() >= 2))
     })
     .await?;
     say("* every node knows the other two (\"X just joined the chat!\")");
 
     say("\n== group chat by gossip, ordered by vector clocks");
-    d.group_says("alice", "hi everyone, alice here", &all3).await?;
-    d.group_says("bob", "hey alice! bob reporting", &all3).await?;
-    d.group_says("carol", "hello both, carol joined the party", &all3).await?;
+    d.group_says("alice", "hi everyone, alice here", &all3)
+        .await?;
+    d.group_says("bob", "hey alice! bob reporting", &all3)
+        .await?;
+    d.group_says("carol", "hello both, carol joined the party", &all3)
+        .await?;
 
     say("\n== private messages go directly, acknowledged and in order");
-    d.command("alice", Command::Msg { to: "bob".into(), text: "psst bob, lunch at noon?".into() })?;
+    d.command(
+        "alice",
+        Command::Msg {
+            to: "bob".into(),
+            text: "psst bob, lunch at noon?".into(),
+        },
+    )?;
     say("  alice -> bob (private): psst bob, lunch at noon?");
-    d.until("bob has alice's private message", |d| d.get("bob").is_some_and(|p| !p.private.is_empty())).await?;
-    d.command("bob", Command::Msg { to: "alice".into(), text: "sure, see you there".into() })?;
+    d.until("bob has alice's private message", |d| {
+        d.get("bob").is_some_and(|p| !p.private.is_empty())
+    })
+    .await?;
+    d.command(
+        "bob",
+        Command::Msg {
+            to: "alice".into(),
+            text: "sure, see you there".into(),
+        },
+    )?;
     say("  bob -> alice (private): sure, see you there");
-    d.until("alice has bob's reply", |d| d.get("alice").is_some_and(|p| p.private.len() >= 2)).await?;
+    d.until("alice has bob's reply", |d| {
+        d.get("alice").is_some_and(|p| p.private.len() >= 2)
+    })
+    .await?;
 
     say("\n== carol's process crashes (no goodbye); the others keep talking");
     let carol = d.person("carol")?;
@@ -282,8 +335,14 @@ async fn run(args: DemoArgs) -> anyhow::Result<()> {
         c.crash().await;
     }
     carol.events = None;
-    d.group_says("alice", "carol went quiet...", &["alice", "bob"]).await?;
-    d.group_says("bob", "she will catch up when she is back", &["alice", "bob"]).await?;
+    d.group_says("alice", "carol went quiet...", &["alice", "bob"])
+        .await?;
+    d.group_says(
+        "bob",
+        "she will catch up when she is back",
+        &["alice", "bob"],
+    )
+    .await?;
 
     say("\n== carol restarts from her data dir: same node id, catches up by anti-entropy");
     d.start_node("carol", false, carol_addr.port()).await?;
@@ -294,7 +353,11 @@ async fn run(args: DemoArgs) -> anyhow::Result<()> {
     .await?;
     let carol = d.get("carol").context("carol")?;
     if carol.node_id != carol_id {
-        bail!("carol came back with node id {:?}, not {:?}", carol.node_id, carol_id);
+        bail!(
+            "carol came back with node id {:?}, not {:?}",
+            carol.node_id,
+            carol_id
+        );
     }
     say(&format!(
         "* carol is back as node {} and received the {} messages she missed",
@@ -306,13 +369,22 @@ async fn run(args: DemoArgs) -> anyhow::Result<()> {
     if let Some(a) = d.auth.take() {
         a.crash().await;
     }
-    d.group_says("bob", "the auth server is down, but we are still chatting", &all3).await?;
-    d.group_says("carol", "no server needed once you are in", &all3).await?;
+    d.group_says(
+        "bob",
+        "the auth server is down, but we are still chatting",
+        &all3,
+    )
+    .await?;
+    d.group_says("carol", "no server needed once you are in", &all3)
+        .await?;
 
     say("\n== the auth server returns (same accounts), and dave joins");
     d.start_auth(auth_bind).await?;
     d.start_node("dave", true, 0).await?;
-    d.until("dave is ready", |d| d.get("dave").is_some_and(|p| p.node_id.is_some())).await?;
+    d.until("dave is ready", |d| {
+        d.get("dave").is_some_and(|p| p.node_id.is_some())
+    })
+    .await?;
     let dave_id = d.get("dave").and_then(|p| p.node_id).unwrap_or(0);
     say(&format!("* dave signed up: node id {dave_id}"));
     let all4 = ["alice", "bob", "carol", "dave"];
@@ -322,7 +394,8 @@ async fn run(args: DemoArgs) -> anyhow::Result<()> {
     })
     .await?;
     say("* dave received the whole group history from his peers");
-    d.group_says("dave", "hi all, dave here, just joined!", &all4).await?;
+    d.group_says("dave", "hi all, dave here, just joined!", &all4)
+        .await?;
 
     say("\n== transcript: the group history (same causal order on every node), with vector clocks");
     let reference = d.history("alice", None).await?;

@@ -51,7 +51,9 @@ pub fn event(e: &Event) -> Value {
             node_id,
             addr,
             first,
-        } => json!({"event": "ready", "user": user, "node_id": node_id.0, "addr": addr.to_string(), "first": first}),
+        } => {
+            json!({"event": "ready", "user": user, "node_id": node_id.0, "addr": addr.to_string(), "first": first})
+        }
         Event::Message(h) => {
             let mut v = entry(h);
             if let Value::Object(m) = &mut v {
@@ -64,8 +66,12 @@ pub fn event(e: &Event) -> Value {
             info,
             status: s,
             joined,
-        } => json!({"event": "peer", "user": info.user, "node_id": info.node_id.0, "addr": info.addr.to_string(), "status": status(*s), "joined": joined}),
-        Event::Peers(list) => json!({"event": "peers", "peers": list.iter().map(|(p, s)| json!({"user": p.user, "node_id": p.node_id.0, "addr": p.addr.to_string(), "status": status(*s)})).collect::<Vec<_>>()}),
+        } => {
+            json!({"event": "peer", "user": info.user, "node_id": info.node_id.0, "addr": info.addr.to_string(), "status": status(*s), "joined": joined})
+        }
+        Event::Peers(list) => {
+            json!({"event": "peers", "peers": list.iter().map(|(p, s)| json!({"user": p.user, "node_id": p.node_id.0, "addr": p.addr.to_string(), "status": status(*s)})).collect::<Vec<_>>()})
+        }
         Event::History {
             scope: s,
             with,
@@ -86,12 +92,16 @@ pub fn event(e: &Event) -> Value {
             }
             v
         }
-        Event::Error { message, fatal } => json!({"event": "error", "message": message, "fatal": fatal}),
+        Event::Error { message, fatal } => {
+            json!({"event": "error", "message": message, "fatal": fatal})
+        }
         Event::Admitted {
             user,
             node_id,
             addr,
             first,
-        } => json!({"event": "admitted", "user": user, "node_id": node_id.0, "addr": addr.to_string(), "first": first}),
+        } => {
+            json!({"event": "admitted", "user": user, "node_id": node_id.0, "addr": addr.to_string(), "first": first})
+        }
     }
 }

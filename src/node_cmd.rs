@@ -48,7 +48,10 @@ pub async fn shutdown_signal() {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{signal, SignalKind};
-        match (signal(SignalKind::interrupt()), signal(SignalKind::terminate())) {
+        match (
+            signal(SignalKind::interrupt()),
+            signal(SignalKind::terminate()),
+        ) {
             (Ok(mut i), Ok(mut t)) => {
                 tokio::select! {
                     _ = i.recv() => {},
@@ -118,7 +121,9 @@ fn read_password(args: &NodeArgs) -> anyhow::Result<String> {
         }
         return Ok(pw);
     }
-    bail!("no password: set P2PCHAT_PASSWORD, pass --password-file, or run on a terminal to be asked")
+    bail!(
+        "no password: set P2PCHAT_PASSWORD, pass --password-file, or run on a terminal to be asked"
+    )
 }
 
 /// Path of a user's node database inside a data dir.
@@ -145,7 +150,10 @@ pub fn node(args: NodeArgs) -> ExitCode {
 
 fn run_node(args: NodeArgs, script: bool) -> anyhow::Result<ExitCode> {
     if !p2pchat_proto::wire::valid_username(&args.user) {
-        bail!("invalid username {:?} (1-32 characters from A-Z a-z 0-9 _ . -)", args.user);
+        bail!(
+            "invalid username {:?} (1-32 characters from A-Z a-z 0-9 _ . -)",
+            args.user
+        );
     }
     let password = read_password(&args)?;
     let dir = data_dir(args.data_dir.clone())?;
@@ -163,8 +171,13 @@ fn run_node(args: NodeArgs, script: bool) -> anyhow::Result<ExitCode> {
         auth_addr: args.auth,
         seed: seed(),
     };
-    runtime()?.block_on(async move {
-        let handle = spawn_node(NodeConfig::default(), params, bind, store)
+    let rt = runtime()?;
+    let result = rt.block_on(async move {
+        let cfg = NodeConfig {
+            auth_attempts: args.auth_attempts,
+            ..NodeConfig::default()
+        };
+        let handle = spawn_node(cfg, params, bind, store)
             .await
             .with_context(|| format!("cannot start the node on {bind}"))?;
         let (control, mut events) = handle.split();
@@ -177,7 +190,10 @@ fn run_node(args: NodeArgs, script: bool) -> anyhow::Result<ExitCode> {
                 }
             }
         });
-        let mut printer = Printer { script, me: args.user.clone() };
+        let mut printer = Printer {
+            script,
+            me: args.user.clone(),
+        };
         let mut stdin_open = true;
         let mut fatal = false;
         let mut signal = Box::pin(shutdown_signal());
@@ -213,12 +229,18 @@ fn run_node(args: NodeArgs, script: bool) -> anyhow::Result<ExitCode> {
             Ok(()) => Ok(ExitCode::FAILURE),
             Err(e) => {
                 if !fatal {
-                    printer.print(&Event::Error { message: e.to_string(), fatal: true });
+                    printer.print(&Event::Error {
+                        message: e.to_string(),
+                        fatal: true,
+                    });
                 }
                 Ok(ExitCode::FAILURE)
             }
         }
-    })
+    });
+    // The stdin reader blocks in a thread of its own: do not wait for it.
+    rt.shutdown_background();
+    result
 }
 
 fn seed() -> u64 {

@@ -370,12 +370,7 @@ mod tests {
         )
     }
 
-    fn request(
-        s: &mut AuthServer,
-        now: Duration,
-        from: SocketAddr,
-        msg: Message,
-    ) -> Vec<Message> {
+    fn request(s: &mut AuthServer, now: Duration, from: SocketAddr, msg: Message) -> Vec<Message> {
         s.handle_datagram(now, from, &encode(&msg).expect("fits"));
         let mut replies = Vec::new();
         while let Some(o) = s.poll_output() {
@@ -386,12 +381,28 @@ mod tests {
         replies
     }
 
-    fn auth(s: &mut AuthServer, now: Duration, port: u16, req: u64, user: &str, pw: &str, up: bool) -> Result<Admission, AuthError> {
+    fn auth(
+        s: &mut AuthServer,
+        now: Duration,
+        port: u16,
+        req: u64,
+        user: &str,
+        pw: &str,
+        up: bool,
+    ) -> Result<Admission, AuthError> {
         let (user, password) = (user.to_string(), pw.to_string());
         let msg = if up {
-            Message::Signup { req, user, password }
+            Message::Signup {
+                req,
+                user,
+                password,
+            }
         } else {
-            Message::Signin { req, user, password }
+            Message::Signin {
+                req,
+                user,
+                password,
+            }
         };
         match request(s, now, addr(port), msg).pop() {
             Some(Message::AuthReply { result, .. }) => result,
@@ -405,19 +416,40 @@ mod tests {
         let t = Duration::ZERO;
         let a = auth(&mut s, t, 5000, 1, "alice", "pw", true).expect("signup");
         assert!(a.first);
-        assert_eq!(auth(&mut s, t, 5000, 2, "alice", "pw2", true), Err(AuthError::UsernameTaken));
-        assert_eq!(auth(&mut s, t, 5000, 3, "alice", "bad", false), Err(AuthError::BadCredentials));
-        assert_eq!(auth(&mut s, t, 5000, 4, "nobody", "pw", false), Err(AuthError::BadCredentials));
+        assert_eq!(
+            auth(&mut s, t, 5000, 2, "alice", "pw2", true),
+            Err(AuthError::UsernameTaken)
+        );
+        assert_eq!(
+            auth(&mut s, t, 5000, 3, "alice", "bad", false),
+            Err(AuthError::BadCredentials)
+        );
+        assert_eq!(
+            auth(&mut s, t, 5000, 4, "nobody", "pw", false),
+            Err(AuthError::BadCredentials)
+        );
         let again = auth(&mut s, t, 5001, 5, "alice", "pw", false).expect("signin");
         assert_eq!(again.node_id, a.node_id);
-        assert_eq!(auth(&mut s, t, 5000, 6, "bad name", "pw", true), Err(AuthError::InvalidUsername));
+        assert_eq!(
+            auth(&mut s, t, 5000, 6, "bad name", "pw", true),
+            Err(AuthError::InvalidUsername)
+        );
     }
 
     #[test]
     fn a_retried_signup_gets_the_cached_answer() {
         let mut s = server(10);
         let a = auth(&mut s, Duration::ZERO, 5000, 7, "alice", "pw", true).expect("signup");
-        let b = auth(&mut s, Duration::from_millis(300), 5000, 7, "alice", "pw", true).expect("retry");
+        let b = auth(
+            &mut s,
+            Duration::from_millis(300),
+            5000,
+            7,
+            "alice",
+            "pw",
+            true,
+        )
+        .expect("retry");
         assert_eq!(a, b);
     }
 
@@ -431,16 +463,28 @@ mod tests {
         assert_eq!(s.queue_len(), 1);
         let fetch = Message::Fetch { node_id: a.node_id };
         let got = request(&mut s, t0, addr(5000), fetch.clone());
-        assert!(matches!(&got[..], [Message::Pending { newcomers }] if newcomers.len() == 1 && newcomers[0].user == "bob"));
+        assert!(
+            matches!(&got[..], [Message::Pending { newcomers }] if newcomers.len() == 1 && newcomers[0].user == "bob")
+        );
         // Not offered again right away...
-        let got = request(&mut s, t0 + Duration::from_millis(100), addr(5000), fetch.clone());
+        let got = request(
+            &mut s,
+            t0 + Duration::from_millis(100),
+            addr(5000),
+            fetch.clone(),
+        );
         assert!(matches!(&got[..], [Message::Pending { newcomers }] if newcomers.is_empty()));
         // ...but again once the re-offer delay has passed without bob polling.
         let later = t0 + Duration::from_secs(2);
         let got = request(&mut s, later, addr(5000), fetch.clone());
         assert!(matches!(&got[..], [Message::Pending { newcomers }] if newcomers.len() == 1));
         // Bob polls: he is in, and leaves the queue.
-        request(&mut s, later, addr(5001), Message::Fetch { node_id: b.node_id });
+        request(
+            &mut s,
+            later,
+            addr(5001),
+            Message::Fetch { node_id: b.node_id },
+        );
         assert_eq!(s.queue_len(), 0);
         assert_eq!(s.live_count(later), 2);
     }
@@ -451,7 +495,10 @@ mod tests {
         let t = Duration::ZERO;
         auth(&mut s, t, 5000, 1, "a", "pw", true).expect("first");
         auth(&mut s, t, 5001, 1, "b", "pw", true).expect("second");
-        assert_eq!(auth(&mut s, t, 5002, 1, "c", "pw", true), Err(AuthError::NetworkFull));
+        assert_eq!(
+            auth(&mut s, t, 5002, 1, "c", "pw", true),
+            Err(AuthError::NetworkFull)
+        );
         // Leases run out: room again, and the lone signer is first.
         let later = Duration::from_secs(60);
         let c = auth(&mut s, later, 5002, 2, "c", "pw", true).expect("room");
@@ -466,13 +513,26 @@ mod tests {
         s.handle_datagram(Duration::ZERO, addr(1), b"garbage");
         assert_eq!(s.stats().malformed, 1);
         let mut s2 = server(10);
-        s2.handle_datagram(Duration::ZERO, addr(5000), &encode(&Message::Signup { req: 1, user: "x".into(), password: "p".into() }).expect("fits"));
+        s2.handle_datagram(
+            Duration::ZERO,
+            addr(5000),
+            &encode(&Message::Signup {
+                req: 1,
+                user: "x".into(),
+                password: "p".into(),
+            })
+            .expect("fits"),
+        );
         while let Some(o) = s2.poll_output() {
             if let Output::Persist(r) = o {
                 records.push(r);
             }
         }
-        let mut restored = AuthServer::new(AuthConfig::default(), Box::new(InsecurePlainCredentials), &records);
+        let mut restored = AuthServer::new(
+            AuthConfig::default(),
+            Box::new(InsecurePlainCredentials),
+            &records,
+        );
         assert_eq!(restored.user_count(), 1);
         let y = auth(&mut restored, Duration::ZERO, 5003, 9, "y", "pw", true).expect("signup");
         assert_eq!(y.node_id, NodeId(2));

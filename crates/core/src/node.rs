@@ -15,6 +15,7 @@
 
 use crate::config::NodeConfig;
 use crate::io::{Command, Event, HistoryEntry, Output, PeerStatus, Record, Scope, Stats};
+use foldhash::{HashMap, HashMapExt, HashSet};
 use p2pchat_proto::wire::{pack_batches, BATCH_BUDGET, MAX_DEPS};
 use p2pchat_proto::{
     decode, encode, Dot, GroupMsg, Message, NodeId, PeerInfo, PrivateMsg, VectorClock,
@@ -22,7 +23,6 @@ use p2pchat_proto::{
 };
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
-use foldhash::{HashMap, HashMapExt, HashSet};
 use std::collections::{BTreeMap, VecDeque};
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -389,7 +389,9 @@ impl Node {
             let m = &self.history[i].msg;
             (m.lamport, m.author, m.seq)
         });
-        idx.into_iter().map(|i| self.group_entry(&self.history[i])).collect()
+        idx.into_iter()
+            .map(|i| self.group_entry(&self.history[i]))
+            .collect()
     }
 
     /// The private conversation with `peer` in display order.
@@ -453,7 +455,11 @@ impl Node {
                 self.handle_digest(from, lo, hi, entries, reply);
             }
             Message::Private(msg) => self.handle_private(now, from, msg),
-            Message::PrivateAck { from: peer, to, upto } => self.handle_private_ack(peer, to, upto),
+            Message::PrivateAck {
+                from: peer,
+                to,
+                upto,
+            } => self.handle_private_ack(peer, to, upto),
             Message::Ping { nonce, gossip } => {
                 self.learn_gossip(now, gossip);
                 let gossip = self.gossip_sample();
@@ -1349,7 +1355,11 @@ impl Node {
             }
             self.gossip(msg.clone(), hop.saturating_add(1), &exclude);
         }
-        let hop = if hop == u16::MAX { hop } else { hop.saturating_add(1) };
+        let hop = if hop == u16::MAX {
+            hop
+        } else {
+            hop.saturating_add(1)
+        };
         self.delivery_hops.insert(dot, hop);
         self.holdback.insert(dot, msg);
         self.try_deliver(now, dot);

@@ -186,7 +186,10 @@ mod tests {
         for (n, v) in [(5, 1), (2, 3), (9, 2), (2, 0), (7, 4)] {
             c.set(NodeId(n), v);
         }
-        assert_eq!(c.iter().collect::<Vec<_>>(), vec![(NodeId(5), 1), (NodeId(7), 4), (NodeId(9), 2)]);
+        assert_eq!(
+            c.iter().collect::<Vec<_>>(),
+            vec![(NodeId(5), 1), (NodeId(7), 4), (NodeId(9), 2)]
+        );
         assert_eq!(c.range(NodeId(6), NodeId(9)).count(), 2);
         assert_eq!(c.range(NodeId(10), NodeId(3)).count(), 0);
         assert_eq!(c.get(NodeId(2)), 0);

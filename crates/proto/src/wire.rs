@@ -344,7 +344,9 @@ fn validate(msg: &Message) -> Result<(), DecodeError> {
         }
         Message::Group { msg, .. } => check_group(msg),
         Message::Repair { msgs, .. } => msgs.iter().try_for_each(check_group),
-        Message::Digest { lo, hi, entries, .. } => {
+        Message::Digest {
+            lo, hi, entries, ..
+        } => {
             check(lo <= hi, "digest range")?;
             check(
                 entries.iter().all(|(n, _)| n >= lo && n <= hi)
@@ -479,7 +481,10 @@ mod tests {
             (any::<u16>(), group()).prop_map(|(hop, msg)| Message::Group { hop, msg }),
             (proptest::collection::vec(group(), 0..4), any::<bool>())
                 .prop_map(|(msgs, more)| Message::Repair { msgs, more }),
-            (proptest::collection::btree_map(10u32..20, 1u64..100, 0..10), any::<bool>())
+            (
+                proptest::collection::btree_map(10u32..20, 1u64..100, 0..10),
+                any::<bool>()
+            )
                 .prop_map(|(m, reply)| Message::Digest {
                     lo: NodeId(10),
                     hi: NodeId(20),
@@ -487,15 +492,20 @@ mod tests {
                     reply,
                     members: 3,
                 }),
-            (any::<u32>(), any::<u32>(), 1u64..1000, any::<u64>(), ".{0,100}").prop_map(
-                |(f, t, seq, seen, text)| Message::Private(PrivateMsg {
+            (
+                any::<u32>(),
+                any::<u32>(),
+                1u64..1000,
+                any::<u64>(),
+                ".{0,100}"
+            )
+                .prop_map(|(f, t, seq, seen, text)| Message::Private(PrivateMsg {
                     from: NodeId(f),
                     to: NodeId(t),
                     seq,
                     seen,
                     text
-                })
-            ),
+                })),
             (any::<u32>(), any::<u32>(), any::<u64>()).prop_map(|(f, t, upto)| {
                 Message::PrivateAck {
                     from: NodeId(f),

@@ -126,8 +126,9 @@ pub async fn spawn_node(
 ) -> Result<NodeHandle, RuntimeError> {
     cfg.validate().map_err(RuntimeError::Config)?;
     let records = store.load()?;
-    if let Some(Record::Identity { user, .. }) =
-        records.iter().find(|r| matches!(r, Record::Identity { .. }))
+    if let Some(Record::Identity { user, .. }) = records
+        .iter()
+        .find(|r| matches!(r, Record::Identity { .. }))
     {
         if *user != params.user {
             return Err(RuntimeError::WrongUser {

@@ -22,8 +22,8 @@
 #![forbid(unsafe_code)]
 
 use p2pchat_core::{
-    AuthConfig, AuthServer, Command, Event, InsecurePlainCredentials, Node, NodeConfig,
-    NodeParams, Output, Record, Scope,
+    AuthConfig, AuthServer, Command, Event, InsecurePlainCredentials, Node, NodeConfig, NodeParams,
+    Output, Record, Scope,
 };
 use p2pchat_proto::{Dot, NodeId};
 use rand::{Rng, SeedableRng};
@@ -482,17 +482,15 @@ impl Sim {
                         .as_ref()
                         .is_some_and(|n| n.is_member() && n.member_count() + 1 >= self.cfg.nodes)
                 });
-                let join_deadline = Self::ms(
-                    self.cfg.join_interval_ms * self.cfg.nodes as u64 + 120_000,
-                );
+                let join_deadline =
+                    Self::ms(self.cfg.join_interval_ms * self.cfg.nodes as u64 + 120_000);
                 if all_in || self.now > join_deadline {
                     self.start_talk();
                 }
             }
             Some(_) => {
                 let all_up = self.eps[1..].iter().all(|e| e.node.is_some()) && self.auth.is_some();
-                let finished_sending =
-                    self.sends_left == 0 && self.privates_left == 0 && all_up;
+                let finished_sending = self.sends_left == 0 && self.privates_left == 0 && all_up;
                 if finished_sending && self.delivered >= self.expected {
                     self.done = true;
                     return;
@@ -550,7 +548,10 @@ impl Sim {
         }
         if self.cfg.crash_auth {
             self.at(t0 + window / 4, Ev::CrashAuth);
-            self.at(t0 + window / 4 + (window / 2).max(Self::ms(3_000)), Ev::RestartAuth);
+            self.at(
+                t0 + window / 4 + (window / 2).max(Self::ms(3_000)),
+                Ev::RestartAuth,
+            );
         }
     }
 
@@ -819,7 +820,10 @@ impl Sim {
             causal_violations: self.violations,
             history_mismatches: mismatches,
             converged_ms: if converged {
-                (self.last_delivery.saturating_sub(self.first_send.unwrap_or(0)) / 1000) as i64
+                (self
+                    .last_delivery
+                    .saturating_sub(self.first_send.unwrap_or(0))
+                    / 1000) as i64
             } else {
                 -1
             },

@@ -98,12 +98,24 @@ fn the_same_seed_gives_the_same_report() {
 #[test]
 fn invalid_configs_are_refused() {
     for cfg in [
-        SimConfig { nodes: 1, ..SimConfig::default() },
-        SimConfig { loss: 1.5, ..SimConfig::default() },
-        SimConfig { crash: 20, ..SimConfig::default() },
-        SimConfig { min_latency_ms: 9, max_latency_ms: 1, ..SimConfig::default() },
+        SimConfig {
+            nodes: 1,
+            ..SimConfig::default()
+        },
+        SimConfig {
+            loss: 1.5,
+            ..SimConfig::default()
+        },
+        SimConfig {
+            crash: 20,
+            ..SimConfig::default()
+        },
+        SimConfig {
+            min_latency_ms: 9,
+            max_latency_ms: 1,
+            ..SimConfig::default()
+        },
     ] {
         assert!(run(&cfg).is_err());
     }
 }
-

@@ -283,7 +283,10 @@ mod tests {
         let path = dir.path().join("junk.db");
         let junk = b"this is not a database at all, just some bytes ".repeat(100);
         std::fs::write(&path, &junk).expect("write");
-        assert!(matches!(Store::open(&path), Err(StoreError::Corrupt { .. })));
+        assert!(matches!(
+            Store::open(&path),
+            Err(StoreError::Corrupt { .. })
+        ));
         assert_eq!(std::fs::read(&path).expect("read"), junk);
 
         let newer = dir.path().join("newer.db");
@@ -291,7 +294,10 @@ mod tests {
             let c = Connection::open(&newer).expect("open");
             c.execute_batch("PRAGMA user_version = 99;").expect("set");
         }
-        assert!(matches!(Store::open(&newer), Err(StoreError::TooNew { found: 99, .. })));
+        assert!(matches!(
+            Store::open(&newer),
+            Err(StoreError::TooNew { found: 99, .. })
+        ));
     }
 
     #[test]

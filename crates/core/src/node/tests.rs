@@ -35,7 +35,11 @@ fn drain(n: &mut Node) -> (Vec<(SocketAddr, Message)>, Vec<Event>, Vec<Record>) 
 }
 
 fn member_node(user: &str, id: u32, port: u16) -> Node {
-    let mut n = Node::new(NodeConfig::default(), params(user, port, true), Duration::ZERO);
+    let mut n = Node::new(
+        NodeConfig::default(),
+        params(user, port, true),
+        Duration::ZERO,
+    );
     n.handle_timeout(Duration::ZERO);
     let (sent, _, _) = drain(&mut n);
     let req = match &sent[..] {
@@ -66,7 +70,11 @@ fn group(author: u32, seq: u64, lamport: u64, deps: &[(u32, u64)]) -> GroupMsg {
 }
 
 fn feed(n: &mut Node, from: u16, msg: &Message) -> Vec<Event> {
-    n.handle_datagram(Duration::from_millis(1), addr(from), &encode(msg).expect("fits"));
+    n.handle_datagram(
+        Duration::from_millis(1),
+        addr(from),
+        &encode(msg).expect("fits"),
+    );
     drain(n).1
 }
 
@@ -84,12 +92,33 @@ fn delivered_ids(events: &[Event]) -> Vec<String> {
 fn out_of_order_messages_wait_for_their_dependencies() {
     let mut n = member_node("carol", 3, 6003);
     // 2.1 depends on 1.1; 1.2 follows 1.1. They arrive in the worst order.
-    let e = feed(&mut n, 7000, &Message::Group { hop: 0, msg: group(1, 2, 3, &[(2, 1)]) });
+    let e = feed(
+        &mut n,
+        7000,
+        &Message::Group {
+            hop: 0,
+            msg: group(1, 2, 3, &[(2, 1)]),
+        },
+    );
     assert!(delivered_ids(&e).is_empty());
-    let e = feed(&mut n, 7000, &Message::Group { hop: 0, msg: group(2, 1, 2, &[(1, 1)]) });
+    let e = feed(
+        &mut n,
+        7000,
+        &Message::Group {
+            hop: 0,
+            msg: group(2, 1, 2, &[(1, 1)]),
+        },
+    );
     assert!(delivered_ids(&e).is_empty());
     assert_eq!(n.holdback_len(), 2);
-    let e = feed(&mut n, 7000, &Message::Group { hop: 0, msg: group(1, 1, 1, &[]) });
+    let e = feed(
+        &mut n,
+        7000,
+        &Message::Group {
+            hop: 0,
+            msg: group(1, 1, 1, &[]),
+        },
+    );
     assert_eq!(delivered_ids(&e), vec!["1.1", "2.1", "1.2"]);
     assert_eq!(n.holdback_len(), 0);
     let order: Vec<String> = n.group_history().into_iter().map(|h| h.id).collect();
@@ -99,10 +128,16 @@ fn out_of_order_messages_wait_for_their_dependencies() {
 #[test]
 fn duplicates_are_never_delivered_twice_even_much_later() {
     let mut n = member_node("carol", 3, 6003);
-    let m = Message::Group { hop: 0, msg: group(1, 1, 1, &[]) };
+    let m = Message::Group {
+        hop: 0,
+        msg: group(1, 1, 1, &[]),
+    };
     assert_eq!(delivered_ids(&feed(&mut n, 7000, &m)).len(), 1);
     // Held-back duplicate.
-    let later = Message::Group { hop: 0, msg: group(1, 3, 3, &[]) };
+    let later = Message::Group {
+        hop: 0,
+        msg: group(1, 3, 3, &[]),
+    };
     feed(&mut n, 7000, &later);
     feed(&mut n, 7000, &later);
     assert_eq!(n.stats().group_duplicates, 1);
@@ -112,19 +147,40 @@ fn duplicates_are_never_delivered_twice_even_much_later() {
     let e = feed(&mut n, 7000, &m);
     assert!(delivered_ids(&e).is_empty());
     assert_eq!(n.stats().group_duplicates, 2);
-    let repair = Message::Repair { msgs: vec![group(1, 1, 1, &[])], more: false };
+    let repair = Message::Repair {
+        msgs: vec![group(1, 1, 1, &[])],
+        more: false,
+    };
     assert!(delivered_ids(&feed(&mut n, 7000, &repair)).is_empty());
 }
 
 #[test]
 fn full_clocks_are_the_authors_delivered_clock() {
     let mut n = member_node("carol", 3, 6003);
-    feed(&mut n, 7000, &Message::Group { hop: 0, msg: group(1, 1, 1, &[]) });
-    feed(&mut n, 7000, &Message::Group { hop: 0, msg: group(2, 1, 2, &[(1, 1)]) });
+    feed(
+        &mut n,
+        7000,
+        &Message::Group {
+            hop: 0,
+            msg: group(1, 1, 1, &[]),
+        },
+    );
+    feed(
+        &mut n,
+        7000,
+        &Message::Group {
+            hop: 0,
+            msg: group(2, 1, 2, &[(1, 1)]),
+        },
+    );
     n.handle_command(Duration::from_millis(2), Command::Say("hi".into()));
     let (_, events, records) = drain(&mut n);
-    let Some(Event::Message(m)) = events.first() else { panic!("no local echo") };
-    let expect: VectorClock = [(NodeId(1), 1), (NodeId(2), 1), (NodeId(3), 1)].into_iter().collect();
+    let Some(Event::Message(m)) = events.first() else {
+        panic!("no local echo")
+    };
+    let expect: VectorClock = [(NodeId(1), 1), (NodeId(2), 1), (NodeId(3), 1)]
+        .into_iter()
+        .collect();
     assert_eq!(m.clock.as_ref(), Some(&expect));
     assert_eq!(m.order, 3);
     // Persisted before being sent.
@@ -136,13 +192,22 @@ fn oversized_and_empty_texts_are_refused_with_a_clear_error() {
     let mut n = member_node("carol", 3, 6003);
     n.handle_command(Duration::ZERO, Command::Say("x".repeat(MAX_TEXT_BYTES + 1)));
     n.handle_command(Duration::ZERO, Command::Say("   ".into()));
-    n.handle_command(Duration::ZERO, Command::Msg { to: "nobody".into(), text: "hi".into() });
+    n.handle_command(
+        Duration::ZERO,
+        Command::Msg {
+            to: "nobody".into(),
+            text: "hi".into(),
+        },
+    );
     let (sent, events, _) = drain(&mut n);
     assert!(sent.is_empty());
     let errors: Vec<String> = events
         .iter()
         .filter_map(|e| match e {
-            Event::Error { message, fatal: false } => Some(message.clone()),
+            Event::Error {
+                message,
+                fatal: false,
+            } => Some(message.clone()),
             _ => None,
         })
         .collect();
@@ -163,12 +228,21 @@ fn malformed_datagrams_are_counted_and_dropped() {
 /// The seed's join flow, one datagram at a time: signup, queue, fetch, connect, hello.
 #[test]
 fn join_flow_step_by_step() {
-    let mut server = AuthServer::new(AuthConfig::default(), Box::new(InsecurePlainCredentials), &[]);
+    let mut server = AuthServer::new(
+        AuthConfig::default(),
+        Box::new(InsecurePlainCredentials),
+        &[],
+    );
     let t = Duration::ZERO;
     let mut alice = Node::new(NodeConfig::default(), params("alice", 5000, true), t);
     let mut bob = Node::new(NodeConfig::default(), params("bob", 5001, true), t);
 
-    fn to_server(server: &mut AuthServer, t: Duration, from: SocketAddr, sent: Vec<(SocketAddr, Message)>) -> Vec<(SocketAddr, Message)> {
+    fn to_server(
+        server: &mut AuthServer,
+        t: Duration,
+        from: SocketAddr,
+        sent: Vec<(SocketAddr, Message)>,
+    ) -> Vec<(SocketAddr, Message)> {
         for (_, m) in sent {
             server.handle_datagram(t, from, &encode(&m).expect("fits"));
         }
@@ -192,7 +266,9 @@ fn join_flow_step_by_step() {
     let replies = to_server(&mut server, t, addr(5000), sent);
     deliver(&mut alice, t, addr(AUTH), replies);
     let (_, events, records) = drain(&mut alice);
-    assert!(events.iter().any(|e| matches!(e, Event::Ready { first: true, .. })));
+    assert!(events
+        .iter()
+        .any(|e| matches!(e, Event::Ready { first: true, .. })));
     assert!(records.iter().any(|r| matches!(r, Record::Identity { .. })));
     assert!(alice.is_member());
 
@@ -209,13 +285,21 @@ fn join_flow_step_by_step() {
     let t1 = Duration::from_secs(1);
     alice.handle_timeout(t1);
     let (sent, _, _) = drain(&mut alice);
-    let fetches: Vec<_> = sent.into_iter().filter(|(to, _)| *to == addr(AUTH)).collect();
+    let fetches: Vec<_> = sent
+        .into_iter()
+        .filter(|(to, _)| *to == addr(AUTH))
+        .collect();
     assert!(matches!(&fetches[..], [(_, Message::Fetch { .. })]));
     let replies = to_server(&mut server, t1, addr(5000), fetches);
-    assert!(matches!(&replies[..], [(_, Message::Pending { newcomers })] if newcomers[0].user == "bob"));
+    assert!(
+        matches!(&replies[..], [(_, Message::Pending { newcomers })] if newcomers[0].user == "bob")
+    );
     deliver(&mut alice, t1, addr(AUTH), replies);
     let (sent, _, _) = drain(&mut alice);
-    let connects: Vec<_> = sent.into_iter().filter(|(to, _)| *to == addr(5001)).collect();
+    let connects: Vec<_> = sent
+        .into_iter()
+        .filter(|(to, _)| *to == addr(5001))
+        .collect();
     assert!(matches!(&connects[..], [(_, Message::Connect { from, .. })] if from.user == "alice"));
 
     // 4. bob receives Connect: member, ready, and says Hello to alice.
@@ -224,20 +308,30 @@ fn join_flow_step_by_step() {
     bob.handle_timeout(t1);
     let (sent, events, _) = drain(&mut bob);
     assert!(bob.is_member());
-    assert!(events.iter().any(|e| matches!(e, Event::Ready { first: false, .. })));
-    let hellos: Vec<_> = sent.into_iter().filter(|(_, m)| matches!(m, Message::Hello { joined: true, .. })).collect();
+    assert!(events
+        .iter()
+        .any(|e| matches!(e, Event::Ready { first: false, .. })));
+    let hellos: Vec<_> = sent
+        .into_iter()
+        .filter(|(_, m)| matches!(m, Message::Hello { joined: true, .. }))
+        .collect();
     assert_eq!(hellos.len(), 1);
 
     // 5. alice learns "bob just joined" and answers.
     deliver(&mut alice, t1, addr(5001), hellos);
     let (sent, events, _) = drain(&mut alice);
-    assert!(events.iter().any(|e| matches!(e, Event::Peer { info, joined: true, .. } if info.user == "bob")));
+    assert!(events
+        .iter()
+        .any(|e| matches!(e, Event::Peer { info, joined: true, .. } if info.user == "bob")));
     assert!(matches!(&sent[..], [(_, Message::HelloAck { .. })]));
 
     // 6. bob's first fetch takes him out of the queue.
     bob.handle_timeout(Duration::from_secs(2));
     let (sent, _, _) = drain(&mut bob);
-    let fetches: Vec<_> = sent.into_iter().filter(|(to, _)| *to == addr(AUTH)).collect();
+    let fetches: Vec<_> = sent
+        .into_iter()
+        .filter(|(to, _)| *to == addr(AUTH))
+        .collect();
     to_server(&mut server, Duration::from_secs(2), addr(5001), fetches);
     assert_eq!(server.queue_len(), 0);
 }
@@ -245,19 +339,38 @@ fn join_flow_step_by_step() {
 #[test]
 fn a_restored_node_keeps_its_identity_history_and_sequence_numbers() {
     let mut n = member_node("carol", 3, 6003);
-    let mut records = vec![Record::Identity { node_id: NodeId(3), user: "carol".into() }];
+    let mut records = vec![Record::Identity {
+        node_id: NodeId(3),
+        user: "carol".into(),
+    }];
     n.handle_command(Duration::ZERO, Command::Say("one".into()));
     records.extend(drain(&mut n).2);
-    let g = Message::Group { hop: 0, msg: group(1, 1, 5, &[]) };
+    let g = Message::Group {
+        hop: 0,
+        msg: group(1, 1, 5, &[]),
+    };
     n.handle_datagram(Duration::ZERO, addr(7000), &encode(&g).expect("fits"));
     n.handle_command(Duration::ZERO, Command::Say("two".into()));
     records.extend(drain(&mut n).2);
-    let mut r = Node::restore(NodeConfig::default(), params("carol", 6003, false), &records, Duration::ZERO);
+    let mut r = Node::restore(
+        NodeConfig::default(),
+        params("carol", 6003, false),
+        &records,
+        Duration::ZERO,
+    );
     let (_, events, persisted) = drain(&mut r);
     assert!(persisted.is_empty(), "replay must not persist again");
-    assert!(events.iter().any(|e| matches!(e, Event::Ready { node_id: NodeId(3), .. })));
+    assert!(events.iter().any(|e| matches!(
+        e,
+        Event::Ready {
+            node_id: NodeId(3),
+            ..
+        }
+    )));
     assert_eq!(r.group_history().len(), 3);
     r.handle_command(Duration::ZERO, Command::Say("three".into()));
     let (_, events, _) = drain(&mut r);
-    assert!(events.iter().any(|e| matches!(e, Event::Message(m) if m.id == "3.3" && m.order == 7)));
+    assert!(events
+        .iter()
+        .any(|e| matches!(e, Event::Message(m) if m.id == "3.3" && m.order == 7)));
 }

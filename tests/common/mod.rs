@@ -1,0 +1,278 @@
+//! Process-level test harness: runs the real `p2pchat` binary on 127.0.0.1 with ephemeral
+//! ports, reads script-mode JSON events, and kills every process it started when dropped.
+
+#![allow(dead_code)]
+
+use serde_json::Value;
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdin, Command, Stdio};
+use std::sync::mpsc::{channel, Receiver, RecvTimeoutError};
+use std::time::{Duration, Instant};
+
+/// Generous: CI machines are slow and noisy. Tests wait on events, never on sleeps.
+pub const TIMEOUT: Duration = Duration::from_secs(30);
+
+pub fn bin() -> &'static str {
+    env!("CARGO_BIN_EXE_p2pchat")
+}
+
+/// A running process whose stdout lines arrive on a channel.
+pub struct Proc {
+    pub name: String,
+    child: Child,
+    stdin: Option<ChildStdin>,
+    lines: Receiver<String>,
+    /// Every JSON event seen so far, in order.
+    pub seen: Vec<Value>,
+    prefix: Vec<String>,
+}
+
+impl Proc {
+    fn spawn(name: &str, mut cmd: Command) -> Proc {
+        cmd.stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit());
+        let mut child = cmd.spawn().expect("start p2pchat");
+        let stdout = child.stdout.take().expect("stdout");
+        let (tx, rx) = channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        Proc {
+            name: name.to_string(),
+            stdin: child.stdin.take(),
+            child,
+            lines: rx,
+            seen: Vec::new(),
+            prefix: Vec::new(),
+        }
+    }
+
+    /// Prefixes every command with `ip netns exec NS` when set.
+    pub fn command(netns: Option<&str>) -> Command {
+        match netns {
+            Some(ns) => {
+                let mut c = Command::new("ip");
+                c.args(["netns", "exec", ns, bin()]);
+                c
+            }
+            None => Command::new(bin()),
+        }
+    }
+
+    /// Starts an auth server and waits for its address.
+    pub fn auth_server(
+        dir: &Path,
+        listen: &str,
+        netns: Option<&str>,
+        max_nodes: Option<usize>,
+    ) -> (Proc, String) {
+        let mut cmd = Self::command(netns);
+        cmd.args(["auth-server", "--listen", listen, "--data-dir"])
+            .arg(dir);
+        if let Some(m) = max_nodes {
+            cmd.args(["--max-nodes", &m.to_string()]);
+        }
+        let mut p = Proc::spawn("auth", cmd);
+        let line = p
+            .next_line(TIMEOUT)
+            .expect("the auth server prints where it listens");
+        let addr = line
+            .rsplit(' ')
+            .next()
+            .expect("address at the end of the line")
+            .to_string();
+        (p, addr)
+    }
+
+    /// Starts a node in script mode.
+    pub fn node(
+        user: &str,
+        password: &str,
+        auth: &str,
+        dir: &Path,
+        signup: bool,
+        netns: Option<&str>,
+        extra: &[&str],
+    ) -> Proc {
+        let mut cmd = Self::command(netns);
+        cmd.args([
+            "node",
+            "--port",
+            "0",
+            "--user",
+            user,
+            "--auth",
+            auth,
+            "--data-dir",
+        ])
+        .arg(dir)
+        .args(extra)
+        .env("P2PCHAT_PASSWORD", password);
+        if signup {
+            cmd.arg("--signup");
+        }
+        Proc::spawn(user, cmd)
+    }
+
+    fn next_line(&mut self, timeout: Duration) -> Option<String> {
+        if let Some(l) = self.prefix.pop() {
+            return Some(l);
+        }
+        self.lines.recv_timeout(timeout).ok()
+    }
+
+    /// Sends one command line.
+    pub fn send(&mut self, line: &str) {
+        if let Some(stdin) = self.stdin.as_mut() {
+            writeln!(stdin, "{line}").expect("write to node stdin");
+            stdin.flush().expect("flush");
+        }
+    }
+
+    /// Waits for an event matching `pred`, keeping every event in `seen`.
+    pub fn wait_for(&mut self, what: &str, pred: impl Fn(&Value) -> bool) -> Value {
+        let deadline = Instant::now() + TIMEOUT;
+        // Already seen?
+        if let Some(v) = self.seen.iter().find(|v| pred(v)) {
+            return v.clone();
+        }
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(line) => {
+                    let v: Value = serde_json::from_str(&line)
+                        .unwrap_or_else(|e| panic!("{}: not JSON ({e}): {line}", self.name));
+                    assert!(
+                        v.get("event").is_some(),
+                        "{}: event without 'event': {line}",
+                        self.name
+                    );
+                    self.seen.push(v.clone());
+                    if pred(&v) {
+                        return v;
+                    }
+                }
+                Err(RecvTimeoutError::Timeout) => panic!(
+                    "{}: timed out waiting for {what}; seen: {:#?}",
+                    self.name, self.seen
+                ),
+                Err(RecvTimeoutError::Disconnected) => panic!(
+                    "{}: exited while waiting for {what}; seen: {:#?}",
+                    self.name, self.seen
+                ),
+            }
+        }
+    }
+
+    /// Waits for the `ready` event.
+    pub fn ready(&mut self) -> Value {
+        self.wait_for("ready", |v| v["event"] == "ready")
+    }
+
+    /// Waits until this node has delivered a message with this text (group or private).
+    pub fn wait_text(&mut self, text: &str) -> Value {
+        self.wait_for(&format!("message {text:?}"), |v| {
+            v["event"] == "message" && v["text"] == text
+        })
+    }
+
+    /// Waits until more than `n` events match `pred`; returns the (n+1)th.
+    pub fn wait_nth(&mut self, what: &str, n: usize, pred: impl Fn(&Value) -> bool) -> Value {
+        let deadline = Instant::now() + TIMEOUT;
+        loop {
+            if let Some(v) = self.seen.iter().filter(|v| pred(v)).nth(n) {
+                return v.clone();
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(line) => {
+                    let v: Value = serde_json::from_str(&line)
+                        .unwrap_or_else(|e| panic!("{}: not JSON ({e}): {line}", self.name));
+                    self.seen.push(v);
+                }
+                Err(_) => panic!(
+                    "{}: timed out waiting for {what}; seen: {:#?}",
+                    self.name, self.seen
+                ),
+            }
+        }
+    }
+
+    /// Asks for a history and returns its messages.
+    pub fn history(&mut self, args: &str) -> Vec<Value> {
+        let is_history = |v: &Value| v["event"] == "history";
+        let n = self.seen.iter().filter(|v| is_history(v)).count();
+        self.send(&format!("/history {args}"));
+        let h = self.wait_nth("history", n, is_history);
+        h["messages"].as_array().cloned().unwrap_or_default()
+    }
+
+    /// Texts delivered so far with the given scope.
+    pub fn texts(&self, scope: &str) -> Vec<String> {
+        self.seen
+            .iter()
+            .filter(|v| v["event"] == "message" && v["scope"] == scope)
+            .map(|v| v["text"].as_str().unwrap_or_default().to_string())
+            .collect()
+    }
+
+    /// Waits for the process to exit and returns its exit code.
+    pub fn exit_code(&mut self) -> Option<i32> {
+        let deadline = Instant::now() + TIMEOUT;
+        loop {
+            // Drain output so the process never blocks on a full pipe.
+            while let Ok(line) = self.lines.try_recv() {
+                if let Ok(v) = serde_json::from_str::<Value>(&line) {
+                    self.seen.push(v);
+                }
+            }
+            if let Ok(Some(status)) = self.child.try_wait() {
+                while let Ok(line) = self.lines.recv_timeout(Duration::from_millis(200)) {
+                    if let Ok(v) = serde_json::from_str::<Value>(&line) {
+                        self.seen.push(v);
+                    }
+                }
+                return status.code();
+            }
+            assert!(Instant::now() < deadline, "{} did not exit", self.name);
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// SIGKILL, no goodbye.
+    pub fn kill9(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Closes stdin: the node quits gracefully.
+    pub fn close_stdin(&mut self) {
+        self.stdin = None;
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+pub fn tempdir() -> tempfile::TempDir {
+    tempfile::tempdir().expect("tempdir")
+}
+
+pub fn path(d: &tempfile::TempDir) -> PathBuf {
+    d.path().to_path_buf()
+}
