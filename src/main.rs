@@ -9,6 +9,7 @@ mod commands;
 mod demo;
 mod json;
 mod node_cmd;
+mod tui;
 
 fn main() -> std::process::ExitCode {
     cli::main()

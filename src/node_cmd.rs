@@ -134,7 +134,8 @@ pub fn node_db(dir: &Path, user: &str) -> PathBuf {
 /// `p2pchat node`.
 pub fn node(args: NodeArgs) -> ExitCode {
     let script = !std::io::stdin().is_terminal();
-    init_logging(if script { "warn" } else { "error" });
+    // Logs would tear the full-screen UI: off there unless RUST_LOG asks for them.
+    init_logging(if script { "warn" } else { "off" });
     match run_node(args, script) {
         Ok(code) => code,
         Err(e) => {
@@ -181,6 +182,9 @@ fn run_node(args: NodeArgs, script: bool) -> anyhow::Result<ExitCode> {
             .await
             .with_context(|| format!("cannot start the node on {bind}"))?;
         let (control, mut events) = handle.split();
+        if !script {
+            return crate::tui::run(control, events, &args.user).await;
+        }
         let (line_tx, mut lines) = tokio::sync::mpsc::unbounded_channel::<String>();
         tokio::spawn(async move {
             let mut stdin = tokio::io::BufReader::new(tokio::io::stdin()).lines();

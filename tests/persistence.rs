@@ -8,14 +8,23 @@ use std::path::Path;
 
 fn entries(msgs: &[Value]) -> Vec<(String, String)> {
     msgs.iter()
-        .map(|m| (m["id"].as_str().unwrap_or_default().to_string(), m["text"].as_str().unwrap_or_default().to_string()))
+        .map(|m| {
+            (
+                m["id"].as_str().unwrap_or_default().to_string(),
+                m["text"].as_str().unwrap_or_default().to_string(),
+            )
+        })
         .collect()
 }
 
 fn files_contain(dir: &Path, needle: &[u8]) -> bool {
-    std::fs::read_dir(dir).expect("data dir").flatten().any(|e| {
-        std::fs::read(e.path()).is_ok_and(|bytes| bytes.windows(needle.len()).any(|w| w == needle))
-    })
+    std::fs::read_dir(dir)
+        .expect("data dir")
+        .flatten()
+        .any(|e| {
+            std::fs::read(e.path())
+                .is_ok_and(|bytes| bytes.windows(needle.len()).any(|w| w == needle))
+        })
 }
 
 #[test]
@@ -73,14 +82,21 @@ fn everything_comes_back_from_disk_after_every_process_is_killed() {
     // The server's files hold argon2id verifiers, never a password.
     assert!(files_contain(&auth_dir, b"$argon2id$v=19$m=19456,t=2,p=1$"));
     for n in names {
-        assert!(!files_contain(&auth_dir, password(n).as_bytes()), "{n}'s password is on disk");
+        assert!(
+            !files_contain(&auth_dir, password(n).as_bytes()),
+            "{n}'s password is on disk"
+        );
     }
 
     // Each node, restarted alone (no peer to resync from), has everything from its disk.
     let (_auth2, auth2) = Proc::auth_server(&auth_dir, "127.0.0.1:0", None, None);
     for (i, n) in names.iter().enumerate() {
         let mut p = Proc::node(n, &password(n), &auth2, &nodes, false, None, &[]);
-        assert_eq!(p.ready()["node_id"], ids[i], "{n} came back with another id");
+        assert_eq!(
+            p.ready()["node_id"],
+            ids[i],
+            "{n} came back with another id"
+        );
         assert_eq!(entries(&p.history("")), group_before, "{n}'s group history");
         if *n == "alice" {
             assert_eq!(entries(&p.history("bob")), ab_before);
@@ -100,9 +116,25 @@ fn everything_comes_back_from_disk_after_every_process_is_killed() {
     }
 
     // The restarted server still refuses a wrong password and a taken username.
-    let mut wrong = Proc::node("alice", "not-it", &auth2, &dirs.path().join("w"), false, None, &[]);
+    let mut wrong = Proc::node(
+        "alice",
+        "not-it",
+        &auth2,
+        &dirs.path().join("w"),
+        false,
+        None,
+        &[],
+    );
     assert_eq!(wrong.exit_code(), Some(1));
-    let mut taken = Proc::node("bob", "whatever", &auth2, &dirs.path().join("t"), true, None, &[]);
+    let mut taken = Proc::node(
+        "bob",
+        "whatever",
+        &auth2,
+        &dirs.path().join("t"),
+        true,
+        None,
+        &[],
+    );
     assert_eq!(taken.exit_code(), Some(1));
     // And hands out a fresh id to a new user, never an old one.
     let mut dave = Proc::node("dave", "pw", &auth2, &nodes, true, None, &[]);
@@ -114,7 +146,8 @@ fn everything_comes_back_from_disk_after_every_process_is_killed() {
 fn a_node_restarted_while_the_server_is_down_rejoins_its_peers() {
     let dirs = tempdir();
     let nodes = dirs.path().join("nodes");
-    let (mut auth, auth_addr) = Proc::auth_server(&dirs.path().join("auth"), "127.0.0.1:0", None, None);
+    let (mut auth, auth_addr) =
+        Proc::auth_server(&dirs.path().join("auth"), "127.0.0.1:0", None, None);
     let mut alice = Proc::node("alice", "pa", &auth_addr, &nodes, true, None, &[]);
     alice.ready();
     let mut bob = Proc::node("bob", "pb", &auth_addr, &nodes, true, None, &[]);
@@ -146,7 +179,14 @@ fn a_corrupt_or_busy_data_file_is_refused_and_left_untouched() {
     std::fs::write(&db, &junk).expect("write");
     let mut p = Proc::node("zed", "pw", "127.0.0.1:9", &nodes, true, None, &[]);
     assert_eq!(p.exit_code(), Some(1));
-    assert!(p.seen.iter().any(|v| v["event"] == "error" && v["message"].as_str().is_some_and(|m| m.contains("not a p2pchat database"))), "{:?}", p.seen);
+    assert!(
+        p.seen.iter().any(|v| v["event"] == "error"
+            && v["message"]
+                .as_str()
+                .is_some_and(|m| m.contains("not a p2pchat database"))),
+        "{:?}",
+        p.seen
+    );
     assert_eq!(std::fs::read(&db).expect("read"), junk);
 
     // Two processes on one data dir: the second is refused.
@@ -155,5 +195,12 @@ fn a_corrupt_or_busy_data_file_is_refused_and_left_untouched() {
     first.ready();
     let mut second = Proc::node("amy", "pw", &auth, &nodes, false, None, &[]);
     assert_eq!(second.exit_code(), Some(1));
-    assert!(second.seen.iter().any(|v| v["message"].as_str().is_some_and(|m| m.contains("in use"))), "{:?}", second.seen);
+    assert!(
+        second
+            .seen
+            .iter()
+            .any(|v| v["message"].as_str().is_some_and(|m| m.contains("in use"))),
+        "{:?}",
+        second.seen
+    );
 }

@@ -1,0 +1,448 @@
+//! The terminal UI's state: updated in one place (`on_event`, `on_key`), read by `draw`.
+
+use p2pchat_core::{Command, Event, HistoryEntry, PeerStatus, Scope};
+use ratatui::crossterm::event::{KeyCode, KeyEvent, KeyEventKind, KeyModifiers};
+use std::collections::{BTreeMap, HashMap};
+
+/// Which conversation is on screen.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Conv {
+    /// The group chat.
+    #[default]
+    Group,
+    /// A private conversation with this user.
+    Private(String),
+}
+
+/// One line of a conversation.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Item {
+    /// A chat message.
+    Msg {
+        /// Local time it was shown, `HH:MM`.
+        time: String,
+        /// Author.
+        from: String,
+        /// Text.
+        text: String,
+        /// Written by us.
+        own: bool,
+        /// Sort key (causal display order).
+        key: (u64, u32, u64),
+    },
+    /// A notice from the client (joins, help, errors).
+    Notice(String),
+}
+
+/// A member as the sidebar shows it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Person {
+    /// Presence.
+    pub status: PeerStatus,
+    /// Node id.
+    pub node_id: u32,
+}
+
+/// What the UI asks the outside world to do after a key.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Action {
+    /// Give the node a command.
+    Node(Command),
+    /// Leave.
+    Quit,
+}
+
+/// The whole UI state.
+#[derive(Debug, Default)]
+pub struct App {
+    /// Our username.
+    pub me: String,
+    /// Our node id, once ready.
+    pub node_id: Option<u32>,
+    /// Conversations, group first.
+    pub convs: BTreeMap<Conv, Vec<Item>>,
+    /// Unread counts of conversations not on screen.
+    pub unread: HashMap<Conv, usize>,
+    /// The conversation on screen.
+    pub current: Conv,
+    /// Everyone we know, by username.
+    pub people: BTreeMap<String, Person>,
+    /// The input line.
+    pub input: String,
+    /// Cursor position in `input`, in chars.
+    pub cursor: usize,
+    /// Lines entered before (Up/Down).
+    pub history: Vec<String>,
+    /// Position while browsing `history`.
+    pub history_pos: Option<usize>,
+    /// Lines scrolled up from the bottom.
+    pub scroll: usize,
+    /// Whether the auth server answers (None before we know).
+    pub server_up: Option<bool>,
+    /// Private messages we sent, per peer (counter).
+    pub sent_private: HashMap<String, u64>,
+    /// Private messages acknowledged, per peer.
+    pub acked_private: HashMap<String, u64>,
+    /// A fatal error to show before leaving.
+    pub fatal: Option<String>,
+    /// Set when the UI should exit.
+    pub quit: bool,
+}
+
+const HELP: &[&str] = &[
+    "commands: type to talk in the current conversation",
+    "  /msg USER TEXT    private message      /query USER   open a private conversation",
+    "  /peers  /history [USER] [--last N]  /status  /help  /quit (or Ctrl-C)",
+    "keys: Tab completes names, Up/Down input history, PageUp/PageDown scroll,",
+    "  Alt+1 the group, Alt+2.. private conversations, Esc back to the group",
+];
+
+impl App {
+    /// A fresh UI for `me`.
+    pub fn new(me: &str) -> App {
+        let mut app = App {
+            me: me.to_string(),
+            ..App::default()
+        };
+        app.convs.insert(Conv::Group, Vec::new());
+        app.notice(Conv::Group, format!("signing in as {me}…"));
+        app
+    }
+
+    fn notice(&mut self, conv: Conv, text: String) {
+        self.convs.entry(conv).or_default().push(Item::Notice(text));
+    }
+
+    /// Conversations in sidebar order: the group, then private ones by name.
+    pub fn conv_order(&self) -> Vec<Conv> {
+        self.convs.keys().cloned().collect()
+    }
+
+    /// Private messages not yet acknowledged, and acknowledged.
+    pub fn private_counts(&self) -> (u64, u64) {
+        let sent: u64 = self.sent_private.values().sum();
+        let acked: u64 = self.acked_private.values().sum();
+        (sent.saturating_sub(acked), acked)
+    }
+
+    /// Members online, and all members.
+    pub fn online_counts(&self) -> (usize, usize) {
+        let online = self
+            .people
+            .values()
+            .filter(|p| p.status == PeerStatus::Online)
+            .count();
+        (online, self.people.len())
+    }
+
+    fn add_message(&mut self, conv: Conv, h: &HistoryEntry, time: String) {
+        let own = h.from == self.me;
+        let key = (h.order, h.from_id.0, h.seq);
+        let items = self.convs.entry(conv.clone()).or_default();
+        let item = Item::Msg {
+            time,
+            from: h.from.clone(),
+            text: h.text.clone(),
+            own,
+            key,
+        };
+        // Keep the causal display order: usually this is an append.
+        let pos = items
+            .iter()
+            .rposition(|i| matches!(i, Item::Msg { key: k, .. } if *k <= key))
+            .map_or_else(
+                || {
+                    items
+                        .iter()
+                        .take_while(|i| matches!(i, Item::Notice(_)))
+                        .count()
+                },
+                |p| p + 1,
+            );
+        items.insert(pos, item);
+        if conv != self.current && !own {
+            *self.unread.entry(conv).or_default() += 1;
+        } else if self.scroll > 0 {
+            // Keep the lines the user is reading in place.
+            self.scroll += 1;
+        }
+    }
+
+    /// Applies an event from the node. `time` is the local time to show.
+    pub fn on_event(&mut self, e: Event, time: String) {
+        match e {
+            Event::Ready {
+                user,
+                node_id,
+                first,
+                ..
+            } => {
+                self.node_id = Some(node_id.0);
+                let how = if first {
+                    " (first node of the network)"
+                } else {
+                    ""
+                };
+                self.notice(
+                    Conv::Group,
+                    format!("signed in as {user}, node {node_id}{how}. /help for help"),
+                );
+            }
+            Event::Message(h) => {
+                let conv = match h.scope {
+                    Scope::Group => Conv::Group,
+                    Scope::Private => {
+                        let other = if h.from == self.me {
+                            h.to.clone().unwrap_or_default()
+                        } else {
+                            h.from.clone()
+                        };
+                        if h.from == self.me {
+                            *self.sent_private.entry(other.clone()).or_default() += 1;
+                        }
+                        Conv::Private(other)
+                    }
+                };
+                self.add_message(conv, &h, time);
+            }
+            Event::Peer {
+                info,
+                status,
+                joined,
+            } => {
+                let known = self.people.get(&info.user).map(|p| p.status);
+                self.people.insert(
+                    info.user.clone(),
+                    Person {
+                        status,
+                        node_id: info.node_id.0,
+                    },
+                );
+                if joined {
+                    self.notice(Conv::Group, format!("{} just joined the chat!", info.user));
+                } else if known.is_some() && known != Some(status) {
+                    let word = crate::json::status(status);
+                    self.notice(Conv::Group, format!("{} is {word}", info.user));
+                }
+            }
+            Event::Peers(list) => {
+                let mut lines = vec![format!("{} peers:", list.len())];
+                for (p, s) in list {
+                    lines.push(format!(
+                        "  {} (node {}, {}) {}",
+                        p.user,
+                        p.node_id,
+                        p.addr,
+                        crate::json::status(s)
+                    ));
+                }
+                for l in lines {
+                    self.notice(self.current.clone(), l);
+                }
+            }
+            Event::History { messages, with, .. } => {
+                let title = match &with {
+                    Some(w) => format!("history with {w} ({} messages):", messages.len()),
+                    None => format!("group history ({} messages):", messages.len()),
+                };
+                self.notice(self.current.clone(), title);
+                for m in messages {
+                    let clock = m.clock.map(|c| format!("  {c}")).unwrap_or_default();
+                    self.notice(
+                        self.current.clone(),
+                        format!("  <{}> {}{clock}", m.from, m.text),
+                    );
+                }
+            }
+            Event::Acked { peer, upto } => {
+                self.acked_private.insert(peer, upto);
+            }
+            Event::AuthServer { reachable } => self.server_up = Some(reachable),
+            Event::Status(s) => {
+                let text = serde_json::to_string(&s).unwrap_or_default();
+                self.notice(self.current.clone(), format!("status: {text}"));
+            }
+            Event::Error { message, fatal } => {
+                if fatal {
+                    self.fatal = Some(message);
+                } else {
+                    self.notice(self.current.clone(), format!("error: {message}"));
+                }
+            }
+            Event::Admitted { .. } => {}
+        }
+    }
+
+    /// Switches to a conversation (clearing its unread count).
+    pub fn switch(&mut self, conv: Conv) {
+        self.convs.entry(conv.clone()).or_default();
+        self.unread.remove(&conv);
+        self.current = conv;
+        self.scroll = 0;
+    }
+
+    fn take_input(&mut self) -> String {
+        self.cursor = 0;
+        self.history_pos = None;
+        std::mem::take(&mut self.input)
+    }
+
+    fn byte_at(&self, char_idx: usize) -> usize {
+        self.input
+            .char_indices()
+            .nth(char_idx)
+            .map_or(self.input.len(), |(b, _)| b)
+    }
+
+    /// Handles one key; returns what the node should do, if anything.
+    pub fn on_key(&mut self, key: KeyEvent) -> Option<Action> {
+        if key.kind == KeyEventKind::Release {
+            return None;
+        }
+        if self.fatal.is_some() {
+            self.quit = true;
+            return Some(Action::Quit);
+        }
+        let ctrl = key.modifiers.contains(KeyModifiers::CONTROL);
+        let alt = key.modifiers.contains(KeyModifiers::ALT);
+        match key.code {
+            KeyCode::Char('c') | KeyCode::Char('d') if ctrl => {
+                self.quit = true;
+                return Some(Action::Quit);
+            }
+            KeyCode::Char(d) if alt && d.is_ascii_digit() => {
+                let n = d.to_digit(10).unwrap_or(0) as usize;
+                if let Some(conv) = n
+                    .checked_sub(1)
+                    .and_then(|i| self.conv_order().get(i).cloned())
+                {
+                    self.switch(conv);
+                }
+            }
+            KeyCode::Char(c) => {
+                let at = self.byte_at(self.cursor);
+                self.input.insert(at, c);
+                self.cursor += 1;
+            }
+            KeyCode::Backspace if self.cursor > 0 => {
+                self.cursor -= 1;
+                let at = self.byte_at(self.cursor);
+                self.input.remove(at);
+            }
+            KeyCode::Delete if self.cursor < self.input.chars().count() => {
+                let at = self.byte_at(self.cursor);
+                self.input.remove(at);
+            }
+            KeyCode::Left => self.cursor = self.cursor.saturating_sub(1),
+            KeyCode::Right => self.cursor = (self.cursor + 1).min(self.input.chars().count()),
+            KeyCode::Home => self.cursor = 0,
+            KeyCode::End => self.cursor = self.input.chars().count(),
+            KeyCode::Up if !self.history.is_empty() => {
+                let pos = self
+                    .history_pos
+                    .map_or(self.history.len() - 1, |p| p.saturating_sub(1));
+                self.history_pos = Some(pos);
+                self.input = self.history[pos].clone();
+                self.cursor = self.input.chars().count();
+            }
+            KeyCode::Down => {
+                if let Some(p) = self.history_pos {
+                    if p + 1 < self.history.len() {
+                        self.history_pos = Some(p + 1);
+                        self.input = self.history[p + 1].clone();
+                    } else {
+                        self.history_pos = None;
+                        self.input.clear();
+                    }
+                    self.cursor = self.input.chars().count();
+                }
+            }
+            KeyCode::PageUp => self.scroll += 10,
+            KeyCode::PageDown => self.scroll = self.scroll.saturating_sub(10),
+            KeyCode::Esc => self.switch(Conv::Group),
+            KeyCode::Tab => self.complete(),
+            KeyCode::Enter => return self.submit(),
+            _ => {}
+        }
+        None
+    }
+
+    /// Completes the username being typed before the cursor.
+    pub fn complete(&mut self) {
+        let at = self.byte_at(self.cursor);
+        let before = &self.input[..at];
+        let start = before.rfind(char::is_whitespace).map_or(0, |i| i + 1);
+        let word = &before[start..];
+        if word.is_empty() {
+            return;
+        }
+        let matches: Vec<&String> = self.people.keys().filter(|u| u.starts_with(word)).collect();
+        if let [only] = matches[..] {
+            let rest = only[word.len()..].to_string() + " ";
+            self.input.insert_str(at, &rest);
+            self.cursor += rest.chars().count();
+        } else if matches.len() > 1 {
+            let names: Vec<&str> = matches.iter().map(|s| s.as_str()).collect();
+            self.notice(
+                self.current.clone(),
+                format!("matches: {}", names.join(" ")),
+            );
+        }
+    }
+
+    fn submit(&mut self) -> Option<Action> {
+        let line = self.take_input();
+        if line.trim().is_empty() {
+            return None;
+        }
+        if self.history.last() != Some(&line) {
+            self.history.push(line.clone());
+        }
+        self.scroll = 0;
+        let trimmed = line.trim();
+        if trimmed == "/help" {
+            for l in HELP {
+                self.notice(self.current.clone(), (*l).to_string());
+            }
+            return None;
+        }
+        if let Some(user) = trimmed.strip_prefix("/query") {
+            let user = user.trim();
+            if user.is_empty() || user == "group" {
+                self.switch(Conv::Group);
+            } else if self.people.contains_key(user) {
+                self.switch(Conv::Private(user.to_string()));
+            } else {
+                self.notice(self.current.clone(), format!("error: unknown user: {user}"));
+            }
+            return None;
+        }
+        if trimmed == "/quit" || trimmed == "/exit" {
+            self.quit = true;
+            return Some(Action::Quit);
+        }
+        // Plain text in a private conversation goes to that person.
+        if !trimmed.starts_with('/') {
+            if let Conv::Private(to) = &self.current {
+                return Some(Action::Node(Command::Msg {
+                    to: to.clone(),
+                    text: line,
+                }));
+            }
+        }
+        match crate::commands::parse(&line) {
+            Ok(Some(Command::Msg { to, text })) => {
+                if self.people.contains_key(&to) {
+                    self.convs.entry(Conv::Private(to.clone())).or_default();
+                }
+                Some(Action::Node(Command::Msg { to, text }))
+            }
+            Ok(Some(cmd)) => Some(Action::Node(cmd)),
+            Ok(None) => None,
+            Err(e) => {
+                self.notice(self.current.clone(), format!("error: {e}"));
+                None
+            }
+        }
+    }
+}
