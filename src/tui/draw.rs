@@ -77,13 +77,28 @@ fn conv_title(c: &Conv) -> String {
     }
 }
 
-/// The lines of the current conversation, wrapped to `width`.
-pub fn conversation_lines(app: &App, width: usize) -> Vec<Line<'static>> {
-    let mut out = Vec::new();
+/// The last `need` (or more) lines of the current conversation, wrapped to `width`. Only the
+/// tail is wrapped, so a conversation of any length renders in time proportional to the screen.
+pub fn conversation_lines(app: &App, width: usize, need: usize) -> Vec<Line<'static>> {
+    let mut chunks: Vec<Vec<Line<'static>>> = Vec::new();
+    let mut count = 0;
     let Some(items) = app.convs.get(&app.current) else {
-        return out;
+        return Vec::new();
     };
-    for item in items {
+    for item in items.iter().rev() {
+        let lines = item_lines(item, width);
+        count += lines.len();
+        chunks.push(lines);
+        if count >= need {
+            break;
+        }
+    }
+    chunks.into_iter().rev().flatten().collect()
+}
+
+fn item_lines(item: &Item, width: usize) -> Vec<Line<'static>> {
+    let mut out = Vec::new();
+    {
         match item {
             Item::Notice(text) => {
                 for l in wrap(&format!("-- {text}"), width) {
@@ -185,8 +200,8 @@ pub fn draw(frame: &mut Frame, app: &App) {
         Style::default().add_modifier(Modifier::BOLD),
     ));
     let inner = block.inner(conv_area);
-    let lines = conversation_lines(app, inner.width as usize);
     let height = inner.height as usize;
+    let lines = conversation_lines(app, inner.width as usize, height + app.scroll);
     let max_scroll = lines.len().saturating_sub(height);
     let scroll = app.scroll.min(max_scroll);
     let end = lines.len() - scroll;
