@@ -70,6 +70,7 @@ pub struct AuthServer {
     /// When the first datagram arrived: after a restart, members need one lease to poll
     /// again before "nobody is live" can be believed.
     started: Option<Duration>,
+    last_expiry: Duration,
 }
 
 impl AuthServer {
@@ -87,6 +88,7 @@ impl AuthServer {
             out: VecDeque::new(),
             stats: Stats::default(),
             started: None,
+            last_expiry: Duration::ZERO,
         };
         for record in records {
             if let Record::User {
@@ -175,6 +177,11 @@ impl AuthServer {
     }
 
     fn expire(&mut self, now: Duration) {
+        // Soft state is swept at most once a second, not on every datagram.
+        if now.saturating_sub(self.last_expiry) < Duration::from_secs(1) {
+            return;
+        }
+        self.last_expiry = now;
         let lease = self.cfg.lease;
         self.live
             .retain(|_, l| now.saturating_sub(l.last_poll) < lease * 4);

@@ -50,6 +50,9 @@ pub struct NodeConfig {
     /// Keep the full vector clock of every delivered group message (for display). Costs
     /// O(authors) memory per message: the simulator turns it off for large clusters.
     pub full_clocks: bool,
+    /// Remember the gossip hop count of every delivered message (a simulator metric; costs a
+    /// map entry per message).
+    pub record_hops: bool,
 }
 
 impl Default for NodeConfig {
@@ -76,6 +79,7 @@ impl Default for NodeConfig {
             private_buffer_limit: 1024,
             gossip_members: 2,
             full_clocks: true,
+            record_hops: false,
         }
     }
 }

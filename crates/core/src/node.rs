@@ -1302,7 +1302,9 @@ impl Node {
         // Delivering our own message persists it before anything is sent.
         self.holdback.insert(dot, msg.clone());
         self.try_deliver(now, dot);
-        self.delivery_hops.insert(dot, 0);
+        if self.cfg.record_hops {
+            self.delivery_hops.insert(dot, 0);
+        }
         self.gossip(msg, 0, &[me]);
     }
 

@@ -290,6 +290,7 @@ impl Sim {
         let node_cfg = NodeConfig {
             fanout: cfg.fanout,
             full_clocks: cfg.nodes <= 100,
+            record_hops: true,
             // Simulated users are patient: a lossy network must not make them give up.
             auth_attempts: 100,
             ..NodeConfig::default()
