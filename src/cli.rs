@@ -25,6 +25,8 @@ enum Cmd {
     Demo(DemoArgs),
     /// Simulate a whole cluster in virtual time (deterministic for a given seed).
     Sim(SimArgs),
+    /// Measure real nodes on 127.0.0.1 (real runtime, codec and UDP sockets) in one process.
+    Bench(crate::bench::BenchArgs),
 }
 
 /// Arguments of `p2pchat auth-server`.
@@ -130,6 +132,7 @@ pub fn main() -> ExitCode {
         Cmd::AuthServer(args) => report(crate::node_cmd::auth_server(args)),
         Cmd::Node(args) => crate::node_cmd::node(args),
         Cmd::Demo(args) => report(crate::demo::demo(args)),
+        Cmd::Bench(args) => report(crate::bench::bench(args)),
     }
 }
 

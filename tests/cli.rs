@@ -91,3 +91,46 @@ fn the_demo_passes() {
     );
     assert!(text.contains("carol is back as node 3"), "{text}");
 }
+
+#[test]
+fn bench_runs_real_nodes_and_reports_json() {
+    let out = Command::new(bin())
+        .args([
+            "bench",
+            "--nodes",
+            "3",
+            "--workload",
+            "latency",
+            "--messages",
+            "20",
+            "--rate",
+            "200",
+            "--json",
+        ])
+        .output()
+        .expect("run p2pchat bench");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("one JSON object");
+    assert_eq!(v["delivered"], 40);
+    assert_eq!(v["missing"], 0);
+    for key in [
+        "p50_ms",
+        "p90_ms",
+        "p99_ms",
+        "max_ms",
+        "bytes_per_delivery",
+        "cpu_s",
+        "peak_rss_bytes",
+    ] {
+        assert!(v.get(key).is_some(), "missing {key} in {v}");
+    }
+    let bad = Command::new(bin())
+        .args(["bench", "--nodes", "1"])
+        .output()
+        .expect("run");
+    assert!(!bad.status.success());
+}
