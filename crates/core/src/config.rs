@@ -8,6 +8,10 @@ pub struct NodeConfig {
     /// Peers each node pushes a new group message to. Higher: faster and more robust spread,
     /// more redundant traffic (about `fanout` copies per node). 3-6 suits 10-10,000 nodes.
     pub fanout: usize,
+    /// With at most this many members online, an author sends a new group message straight to
+    /// all of them and nobody forwards it (one hop, one copy each; anti-entropy repairs any
+    /// loss). Above it, push gossip with `fanout`. 0 disables.
+    pub flood_below: usize,
     /// First retry delay for signup/signin; doubles per attempt up to `auth_retry_max`.
     pub auth_retry_initial: Duration,
     /// Largest delay between signup/signin retries.
@@ -59,6 +63,7 @@ impl Default for NodeConfig {
     fn default() -> Self {
         NodeConfig {
             fanout: 4,
+            flood_below: 32,
             auth_retry_initial: Duration::from_millis(300),
             auth_retry_max: Duration::from_secs(2),
             auth_attempts: 12,

@@ -1308,8 +1308,21 @@ impl Node {
         self.gossip(msg, 0, &[me]);
     }
 
+    fn flooding(&self) -> bool {
+        self.live.len() <= self.cfg.flood_below
+    }
+
     fn gossip(&mut self, msg: GroupMsg, hop: u16, exclude: &[NodeId]) {
-        let targets = self.sample_live(self.cfg.fanout, exclude);
+        let targets = if hop == 0 && self.flooding() {
+            // A small group: straight to everyone.
+            self.live
+                .iter()
+                .copied()
+                .filter(|id| !exclude.contains(id))
+                .collect()
+        } else {
+            self.sample_live(self.cfg.fanout, exclude)
+        };
         if targets.is_empty() {
             return;
         }
@@ -1347,9 +1360,12 @@ impl Node {
             self.stats.holdback_dropped += 1;
             return;
         }
-        if forward {
+        let sender = from.and_then(|a| self.by_addr.get(&a).copied());
+        // The author of a small group sent everyone a copy: no need to forward.
+        let flooded = hop == 0 && sender == Some(msg.author) && self.flooding();
+        if forward && !flooded {
             let mut exclude = vec![msg.author];
-            if let Some(sender) = from.and_then(|a| self.by_addr.get(&a).copied()) {
+            if let Some(sender) = sender {
                 exclude.push(sender);
             }
             if let Some(me) = self.node_id {
