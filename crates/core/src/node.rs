@@ -1552,20 +1552,45 @@ impl Node {
         }
         they_are_ahead |= theirs.any(|(_, s)| s > 0);
         if !missing.is_empty() {
+            // Oldest first, and only as many as the datagram budget holds: a peer far behind
+            // gets the rest when it asks again, and we never copy the whole backlog.
             missing.sort_unstable();
-            let msgs: Vec<GroupMsg> = missing
-                .iter()
-                .filter_map(|&(_, a, s)| self.find(Dot::new(a, s)).map(|d| d.msg.clone()))
-                .collect();
-            let batches = pack_batches(&msgs, BATCH_BUDGET);
-            let total = batches.len();
-            for (i, batch) in batches
-                .into_iter()
-                .take(self.cfg.repair_max_datagrams)
-                .enumerate()
-            {
-                let more = i + 1 == self.cfg.repair_max_datagrams && total > i + 1;
-                self.send(from, &Message::Repair { msgs: batch, more });
+            let mut batch: Vec<GroupMsg> = Vec::new();
+            let mut size = 0usize;
+            let mut sent = 0usize;
+            let mut iter = missing.iter().peekable();
+            while let Some(&(_, a, s)) = iter.next() {
+                let Some(msg) = self.find(Dot::new(a, s)).map(|d| d.msg.clone()) else {
+                    continue;
+                };
+                let len = p2pchat_proto::wire::encoded_len(&msg);
+                if !batch.is_empty() && size + len > BATCH_BUDGET {
+                    sent += 1;
+                    let last = sent == self.cfg.repair_max_datagrams;
+                    let more = last;
+                    self.send(
+                        from,
+                        &Message::Repair {
+                            msgs: std::mem::take(&mut batch),
+                            more,
+                        },
+                    );
+                    size = 0;
+                    if last {
+                        break;
+                    }
+                }
+                size += len;
+                batch.push(msg);
+                if iter.peek().is_none() {
+                    self.send(
+                        from,
+                        &Message::Repair {
+                            msgs: std::mem::take(&mut batch),
+                            more: false,
+                        },
+                    );
+                }
             }
         }
         if reply && they_are_ahead {
