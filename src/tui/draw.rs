@@ -367,7 +367,7 @@ mod tests {
     }
 
     fn msg(from: &str, id: u32, seq: u64, order: u64, text: &str) -> Event {
-        Event::Message(HistoryEntry {
+        Event::Message(Box::new(HistoryEntry {
             scope: Scope::Group,
             id: format!("{id}.{seq}"),
             from_id: NodeId(id),
@@ -377,11 +377,11 @@ mod tests {
             clock: None,
             order,
             seq,
-        })
+        }))
     }
 
     fn private(from: &str, to: &str, text: &str) -> Event {
-        Event::Message(HistoryEntry {
+        Event::Message(Box::new(HistoryEntry {
             scope: Scope::Private,
             id: format!("{from}>{to}"),
             from_id: NodeId(9),
@@ -391,7 +391,7 @@ mod tests {
             clock: None,
             order: 1,
             seq: 1,
-        })
+        }))
     }
 
     fn peer(user: &str, id: u32, status: PeerStatus, joined: bool) -> Event {

@@ -148,8 +148,9 @@ pub enum Event {
         /// This node started the network.
         first: bool,
     },
-    /// A delivered message (own messages included, as local echo).
-    Message(HistoryEntry),
+    /// A delivered message (own messages included, as local echo). Boxed: it is the largest
+    /// event, and outputs are moved through queues on every step.
+    Message(Box<HistoryEntry>),
     /// A membership or presence change.
     Peer {
         /// The member.

@@ -793,9 +793,13 @@ impl Node {
     fn repair_members(&mut self, now: Duration, to: SocketAddr, lacking: usize) {
         // Now and then the whole list, in case what it lacks is older than `recent`.
         if lacking <= self.recent.len() && !self.rng.random_ratio(1, 16) {
+            // What it lacks is most likely among the newest: send a few times as many.
+            let take = (4 * lacking + 8).min(self.recent.len());
             let peers: Vec<PeerInfo> = self
                 .recent
                 .iter()
+                .rev()
+                .take(take)
                 .filter_map(|id| self.members.get(id))
                 .filter(|m| m.info.addr != to)
                 .map(|m| m.info.clone())
@@ -1449,7 +1453,7 @@ impl Node {
         if !self.replaying {
             if let Some(last) = self.history.last() {
                 let entry = self.group_entry(last);
-                self.event(Event::Message(entry));
+                self.event(Event::Message(Box::new(entry)));
             }
         }
     }
@@ -1651,7 +1655,7 @@ impl Node {
         );
         self.persist(Record::PrivateOut(msg.clone()));
         let entry = self.private_entry(&msg);
-        self.event(Event::Message(entry));
+        self.event(Event::Message(Box::new(entry)));
         if let Some(addr) = self.members.get(&peer).map(|m| m.info.addr) {
             self.send(addr, &Message::Private(msg));
         }
@@ -1712,7 +1716,7 @@ impl Node {
             if let Some(conv) = self.conversations.get_mut(&peer) {
                 conv.history.push(m);
             }
-            self.event(Event::Message(entry));
+            self.event(Event::Message(Box::new(entry)));
         }
         self.send(
             from,

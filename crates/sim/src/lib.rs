@@ -699,7 +699,7 @@ impl Sim {
 
     fn observe(&mut self, i: usize, e: Event) {
         let m = match e {
-            Event::Message(m) => m,
+            Event::Message(m) => *m,
             Event::Error {
                 message,
                 fatal: true,
