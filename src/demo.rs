@@ -89,7 +89,7 @@ impl Demo {
             seed: name.bytes().map(u64::from).sum::<u64>() ^ port as u64,
         };
         let handle = spawn_node(NodeConfig::default(), params, bind, store).await?;
-        let addr = handle.local_addr;
+        let addr = handle.local_addr();
         let (control, events) = handle.split();
         if let Ok(p) = self.person(name) {
             p.control = Some(control);

@@ -1267,15 +1267,7 @@ impl Node {
             self.error("not signed in yet");
             return;
         };
-        if text.trim().is_empty() {
-            self.error("empty message");
-            return;
-        }
-        if text.len() > MAX_TEXT_BYTES {
-            self.error(format!(
-                "message too long: {} bytes (limit {MAX_TEXT_BYTES})",
-                text.len()
-            ));
+        if !self.text_ok(&text) {
             return;
         }
         let deps: Vec<Dot> = self
@@ -1314,6 +1306,22 @@ impl Node {
 
     fn flooding(&self) -> bool {
         self.live.len() <= self.cfg.flood_below
+    }
+
+    /// Refuses (with a clear error) empty texts and texts over the limit.
+    fn text_ok(&mut self, text: &str) -> bool {
+        if text.trim().is_empty() {
+            self.error("empty message");
+            false
+        } else if text.len() > MAX_TEXT_BYTES {
+            self.error(format!(
+                "message too long: {} bytes (limit {MAX_TEXT_BYTES})",
+                text.len()
+            ));
+            false
+        } else {
+            true
+        }
     }
 
     fn gossip(&mut self, msg: GroupMsg, hop: u16, exclude: &[NodeId]) {
@@ -1624,15 +1632,7 @@ impl Node {
             self.error(format!("unknown user: {to}"));
             return;
         };
-        if text.trim().is_empty() {
-            self.error("empty message");
-            return;
-        }
-        if text.len() > MAX_TEXT_BYTES {
-            self.error(format!(
-                "message too long: {} bytes (limit {MAX_TEXT_BYTES})",
-                text.len()
-            ));
+        if !self.text_ok(&text) {
             return;
         }
         let conv = self.conversations.entry(peer).or_default();

@@ -38,53 +38,23 @@ pub enum RuntimeError {
     Config(String),
 }
 
-/// A running node.
+/// A running node: its control half and its events.
 pub struct NodeHandle {
-    /// Where the node's socket is bound.
-    pub local_addr: SocketAddr,
-    commands: mpsc::UnboundedSender<Command>,
+    /// Commands in, and the task.
+    pub control: NodeControl,
     /// Events from the node, in order.
     pub events: mpsc::UnboundedReceiver<Event>,
-    task: JoinHandle<Result<(), RuntimeError>>,
 }
 
 impl NodeHandle {
-    /// Gives the node a command; false if it has stopped.
-    pub fn command(&self, cmd: Command) -> bool {
-        self.commands.send(cmd).is_ok()
+    /// Where the node's socket is bound.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.control.local_addr
     }
 
-    /// A cloneable sender of commands.
-    pub fn commander(&self) -> mpsc::UnboundedSender<Command> {
-        self.commands.clone()
-    }
-
-    /// Waits for the node to stop (after `/quit` or a fatal error).
-    pub async fn join(self) -> Result<(), RuntimeError> {
-        match self.task.await {
-            Ok(r) => r,
-            Err(e) => Err(RuntimeError::Fatal(format!("node task failed: {e}"))),
-        }
-    }
-
-    /// Stops the task at once, without a goodbye: what a crash looks like to peers.
-    /// Everything the node showed as sent is already on disk. Returns once the socket and
-    /// the store are closed.
-    pub async fn crash(self) {
-        self.task.abort();
-        let _ = self.task.await;
-    }
-
-    /// Splits off the event receiver (for a UI loop) from the rest of the handle.
+    /// Splits the handle for a UI loop that owns the events.
     pub fn split(self) -> (NodeControl, mpsc::UnboundedReceiver<Event>) {
-        (
-            NodeControl {
-                local_addr: self.local_addr,
-                commands: self.commands,
-                task: self.task,
-            },
-            self.events,
-        )
+        (self.control, self.events)
     }
 }
 
@@ -146,10 +116,12 @@ pub async fn spawn_node(
     let (ev_tx, ev_rx) = mpsc::unbounded_channel();
     let task = tokio::spawn(run_node(node, socket, store, cmd_rx, ev_tx, start));
     Ok(NodeHandle {
-        local_addr,
-        commands: cmd_tx,
+        control: NodeControl {
+            local_addr,
+            commands: cmd_tx,
+            task,
+        },
         events: ev_rx,
-        task,
     })
 }
 
