@@ -11,7 +11,7 @@ use std::sync::mpsc::{channel, Receiver, RecvTimeoutError};
 use std::time::{Duration, Instant};
 
 /// Generous: CI machines are slow and noisy. Tests wait on events, never on sleeps.
-pub const TIMEOUT: Duration = Duration::from_secs(30);
+pub const TIMEOUT: Duration = Duration::from_secs(60);
 
 pub fn bin() -> &'static str {
     env!("CARGO_BIN_EXE_p2pchat")
