@@ -17,7 +17,7 @@ pub struct Cli {
 enum Cmd {
     /// Run the auth server (signup/signin, node ids, node cap, newcomer queue).
     AuthServer(AuthArgs),
-    /// Run a chat node. On a terminal: a line-mode chat. Otherwise: script mode (one command
+    /// Run a chat node. On a terminal: a full-screen chat client. Otherwise: script mode (one command
     /// per stdin line, one JSON event per stdout line, logs on stderr).
     Node(NodeArgs),
     /// The whole story in one process: auth server, alice, bob and carol chat; carol crashes

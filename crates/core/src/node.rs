@@ -1398,7 +1398,7 @@ impl Node {
     /// The first causal dependency of `msg` not yet delivered, if any.
     fn first_missing(&self, msg: &GroupMsg) -> Option<Dot> {
         if self.delivered.get(msg.author) + 1 != msg.seq {
-            return Some(Dot::new(msg.author, msg.seq - 1));
+            return Some(Dot::new(msg.author, msg.seq.saturating_sub(1)));
         }
         msg.deps
             .iter()
@@ -1439,7 +1439,7 @@ impl Node {
         let clock = self.cfg.full_clocks.then(|| {
             let mut c = VectorClock::new();
             if msg.seq > 1 {
-                if let Some(prev) = self.find(Dot::new(author, msg.seq - 1)) {
+                if let Some(prev) = self.find(Dot::new(author, msg.seq.saturating_sub(1))) {
                     if let Some(pc) = &prev.clock {
                         c.merge(pc);
                     }
