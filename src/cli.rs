@@ -119,6 +119,9 @@ struct SimArgs {
     /// Seed of the whole run.
     #[arg(long, default_value_t = 1)]
     seed: u64,
+    /// Only the first K nodes send group messages (0: everyone).
+    #[arg(long, default_value_t = 0)]
+    talkers: usize,
     /// Print one JSON object instead of a report.
     #[arg(long)]
     json: bool,
@@ -160,6 +163,7 @@ fn sim(a: SimArgs) -> ExitCode {
         crash_auth: a.crash_auth,
         fanout: a.fanout,
         seed: a.seed,
+        talkers: a.talkers,
         ..p2pchat_sim::SimConfig::default()
     };
     let started = std::time::Instant::now();
@@ -210,6 +214,10 @@ fn sim(a: SimArgs) -> ExitCode {
         println!(
             "  gossip      RMR {:.2}, last delivery hop {:.2}, {} crashes",
             report.rmr, report.last_delivery_hop, report.crashes
+        );
+        println!(
+            "  clocks      causal metadata per message: mean {:.1} bytes, max {} bytes",
+            report.clock_bytes_mean, report.clock_bytes_max
         );
     }
     eprintln!("wall time: {:.2} s", wall.as_secs_f64());

@@ -62,6 +62,8 @@ pub struct SimConfig {
     pub fanout: usize,
     /// The seed of everything.
     pub seed: u64,
+    /// Only this many nodes (the first ones) send group messages; 0 means everyone.
+    pub talkers: usize,
     /// Gap between two consecutive sends in the talk phase.
     pub send_interval_ms: u64,
     /// Gap between two node starts in the join phase.
@@ -85,6 +87,7 @@ impl Default for SimConfig {
             crash_auth: false,
             fanout: NodeConfig::default().fanout,
             seed: 1,
+            talkers: 0,
             send_interval_ms: 10,
             join_interval_ms: 10,
             settle_deadline_ms: 300_000,
@@ -175,6 +178,10 @@ pub struct Report {
     pub last_delivery_hop: f64,
     /// Crashes performed (nodes, plus one if the auth server crashed).
     pub crashes: usize,
+    /// Mean encoded size of a group message's causal metadata (Lamport time + deps), bytes.
+    pub clock_bytes_mean: f64,
+    /// Largest encoded size of a group message's causal metadata, bytes.
+    pub clock_bytes_max: u64,
     /// The seed.
     pub seed: u64,
 }
@@ -269,6 +276,7 @@ struct Sim {
     talk_mark: (u64, u64),
     max_hop: HashMap<Dot, u16>,
     crashes: usize,
+    clock_bytes: Vec<u64>,
     done: bool,
 }
 
@@ -341,6 +349,7 @@ impl Sim {
             talk_mark: (0, 0),
             max_hop: HashMap::new(),
             crashes: 0,
+            clock_bytes: Vec::new(),
             done: false,
         }
     }
@@ -564,7 +573,17 @@ impl Sim {
 
     fn say(&mut self) {
         self.sends_left = self.sends_left.saturating_sub(1);
-        let live = self.live_members();
+        let mut live = self.live_members();
+        if self.cfg.talkers > 0 {
+            let talkers: Vec<usize> = live
+                .iter()
+                .copied()
+                .filter(|&i| i <= self.cfg.talkers)
+                .collect();
+            if !talkers.is_empty() {
+                live = talkers;
+            }
+        }
         if live.is_empty() {
             return;
         }
@@ -629,6 +648,13 @@ impl Sim {
             match o {
                 Output::Send { to, bytes } => self.transmit(i, to, bytes),
                 Output::Persist(r) => {
+                    if let Record::Group(m) = &r {
+                        let me = self.eps[i].node.as_ref().and_then(|n| n.node_id());
+                        if me == Some(m.author) {
+                            let len = p2pchat_proto::wire::encoded_len(&(m.lamport, &m.deps));
+                            self.clock_bytes.push(len as u64);
+                        }
+                    }
                     if self.persist {
                         self.eps[i].records.push(r);
                     }
@@ -836,6 +862,12 @@ impl Sim {
             rmr: round2(rmr),
             last_delivery_hop: round2(ldh),
             crashes: self.crashes,
+            clock_bytes_mean: round2(if self.clock_bytes.is_empty() {
+                0.0
+            } else {
+                self.clock_bytes.iter().sum::<u64>() as f64 / self.clock_bytes.len() as f64
+            }),
+            clock_bytes_max: self.clock_bytes.iter().copied().max().unwrap_or(0),
             seed: self.cfg.seed,
         }
     }
