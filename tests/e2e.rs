@@ -182,14 +182,7 @@ fn account_errors_and_bad_input_get_clear_errors() {
     // Taken username.
     let other = dirs.path().join("other");
     let mut taken = Proc::node("alice", "whatever", &auth_addr, &other, true, None, &[]);
-    assert_eq!(taken.exit_code(), Some(1));
-    assert!(
-        taken.seen.iter().any(|v| v["event"] == "error"
-            && v["fatal"] == true
-            && v["message"].as_str().is_some_and(|m| m.contains("taken"))),
-        "{:?}",
-        taken.seen
-    );
+    taken.fails_with("taken");
 
     // Wrong password, and unknown user.
     for (user, pw) in [("alice", "wrong"), ("nobody", "pw")] {
@@ -202,15 +195,7 @@ fn account_errors_and_bad_input_get_clear_errors() {
             None,
             &[],
         );
-        assert_eq!(bad.exit_code(), Some(1));
-        assert!(
-            bad.seen.iter().any(|v| v["event"] == "error"
-                && v["message"]
-                    .as_str()
-                    .is_some_and(|m| m.contains("wrong username or password"))),
-            "{:?}",
-            bad.seen
-        );
+        bad.fails_with("wrong username or password");
     }
 
     // The right password signs in again, with the same node id.
@@ -248,14 +233,7 @@ fn account_errors_and_bad_input_get_clear_errors() {
         None,
         &[],
     );
-    assert_eq!(two.exit_code(), Some(1));
-    assert!(
-        two.seen
-            .iter()
-            .any(|v| v["message"].as_str().is_some_and(|m| m.contains("full"))),
-        "{:?}",
-        two.seen
-    );
+    two.fails_with("full");
 
     // An unreachable auth server, after retries.
     let mut lost = Proc::node(
@@ -267,14 +245,7 @@ fn account_errors_and_bad_input_get_clear_errors() {
         None,
         &["--auth-attempts", "3"],
     );
-    assert_eq!(lost.exit_code(), Some(1));
-    assert!(
-        lost.seen.iter().any(|v| v["message"]
-            .as_str()
-            .is_some_and(|m| m.contains("unreachable"))),
-        "{:?}",
-        lost.seen
-    );
+    lost.fails_with("unreachable");
 
     // No password at all in script mode: a clear error, not a hang.
     let out = std::process::Command::new(bin())

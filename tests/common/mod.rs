@@ -246,6 +246,19 @@ impl Proc {
         }
     }
 
+    /// Asserts the process exits 1 after a fatal `error` event whose message contains `needle`.
+    pub fn fails_with(&mut self, needle: &str) {
+        assert_eq!(self.exit_code(), Some(1), "{}: {:?}", self.name, self.seen);
+        assert!(
+            self.seen.iter().any(|v| v["event"] == "error"
+                && v["fatal"] == true
+                && v["message"].as_str().is_some_and(|m| m.contains(needle))),
+            "{}: no fatal error mentioning {needle:?}: {:?}",
+            self.name,
+            self.seen
+        );
+    }
+
     /// SIGKILL, no goodbye.
     pub fn kill9(&mut self) {
         let _ = self.child.kill();
