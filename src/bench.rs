@@ -154,6 +154,9 @@ async fn run(args: &BenchArgs, messages: usize) -> anyhow::Result<serde_json::Va
             local_addr: SocketAddr::from(([127, 0, 0, 1], 0)),
             auth_addr: auth.local_addr,
             seed: i as u64 + 1,
+            crypto_seed: [0; 32],
+            auth_key: Some(auth.key),
+            wall_ms: 0,
         };
         let handle = spawn_node(
             NodeConfig::default(),

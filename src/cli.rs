@@ -71,6 +71,11 @@ pub struct NodeArgs {
     /// from 0.3 s to 2 s between attempts).
     #[arg(long, default_value_t = p2pchat_core::NodeConfig::default().auth_attempts)]
     pub auth_attempts: u32,
+    /// Pin the auth server's key (64 hex characters, printed by `p2pchat auth-server`).
+    /// Without it the key seen at the first signin is remembered and pinned (trust on first
+    /// use); either way a server with another key is refused before any password is sent.
+    #[arg(long, value_name = "HEX")]
+    pub auth_key: Option<String>,
 }
 
 /// Arguments of `p2pchat demo`.

@@ -27,6 +27,8 @@ struct Person {
 struct Demo {
     dir: tempfile::TempDir,
     auth_addr: SocketAddr,
+    /// The server's key, pinned by every demo node.
+    auth_key: Option<p2pchat_proto::Key>,
     auth: Option<AuthHandle>,
     people: Vec<Person>,
     verbose: bool,
@@ -67,6 +69,7 @@ impl Demo {
             }
         };
         self.auth_addr = handle.local_addr;
+        self.auth_key = Some(handle.key);
         self.auth = Some(handle);
         Ok(())
     }
@@ -87,6 +90,9 @@ impl Demo {
             local_addr: bind,
             auth_addr: self.auth_addr,
             seed: name.bytes().map(u64::from).sum::<u64>() ^ port as u64,
+            crypto_seed: [0; 32],
+            auth_key: self.auth_key,
+            wall_ms: 0,
         };
         let handle = spawn_node(NodeConfig::default(), params, bind, store).await?;
         let addr = handle.local_addr();
@@ -257,6 +263,7 @@ async fn run(args: DemoArgs) -> anyhow::Result<()> {
     let mut d = Demo {
         dir,
         auth_addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+        auth_key: None,
         auth: None,
         people: Vec::new(),
         verbose: args.verbose,
@@ -270,6 +277,12 @@ async fn run(args: DemoArgs) -> anyhow::Result<()> {
     say(&format!(
         "* auth server listening on {auth_bind} (data in a temporary dir)"
     ));
+    if let Some(key) = d.auth_key {
+        say(&format!(
+            "* its key {}: nodes pin it; passwords travel only inside Noise, chat only sealed and signed",
+            &p2pchat_core::secure::fingerprint(&key)[..16]
+        ));
+    }
 
     say("\n== alice, bob and carol sign up; existing nodes bootstrap newcomers from the server's queue");
     for name in all3 {

@@ -89,6 +89,10 @@ pub fn auth_server(args: AuthArgs) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("cannot listen on {}", args.listen))?;
         println!("p2pchat auth server listening on {}", handle.local_addr);
+        println!(
+            "auth server key: {} (nodes can pin it with --auth-key)",
+            p2pchat_core::secure::fingerprint(&handle.key)
+        );
         println!("data: {}", dir.display());
         let _ = std::io::stdout().flush();
         shutdown_signal().await;
@@ -156,6 +160,12 @@ fn run_node(args: NodeArgs, script: bool) -> anyhow::Result<ExitCode> {
             args.user
         );
     }
+    let auth_key = match &args.auth_key {
+        Some(hex) => Some(p2pchat_core::secure::parse_fingerprint(hex).with_context(|| {
+            format!("invalid --auth-key {hex:?}: expected the 64 hex characters printed by the auth server")
+        })?),
+        None => None,
+    };
     let password = read_password(&args)?;
     let dir = data_dir(args.data_dir.clone())?;
     let store = Store::open(&node_db(&dir, &args.user))?;
@@ -171,6 +181,10 @@ fn run_node(args: NodeArgs, script: bool) -> anyhow::Result<ExitCode> {
         local_addr: bind,
         auth_addr: args.auth,
         seed: seed(),
+        // Filled in from the OS by the runtime.
+        crypto_seed: [0; 32],
+        auth_key,
+        wall_ms: 0,
     };
     let rt = runtime()?;
     let result = rt.block_on(async move {

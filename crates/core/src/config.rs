@@ -134,6 +134,22 @@ pub struct AuthConfig {
     pub fetch_batch: usize,
     /// How long answers are cached so that a retried request gets the same answer.
     pub reply_cache_ttl: Duration,
+    /// How long a membership certificate is valid. Members renew at half-life while the
+    /// server is up; while it is down, peers keep accepting certificates until they expire.
+    pub cert_lifetime: Duration,
+    /// Failed signins an account may have before each further one locks it.
+    pub free_failures: u32,
+    /// First lock after `free_failures`; it doubles with every further failure.
+    pub lock_base: Duration,
+    /// Longest account lock.
+    pub lock_max: Duration,
+    /// Failures from one IP address within `source_window` before that address is locked
+    /// for `source_window`.
+    pub source_failures: u32,
+    /// Window and lock time of the per-address limit.
+    pub source_window: Duration,
+    /// Signups one IP address may make per `source_window` (0: unlimited).
+    pub source_signups: u32,
 }
 
 impl Default for AuthConfig {
@@ -146,6 +162,13 @@ impl Default for AuthConfig {
             pending_ttl: Duration::from_secs(30),
             fetch_batch: 4,
             reply_cache_ttl: Duration::from_secs(60),
+            cert_lifetime: Duration::from_secs(24 * 3600),
+            free_failures: 5,
+            lock_base: Duration::from_secs(2),
+            lock_max: Duration::from_secs(300),
+            source_failures: 30,
+            source_window: Duration::from_secs(60),
+            source_signups: 100,
         }
     }
 }

@@ -1,7 +1,7 @@
 //! What the state machines say to their drivers: outputs, app events, persist records, and
 //! the commands a user gives.
 
-use p2pchat_proto::{GroupMsg, NodeId, PeerInfo, PrivateMsg, VectorClock};
+use p2pchat_proto::{Cert, GroupMsg, Key, NodeId, PeerInfo, PrivateMsg, VectorClock};
 use serde::{Deserialize, Serialize};
 use std::net::SocketAddr;
 
@@ -46,6 +46,27 @@ pub enum Record {
     },
     /// Node: a member and where it listens.
     Peer(PeerInfo),
+    /// Node or server: its long-term secret keys (the data dir is the identity).
+    Keys {
+        /// Ed25519 secret key.
+        sign_sk: [u8; 32],
+        /// X25519 secret key.
+        dh_sk: [u8; 32],
+    },
+    /// Node or server: a start. Link counters restart in a new epoch on every boot.
+    Boot {
+        /// The boot counter.
+        epoch: u32,
+    },
+    /// Node: the auth server's keys, pinned at the first signin (trust on first use).
+    AuthKey {
+        /// X25519 key (the Noise NK responder key).
+        dh_pk: Key,
+        /// Ed25519 key that signs certificates.
+        sign_pk: Key,
+    },
+    /// Node: its current membership certificate.
+    OwnCert(Cert),
     /// Auth server: an account.
     User {
         /// Username.
@@ -132,6 +153,27 @@ pub struct Stats {
     pub private_retransmits: u64,
     /// Private duplicates received.
     pub private_duplicates: u64,
+    /// Datagrams that failed authentication (forged, corrupted, wrong key) or were not
+    /// expected unauthenticated.
+    pub unauthenticated: u64,
+    /// Link datagrams already seen (replays and network duplicates).
+    pub replayed: u64,
+    /// Link datagrams from a sender without a known certificate.
+    pub unknown_sender: u64,
+    /// Certificates and group messages whose signature did not verify.
+    pub bad_signature: u64,
+    /// Link datagrams from a sender whose certificate expired.
+    pub expired: u64,
+    /// Authenticated messages claiming another identity.
+    pub impersonation: u64,
+    /// Group messages from authors not yet known (dropped; repaired later).
+    pub unverifiable: u64,
+    /// Messages not sent because the destination is no certified member.
+    pub unsendable: u64,
+    /// Auth server answers with a key other than the pinned one.
+    pub bad_server_key: u64,
+    /// Auth requests refused by throttling (server).
+    pub throttled: u64,
 }
 
 /// Something for the user interface or log.

@@ -22,6 +22,7 @@ pub mod auth;
 pub mod config;
 pub mod io;
 pub mod node;
+pub mod secure;
 
 pub use auth::{AuthServer, Credentials, InsecurePlainCredentials};
 pub use config::{AuthConfig, NodeConfig};

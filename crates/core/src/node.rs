@@ -11,17 +11,29 @@
 //! - **membership**: member table, SWIM-style probing (direct, then indirect), suspicion,
 //!   offline; a few member records piggybacked on every probe.
 //!
+//! - **security** (see `docs/SECURITY.md`): every datagram goes through an [`Envelope`]; peer
+//!   traffic is sealed per link ([`Link`]) and accepted only from holders of a server-signed,
+//!   unexpired certificate; group messages carry their author's signature, checked once per
+//!   new dot; signup/signin run inside Noise NK to the pinned server key.
+//!
 //! Timers are a fixed deadline table ([`Timer`]); `poll_timeout` is the earliest of them.
 
 use crate::config::NodeConfig;
 use crate::io::{Command, Event, HistoryEntry, Output, PeerStatus, Record, Scope, Stats};
+use crate::secure::{self, Identity, Link, SERVER_ID};
+use ed25519_dalek::VerifyingKey;
 use foldhash::{HashMap, HashMapExt, HashSet};
+use p2pchat_proto::wire::{
+    encode_envelope, from_payload, to_payload, Cert, Envelope, Key, SenderCert, MIN_AUTH_HELLO,
+    MIN_KEY_REQUEST,
+};
 use p2pchat_proto::wire::{pack_batches, BATCH_BUDGET, MAX_DEPS};
 use p2pchat_proto::{
-    decode, encode, Dot, GroupMsg, Message, NodeId, PeerInfo, PrivateMsg, VectorClock,
-    MAX_TEXT_BYTES,
+    decode, decode_envelope, encode, AuthError, AuthReply, AuthRequest, Dot, GroupMsg, Message,
+    NodeId, PeerInfo, PrivateMsg, VectorClock, MAX_TEXT_BYTES,
 };
 use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha20Rng;
 use rand_chacha::ChaCha8Rng;
 use std::collections::{BTreeMap, VecDeque};
 use std::net::SocketAddr;
@@ -32,7 +44,7 @@ const DIGEST_CHUNK: usize = 70;
 /// Recently learned members remembered for membership repair.
 const RECENT_MEMBERS: usize = 128;
 /// Recently learned members passed on in each HelloAck.
-const RECENT_IN_ACK: usize = 6;
+const RECENT_IN_ACK: usize = 4;
 /// Least time between two full member lists sent to the same peer by membership repair.
 const FULL_LIST_COOLDOWN: Duration = Duration::from_secs(10);
 
@@ -92,6 +104,13 @@ pub struct NodeParams {
     pub auth_addr: SocketAddr,
     /// Seed for the node's RNG (peer selection, nonces).
     pub seed: u64,
+    /// Seed for key generation and handshakes: from the OS in the runtime, derived in the sim.
+    pub crypto_seed: [u8; 32],
+    /// The auth server's X25519 key, pinned explicitly (`--auth-key`). Without it the key
+    /// remembered from the first signin is pinned (trust on first use).
+    pub auth_key: Option<Key>,
+    /// Unix time in milliseconds at `now == 0` (certificate expiry is wall-clock time).
+    pub wall_ms: u64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -115,6 +134,8 @@ struct Member {
     hello: Option<(u32, Duration)>,
     /// Its "just joined" was already shown (retried Hellos must not show it again).
     join_announced: bool,
+    /// Its parsed signing key, once needed.
+    vk: Option<VerifyingKey>,
 }
 
 struct Delivered {
@@ -195,6 +216,22 @@ pub struct Node {
     out: VecDeque<Output>,
     stats: Stats,
     replaying: bool,
+
+    /// Randomness for keys and handshakes.
+    crng: ChaCha20Rng,
+    ident: Identity,
+    my_vk: Option<VerifyingKey>,
+    epoch: u32,
+    cert: Option<Cert>,
+    /// The pinned server keys (X25519, Ed25519).
+    server_dh: Option<Key>,
+    server_sign: Option<(Key, VerifyingKey)>,
+    server_link: Option<Link>,
+    links: HashMap<NodeId, Link>,
+    /// The Noise handshake in flight and the server key it was made for.
+    auth_hs: Option<(snow::HandshakeState, Key)>,
+    /// The authenticated sender of the datagram being handled.
+    cur_sender: Option<(SocketAddr, NodeId)>,
 }
 
 impl Node {
@@ -207,6 +244,9 @@ impl Node {
     /// at once and rejoins through the peers it remembers, signing in in the background.
     pub fn restore(cfg: NodeConfig, params: NodeParams, records: &[Record], now: Duration) -> Self {
         let rng = ChaCha8Rng::seed_from_u64(params.seed);
+        let mut crng = secure::crypto_rng(params.crypto_seed);
+        let ident = Identity::from_secrets([0; 32], [0; 32]);
+        let crng_seed = secure::seed_from(&mut crng);
         let mut node = Node {
             cfg,
             rng,
@@ -246,11 +286,44 @@ impl Node {
             out: VecDeque::new(),
             stats: Stats::default(),
             replaying: true,
+            crng: secure::crypto_rng(crng_seed),
+            ident,
+            my_vk: None,
+            epoch: 0,
+            cert: None,
+            server_dh: None,
+            server_sign: None,
+            server_link: None,
+            links: HashMap::new(),
+            auth_hs: None,
+            cur_sender: None,
         };
+        let mut have_keys = false;
+        for record in records {
+            if let Record::Keys { sign_sk, dh_sk } = record {
+                node.ident = Identity::from_secrets(*sign_sk, *dh_sk);
+                have_keys = true;
+            }
+        }
         for record in records {
             node.replay(now, record);
         }
         node.replaying = false;
+        if !have_keys {
+            node.ident = Identity::generate(&mut node.crng);
+            let (sign_sk, dh_sk) = node.ident.secrets();
+            node.persist(Record::Keys { sign_sk, dh_sk });
+        }
+        node.my_vk = secure::verifying_key(&node.ident.sign_pk);
+        // A new counter space for every link: persisted before anything is sent.
+        node.epoch = node.epoch.saturating_add(1);
+        node.persist(Record::Boot { epoch: node.epoch });
+        if let Some(pin) = node.params.auth_key {
+            if node.server_dh != Some(pin) {
+                node.server_dh = Some(pin);
+                node.server_sign = None;
+            }
+        }
         node.auth_req = node.rng.random();
         node.set_timer(Timer::Auth, now);
         if node.node_id.is_some() {
@@ -309,7 +382,13 @@ impl Node {
             Record::Peer(info) => {
                 self.learn_member(now, info.clone(), false);
             }
-            Record::User { .. } => {}
+            Record::Boot { epoch } => self.epoch = self.epoch.max(*epoch),
+            Record::AuthKey { dh_pk, sign_pk } => {
+                self.server_dh = Some(*dh_pk);
+                self.server_sign = secure::verifying_key(sign_pk).map(|vk| (*sign_pk, vk));
+            }
+            Record::OwnCert(cert) => self.cert = Some(cert.clone()),
+            Record::Keys { .. } | Record::User { .. } => {}
         }
         if !self.conversations.values().all(|c| c.outbox.is_empty()) {
             self.set_timer(Timer::Private, now);
@@ -354,6 +433,16 @@ impl Node {
     /// Number of known members (others).
     pub fn member_count(&self) -> usize {
         self.members.len()
+    }
+
+    /// This node's public keys: (Ed25519, X25519).
+    pub fn public_keys(&self) -> (Key, Key) {
+        (self.ident.sign_pk, self.ident.dh_pk)
+    }
+
+    /// The pinned auth server key, if any.
+    pub fn server_key(&self) -> Option<Key> {
+        self.server_dh
     }
 
     /// Counters.
@@ -404,22 +493,88 @@ impl Node {
         msgs.into_iter().map(|m| self.private_entry(m)).collect()
     }
 
-    /// Feeds one received datagram. Malformed or unexpected input is counted and dropped.
+    /// Feeds one received datagram. Malformed, unauthenticated, replayed or unexpected input
+    /// is counted and dropped; it never gets an answer.
     pub fn handle_datagram(&mut self, now: Duration, from: SocketAddr, bytes: &[u8]) {
         if self.phase == Phase::Stopped {
             return;
         }
         self.stats.datagrams_in += 1;
         self.stats.bytes_in += bytes.len() as u64;
-        let msg = match decode(bytes) {
-            Ok(m) => m,
+        let env = match decode_envelope(bytes) {
+            Ok(e) => e,
             Err(_) => {
                 self.stats.malformed += 1;
                 return;
             }
         };
-        if from == self.params.auth_addr {
-            self.handle_server(now, msg);
+        let auth = from == self.params.auth_addr;
+        match env {
+            Envelope::KeyReply { dh_pk, cookie, .. } if auth => self.key_reply(now, dh_pk, cookie),
+            Envelope::AuthAnswer { noise } if auth => self.auth_answer(now, noise),
+            Envelope::Link {
+                from: id,
+                epoch,
+                counter,
+                cert,
+                sealed,
+            } => {
+                let Some((payload, fresh)) =
+                    self.open_link(now, from, id, epoch, counter, cert, sealed)
+                else {
+                    return;
+                };
+                let msg = match decode(&payload) {
+                    Ok(m) => m,
+                    Err(_) => {
+                        self.stats.malformed += 1;
+                        return;
+                    }
+                };
+                if id == SERVER_ID {
+                    self.handle_server(now, msg);
+                    return;
+                }
+                if let Some(info) = fresh {
+                    // A certificate we did not have: Hello, HelloAck and Connect learn it
+                    // themselves (with the right announcement); anything else learns it here.
+                    let known = self.members.contains_key(&id);
+                    match &msg {
+                        Message::Hello { .. }
+                        | Message::HelloAck { .. }
+                        | Message::Connect { .. }
+                            if !known => {}
+                        _ if known => {
+                            self.learn_member(now, info, true);
+                        }
+                        _ => self.learn_and_announce(now, info, true),
+                    }
+                }
+                self.cur_sender = Some((from, id));
+                self.handle_peer(now, from, id, msg);
+                self.cur_sender = None;
+            }
+            _ => self.stats.unauthenticated += 1,
+        }
+    }
+
+    fn handle_peer(&mut self, now: Duration, from: SocketAddr, sender: NodeId, msg: Message) {
+        // Every claim of identity inside a message must match the authenticated sender.
+        let claimed = match &msg {
+            Message::Connect { from: info, .. }
+            | Message::Hello { info, .. }
+            | Message::HelloAck { info, .. } => Some(info.node_id),
+            Message::Bye { node_id } => Some(*node_id),
+            Message::Private(p) => Some(p.from),
+            Message::PrivateAck { from: f, .. } => Some(*f),
+            Message::Fetch { .. } | Message::Pending { .. } => {
+                self.stats.rejected += 1;
+                return;
+            }
+            _ => None,
+        };
+        if claimed.is_some_and(|c| c != sender) {
+            self.stats.impersonation += 1;
             return;
         }
         self.mark_heard(now, from);
@@ -483,12 +638,112 @@ impl Node {
                     );
                 }
             }
-            Message::Signup { .. }
-            | Message::Signin { .. }
-            | Message::AuthReply { .. }
-            | Message::Fetch { .. }
-            | Message::Pending { .. } => self.stats.rejected += 1,
+            Message::Fetch { .. } | Message::Pending { .. } => {}
         }
+    }
+
+    fn wall(&self, now: Duration) -> u64 {
+        self.params.wall_ms.saturating_add(now.as_millis() as u64)
+    }
+
+    fn cert_valid(&self, id: NodeId, user: &str, cert: &Cert) -> bool {
+        self.server_sign
+            .as_ref()
+            .is_some_and(|(_, vk)| secure::cert_ok(vk, id, user, cert))
+    }
+
+    /// Authenticates a link datagram. Returns its payload and, when it carried a certificate
+    /// we did not have, the sender's member record.
+    #[allow(clippy::too_many_arguments)]
+    fn open_link(
+        &mut self,
+        now: Duration,
+        from: SocketAddr,
+        id: NodeId,
+        epoch: u32,
+        counter: u64,
+        attached: Option<SenderCert>,
+        sealed: &[u8],
+    ) -> Option<(Vec<u8>, Option<PeerInfo>)> {
+        let Some(me) = self.node_id else {
+            self.stats.unauthenticated += 1;
+            return None;
+        };
+        if id == SERVER_ID {
+            let (Some(dh), true) = (self.server_dh, from == self.params.auth_addr) else {
+                self.stats.unauthenticated += 1;
+                return None;
+            };
+            let ident = &self.ident;
+            let link = self
+                .server_link
+                .get_or_insert_with(|| Link::new(ident, me, SERVER_ID, dh));
+            if link.is_replay(epoch, counter) {
+                self.stats.replayed += 1;
+                return None;
+            }
+            let Some(p) = link.open(id, epoch, counter, sealed) else {
+                self.stats.unauthenticated += 1;
+                return None;
+            };
+            return Some((p, None));
+        }
+        if id == me {
+            self.stats.impersonation += 1;
+            return None;
+        }
+        let known = self
+            .members
+            .get(&id)
+            .map(|m| (m.info.user.clone(), m.info.cert.clone()));
+        let (user, cert, fresh) = match (attached, known) {
+            (Some(a), Some((ku, kc))) if a.cert == kc && a.user == ku => (ku, kc, false),
+            (Some(a), Some((ku, kc))) if kc.expires_ms > a.cert.expires_ms => (ku, kc, false),
+            (Some(a), _) => {
+                if !self.cert_valid(id, &a.user, &a.cert) {
+                    self.stats.bad_signature += 1;
+                    return None;
+                }
+                (a.user, a.cert, true)
+            }
+            (None, Some((ku, kc))) => (ku, kc, false),
+            (None, None) => {
+                self.stats.unknown_sender += 1;
+                return None;
+            }
+        };
+        if cert.expires_ms < self.wall(now) {
+            self.stats.expired += 1;
+            return None;
+        }
+        let mut derived = if self.links.get(&id).is_some_and(|l| l.peer_dh == cert.dh_pk) {
+            None
+        } else {
+            Some(Link::new(&self.ident, me, id, cert.dh_pk))
+        };
+        let link = match derived.as_mut() {
+            Some(l) => l,
+            None => self.links.get_mut(&id)?,
+        };
+        if link.is_replay(epoch, counter) {
+            self.stats.replayed += 1;
+            return None;
+        }
+        let Some(payload) = link.open(id, epoch, counter, sealed) else {
+            self.stats.unauthenticated += 1;
+            return None;
+        };
+        link.peer_has_cert = true;
+        if let Some(l) = derived {
+            self.links.insert(id, l);
+        }
+        let info = fresh.then(|| PeerInfo {
+            node_id: id,
+            user,
+            addr: from,
+            cert,
+        });
+        Some((payload, info))
     }
 
     /// Runs every timer whose deadline is at or before `now`.
@@ -546,14 +801,82 @@ impl Node {
         *slot = Some(slot.map_or(at, |cur| cur.min(at)));
     }
 
+    /// Seals `msg` for the member (or server) at `to` and queues the datagram.
     fn send(&mut self, to: SocketAddr, msg: &Message) {
-        match encode(msg) {
-            Ok(bytes) => {
-                self.stats.datagrams_out += 1;
-                self.stats.bytes_out += bytes.len() as u64;
-                self.out.push_back(Output::Send { to, bytes });
+        let payload = match encode(msg) {
+            Ok(p) => p,
+            Err(e) => {
+                debug_assert!(false, "the node built an unencodable message: {e}");
+                return;
             }
-            Err(e) => debug_assert!(false, "the node built an unencodable message: {e}"),
+        };
+        let Some(me) = self.node_id else { return };
+        let sealed = if to == self.params.auth_addr {
+            let Some(dh) = self.server_dh else { return };
+            // Always with the certificate: a restarted server keeps no state about us.
+            let cert = self.attachment(false);
+            let ident = &self.ident;
+            let link = self
+                .server_link
+                .get_or_insert_with(|| Link::new(ident, me, SERVER_ID, dh));
+            link.seal(me, self.epoch, &payload, cert)
+        } else {
+            let id = match (self.by_addr.get(&to), self.cur_sender) {
+                (Some(&id), _) => id,
+                (None, Some((addr, id))) if addr == to => id,
+                _ => {
+                    self.stats.unsendable += 1;
+                    return;
+                }
+            };
+            let Some(dh) = self.members.get(&id).map(|m| m.info.cert.dh_pk) else {
+                self.stats.unsendable += 1;
+                return;
+            };
+            if !self.links.get(&id).is_some_and(|l| l.peer_dh == dh) {
+                let link = Link::new(&self.ident, me, id, dh);
+                self.links.insert(id, link);
+            }
+            let has = self.links.get(&id).is_some_and(|l| l.peer_has_cert);
+            let cert = self.attachment(has);
+            let epoch = self.epoch;
+            match self.links.get_mut(&id) {
+                Some(link) => link.seal(me, epoch, &payload, cert),
+                None => None,
+            }
+        };
+        match sealed {
+            Some(bytes) => self.push_datagram(to, bytes),
+            None => debug_assert!(false, "a sealed message must fit a datagram"),
+        }
+    }
+
+    fn push_datagram(&mut self, to: SocketAddr, bytes: Vec<u8>) {
+        self.stats.datagrams_out += 1;
+        self.stats.bytes_out += bytes.len() as u64;
+        self.out.push_back(Output::Send { to, bytes });
+    }
+
+    /// Our certificate, to attach when the receiver may not have it.
+    fn attachment(&self, peer_has: bool) -> Option<SenderCert> {
+        if peer_has {
+            return None;
+        }
+        self.cert.clone().map(|cert| SenderCert {
+            user: self.params.user.clone(),
+            cert,
+        })
+    }
+
+    /// Adopts a (new or renewed) certificate; peers get it attached to our next datagrams.
+    fn set_cert(&mut self, cert: Cert) {
+        if self.cert.as_ref() == Some(&cert) {
+            return;
+        }
+        self.persist(Record::OwnCert(cert.clone()));
+        self.cert = Some(cert);
+        for link in self.links.values_mut() {
+            link.peer_has_cert = false;
         }
     }
 
@@ -585,10 +908,11 @@ impl Node {
     }
 
     fn my_info(&self) -> Option<PeerInfo> {
-        self.node_id.map(|node_id| PeerInfo {
-            node_id,
+        Some(PeerInfo {
+            node_id: self.node_id?,
             user: self.params.user.clone(),
             addr: self.advertised,
+            cert: self.cert.clone()?,
         })
     }
 
@@ -657,26 +981,14 @@ impl Node {
             ));
             return;
         }
-        let (user, password, req) = (
-            self.params.user.clone(),
-            self.params.password.clone(),
-            self.auth_req,
-        );
-        let msg = if self.params.signup && !self.restored {
-            Message::Signup {
-                req,
-                user,
-                password,
-            }
-        } else {
-            Message::Signin {
-                req,
-                user,
-                password,
-            }
-        };
-        let auth = self.params.auth_addr;
-        self.send(auth, &msg);
+        // Each attempt starts with the server's key and a fresh cookie; the password is only
+        // sent once the key matches the pinned one.
+        self.auth_hs = None;
+        let pad = [0u8; MIN_KEY_REQUEST];
+        if let Ok(bytes) = encode_envelope(&Envelope::KeyRequest { pad: &pad }) {
+            let auth = self.params.auth_addr;
+            self.push_datagram(auth, bytes);
+        }
         let backoff = self
             .cfg
             .auth_retry_initial
@@ -686,23 +998,134 @@ impl Node {
         self.set_timer(Timer::Auth, now + backoff);
     }
 
-    fn handle_server(&mut self, now: Duration, msg: Message) {
+    fn server_heard(&mut self, now: Duration) {
         self.auth_last_reply = Some(now);
         if !self.auth_reachable {
             self.auth_reachable = true;
             self.event(Event::AuthServer { reachable: true });
         }
-        match msg {
-            Message::AuthReply { req, result } => {
-                if req != self.auth_req || !self.auth_pending {
-                    return;
+    }
+
+    /// The server's key and a cookie: check the pin, then send the request inside Noise NK.
+    fn key_reply(&mut self, now: Duration, dh_pk: Key, cookie: [u8; 16]) {
+        if !self.auth_pending || self.auth_hs.is_some() {
+            return;
+        }
+        self.server_heard(now);
+        if let Some(pinned) = self.server_dh {
+            if pinned != dh_pk {
+                self.stats.bad_server_key += 1;
+                let msg = format!(
+                    "the auth server's key changed: pinned {}, the server at {} offers {}; \
+                     refusing to sign in (no password was sent). If the server was re-keyed \
+                     on purpose, pass --auth-key with its new key",
+                    secure::fingerprint(&pinned),
+                    self.params.auth_addr,
+                    secure::fingerprint(&dh_pk)
+                );
+                if self.node_id.is_none() {
+                    self.fatal(msg);
+                } else {
+                    // Already a member: keep chatting with peers, but stop asking this server.
+                    self.error(msg);
+                    self.auth_pending = false;
+                    self.timers[Timer::Auth.index()] = None;
                 }
-                match result {
-                    Ok(adm) => self.admitted(now, adm),
-                    Err(e) => self.fatal(e.to_string()),
+                return;
+            }
+        }
+        let mut req = AuthRequest {
+            req: self.auth_req,
+            signup: self.params.signup && !self.restored,
+            user: self.params.user.clone(),
+            password: self.params.password.clone(),
+            sign_pk: self.ident.sign_pk,
+            dh_pk: self.ident.dh_pk,
+            cookie,
+            pad: Vec::new(),
+        };
+        let len = to_payload(&req).map_or(0, |p| p.len());
+        // Noise adds an ephemeral key and a tag (48 bytes); pad so the answer is never larger.
+        req.pad = vec![0; MIN_AUTH_HELLO.saturating_sub(len + 48)];
+        let Ok(payload) = to_payload(&req) else {
+            return;
+        };
+        let seed = secure::seed_from(&mut self.crng);
+        match secure::nk_initiate(&dh_pk, seed, &payload) {
+            Ok((hs, m1)) => {
+                self.auth_hs = Some((hs, dh_pk));
+                if let Ok(bytes) = encode_envelope(&Envelope::AuthHello { noise: &m1 }) {
+                    let auth = self.params.auth_addr;
+                    self.push_datagram(auth, bytes);
                 }
             }
-            Message::Pending { newcomers } => {
+            Err(e) => self.error(format!("handshake failed: {e}")),
+        }
+    }
+
+    /// The server's Noise answer: admission (with our certificate) or a refusal.
+    fn auth_answer(&mut self, now: Duration, noise: &[u8]) {
+        let Some((mut hs, dh)) = self.auth_hs.take() else {
+            self.stats.unauthenticated += 1;
+            return;
+        };
+        let reply = secure::nk_finish(&mut hs, noise)
+            .ok()
+            .and_then(|p| from_payload::<AuthReply>(&p).ok());
+        let Some(reply) = reply else {
+            self.stats.unauthenticated += 1;
+            return;
+        };
+        if reply.req != self.auth_req || !self.auth_pending {
+            return;
+        }
+        self.server_heard(now);
+        match reply.result {
+            Ok(adm) => {
+                let vk = secure::verifying_key(&adm.server_sign_pk);
+                let valid = vk.as_ref().is_some_and(|vk| {
+                    secure::cert_ok(vk, adm.node_id, &self.params.user, &adm.cert)
+                }) && adm.cert.sign_pk == self.ident.sign_pk
+                    && adm.cert.dh_pk == self.ident.dh_pk;
+                let (true, Some(vk)) = (valid, vk) else {
+                    self.fatal("the auth server issued an invalid certificate");
+                    return;
+                };
+                if self.server_dh != Some(dh)
+                    || self.server_sign.as_ref().map(|s| s.0) != Some(adm.server_sign_pk)
+                {
+                    self.server_dh = Some(dh);
+                    self.server_sign = Some((adm.server_sign_pk, vk));
+                    self.persist(Record::AuthKey {
+                        dh_pk: dh,
+                        sign_pk: adm.server_sign_pk,
+                    });
+                }
+                self.server_link = None;
+                self.set_cert(adm.cert.clone());
+                self.admitted(now, adm);
+            }
+            Err(AuthError::StaleCookie) => self.set_timer(Timer::Auth, now),
+            Err(e) => self.fatal(e.to_string()),
+        }
+    }
+
+    fn handle_server(&mut self, now: Duration, msg: Message) {
+        self.server_heard(now);
+        match msg {
+            Message::Pending { newcomers, renewed } => {
+                if let (Some(cert), Some(me)) = (renewed, self.node_id) {
+                    let mine = cert.sign_pk == self.ident.sign_pk && cert.dh_pk == self.ident.dh_pk;
+                    let newer = self
+                        .cert
+                        .as_ref()
+                        .is_none_or(|c| c.expires_ms < cert.expires_ms);
+                    if mine && newer && self.cert_valid(me, &self.params.user.clone(), &cert) {
+                        self.set_cert(cert);
+                    } else {
+                        self.stats.bad_signature += 1;
+                    }
+                }
                 for newcomer in newcomers {
                     self.bootstrap(now, newcomer);
                 }
@@ -962,7 +1385,7 @@ impl Node {
     }
 
     fn handle_bye(&mut self, now: Duration, from: SocketAddr, node_id: NodeId) {
-        if self.by_addr.get(&from) == Some(&node_id) {
+        if self.cur_sender == Some((from, node_id)) || self.by_addr.get(&from) == Some(&node_id) {
             self.set_status(now, node_id, PeerStatus::Offline);
         } else {
             self.stats.rejected += 1;
@@ -987,11 +1410,17 @@ impl Node {
         if Some(info.node_id) == self.node_id {
             return false;
         }
+        if !self.replaying && !self.cert_acceptable(&info) {
+            return false;
+        }
         let id = info.node_id;
         match self.members.get_mut(&id) {
             Some(m) => {
                 if m.info != info {
                     self.by_addr.remove(&m.info.addr);
+                    if m.info.cert.sign_pk != info.cert.sign_pk {
+                        m.vk = None;
+                    }
                     m.info = info.clone();
                     self.by_addr.insert(info.addr, id);
                     self.persist(Record::Peer(info));
@@ -1012,6 +1441,7 @@ impl Node {
                         suspect_since: None,
                         hello: None,
                         join_announced: false,
+                        vk: None,
                     },
                 );
                 self.live_insert(id);
@@ -1023,6 +1453,53 @@ impl Node {
                 self.persist(Record::Peer(info));
                 true
             }
+        }
+    }
+
+    /// A member record from the wire: its certificate must be the server's, and not older
+    /// than the one we have.
+    fn cert_acceptable(&mut self, info: &PeerInfo) -> bool {
+        if let Some(m) = self.members.get(&info.node_id) {
+            if m.info.cert == info.cert && m.info.user == info.user {
+                return true;
+            }
+            if m.info.cert.expires_ms > info.cert.expires_ms {
+                return false;
+            }
+        }
+        if self.cert_valid(info.node_id, &info.user, &info.cert) {
+            true
+        } else {
+            self.stats.bad_signature += 1;
+            false
+        }
+    }
+
+    /// Checks a group message's signature (once per new dot).
+    fn group_sig_ok(&mut self, msg: &GroupMsg) -> bool {
+        let vk = if Some(msg.author) == self.node_id {
+            self.my_vk
+        } else {
+            match self.members.get_mut(&msg.author) {
+                Some(m) => {
+                    if m.vk.is_none() {
+                        m.vk = secure::verifying_key(&m.info.cert.sign_pk);
+                    }
+                    m.vk
+                }
+                None => None,
+            }
+        };
+        let Some(vk) = vk else {
+            // Unknown author: anti-entropy brings the message back once we know it.
+            self.stats.unverifiable += 1;
+            return false;
+        };
+        if secure::verify(&vk, &msg.signed_bytes(), &msg.sig) {
+            true
+        } else {
+            self.stats.bad_signature += 1;
+            false
         }
     }
 
@@ -1280,13 +1757,15 @@ impl Node {
             self.error("too many concurrent messages to reference; try again in a moment");
             return;
         }
-        let msg = GroupMsg {
+        let mut msg = GroupMsg {
             author: me,
             seq: self.delivered.get(me) + 1,
             lamport: self.max_lamport + 1,
             deps,
             text,
+            sig: [0; 64],
         };
+        msg.sig = self.ident.sign(&msg.signed_bytes());
         if let Err(e) = encode(&Message::Group {
             hop: 0,
             msg: msg.clone(),
@@ -1370,6 +1849,10 @@ impl Node {
         if self.holdback.len() >= self.cfg.holdback_limit {
             // Anti-entropy brings it back once the backlog drains.
             self.stats.holdback_dropped += 1;
+            return;
+        }
+        // Verified once per new dot, after the duplicate check: copies cost nothing.
+        if !self.group_sig_ok(&msg) {
             return;
         }
         let sender = from.and_then(|a| self.by_addr.get(&a).copied());
@@ -1687,7 +2170,7 @@ impl Node {
     }
 
     fn handle_private(&mut self, _now: Duration, from: SocketAddr, msg: PrivateMsg) {
-        if Some(msg.to) != self.node_id || self.by_addr.get(&from) != Some(&msg.from) {
+        if Some(msg.to) != self.node_id || self.cur_sender.map(|s| s.1) != Some(msg.from) {
             self.stats.rejected += 1;
             return;
         }

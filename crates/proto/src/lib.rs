@@ -5,8 +5,9 @@
 //!
 //! - [`ids`]: node ids and message dots (author + sequence number).
 //! - [`clock`]: [`VectorClock`] with increment, merge and causal comparison.
-//! - [`wire`]: every datagram of the protocol and the versioned binary codec
-//!   (magic + version header, postcard body, never above [`wire::MAX_DATAGRAM`] bytes).
+//! - [`wire`]: every datagram of the protocol and the versioned binary codec: an envelope
+//!   (magic + version header, postcard body, never above [`wire::MAX_DATAGRAM`] bytes) around
+//!   sealed link payloads or the Noise auth exchange.
 //!
 //! Decoding arbitrary bytes never panics: it returns a [`wire::DecodeError`].
 
@@ -19,6 +20,7 @@ pub mod wire;
 pub use clock::{Causality, VectorClock};
 pub use ids::{Dot, NodeId};
 pub use wire::{
-    decode, encode, Admission, AuthError, DecodeError, EncodeError, GroupMsg, Message, PeerInfo,
-    PrivateMsg, MAX_DATAGRAM, MAX_TEXT_BYTES,
+    decode, decode_envelope, encode, encode_envelope, Admission, AuthError, AuthReply, AuthRequest,
+    Cert, DecodeError, EncodeError, Envelope, GroupMsg, Key, Message, PeerInfo, PrivateMsg,
+    SenderCert, Sig, MAX_DATAGRAM, MAX_PAYLOAD, MAX_TEXT_BYTES,
 };

@@ -1,20 +1,33 @@
-//! The wire format: every datagram is `MAGIC (2 bytes) | VERSION (1 byte) | postcard(Message)`.
+//! The wire format, in two layers (see `docs/PROTOCOL.md` and `docs/SECURITY.md`):
 //!
-//! Limits are enforced on both sides: [`encode`] refuses anything above [`MAX_DATAGRAM`], and
-//! [`decode`] refuses oversized input, a wrong magic or version, trailing bytes, and fields above
-//! their bounds (texts, names, lists). See `docs/PROTOCOL.md` for the meaning of each message.
+//! - the **envelope**: every datagram is `MAGIC (2 bytes) | VERSION (1 byte) | postcard(Envelope)`.
+//!   An [`Envelope`] is either link traffic between two certified parties (an AEAD-sealed
+//!   [`Message`], with the sender's id, boot epoch and per-link counter in clear) or one of the
+//!   four steps of the auth exchange (key request/reply, Noise NK handshake messages).
+//! - the **payload**: `postcard(Message)` ([`encode`]/[`decode`]), at most [`MAX_PAYLOAD`]
+//!   bytes so that it fits a datagram with the largest envelope around it.
+//!
+//! Limits are enforced on both sides: encoders refuse anything above their bound, and decoders
+//! refuse oversized input, a wrong magic or version, trailing bytes, and fields above their
+//! bounds (texts, names, lists).
 
 use crate::ids::{Dot, NodeId};
+use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
+use serde_big_array::BigArray;
 use std::net::SocketAddr;
 use thiserror::Error;
 
 /// First two bytes of every datagram.
 pub const MAGIC: [u8; 2] = *b"pC";
-/// Protocol version carried in the third byte.
-pub const VERSION: u8 = 1;
+/// Protocol version carried in the third byte (2: everything sealed or inside Noise).
+pub const VERSION: u8 = 2;
 /// Largest datagram we send or accept: safe under common path MTUs.
 pub const MAX_DATAGRAM: usize = 1200;
+/// Largest envelope overhead: header, link fields, an attached certificate, AEAD tag.
+pub const MAX_ENVELOPE_OVERHEAD: usize = 224;
+/// Largest encoded [`Message`]: what is left of a datagram after the envelope.
+pub const MAX_PAYLOAD: usize = MAX_DATAGRAM - MAX_ENVELOPE_OVERHEAD;
 /// Longest chat text, in UTF-8 bytes.
 pub const MAX_TEXT_BYTES: usize = 600;
 /// Longest username, in bytes.
@@ -25,16 +38,65 @@ pub const MAX_PASSWORD: usize = 256;
 pub const MAX_DEPS: usize = 48;
 /// Header length (magic + version).
 pub const HEADER_LEN: usize = 3;
+/// AEAD tag length (ChaCha20-Poly1305).
+pub const TAG_LEN: usize = 16;
+/// A key request is padded to at least this many bytes, so the reply is never larger.
+pub const MIN_KEY_REQUEST: usize = 160;
+/// A Noise auth hello is padded to at least this many bytes, so the answer is never larger.
+pub const MIN_AUTH_HELLO: usize = 640;
 
-/// What a node needs to know to reach a member.
+/// A 32-byte public key (X25519 or Ed25519).
+pub type Key = [u8; 32];
+/// An Ed25519 signature.
+pub type Sig = [u8; 64];
+
+/// A membership certificate: the auth server's signature binding a node id and username
+/// (carried beside it in [`PeerInfo`]) to the node's public keys, until `expires_ms`.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Cert {
+    /// The node's Ed25519 key: signs its group messages.
+    pub sign_pk: Key,
+    /// The node's X25519 key: link keys are derived from it.
+    pub dh_pk: Key,
+    /// Unix time in milliseconds after which peers stop accepting the node's traffic.
+    pub expires_ms: u64,
+    /// The server's Ed25519 signature over [`Cert::signed_bytes`].
+    #[serde(with = "BigArray")]
+    pub sig: Sig,
+}
+
+impl Cert {
+    /// The canonical bytes the server signs: domain, node id, username, keys, expiry.
+    pub fn signed_bytes(
+        node_id: NodeId,
+        user: &str,
+        sign_pk: &Key,
+        dh_pk: &Key,
+        expires_ms: u64,
+    ) -> Vec<u8> {
+        let mut b = Vec::with_capacity(16 + 4 + 1 + user.len() + 64 + 8);
+        b.extend_from_slice(b"p2pchat-cert-v1\0");
+        b.extend_from_slice(&node_id.0.to_le_bytes());
+        b.push(user.len() as u8);
+        b.extend_from_slice(user.as_bytes());
+        b.extend_from_slice(sign_pk);
+        b.extend_from_slice(dh_pk);
+        b.extend_from_slice(&expires_ms.to_le_bytes());
+        b
+    }
+}
+
+/// What a node needs to know to reach a member, with the member's certificate.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct PeerInfo {
     /// The member's node id.
     pub node_id: NodeId,
     /// The member's username.
     pub user: String,
-    /// Where the member listens.
+    /// Where the member listens (not signed: a wrong address only makes traffic undeliverable).
     pub addr: SocketAddr,
+    /// The server-signed certificate for `node_id` and `user`.
+    pub cert: Cert,
 }
 
 /// Why the auth server refused a request.
@@ -58,6 +120,12 @@ pub enum AuthError {
     /// Too many newcomers are waiting to be bootstrapped.
     #[error("too many newcomers waiting; try again later")]
     QueueFull,
+    /// Too many failed attempts for this account or from this address.
+    #[error("too many failed attempts; try again in {0} s")]
+    Throttled(u32),
+    /// The request's cookie is stale or was issued to another address: ask for a new one.
+    #[error("stale request cookie")]
+    StaleCookie,
 }
 
 /// A successful signup or signin.
@@ -69,6 +137,40 @@ pub struct Admission {
     pub first: bool,
     /// The node's address as the server saw it (what peers should use).
     pub observed: SocketAddr,
+    /// The node's membership certificate.
+    pub cert: Cert,
+    /// The server's Ed25519 key, which signs every certificate.
+    pub server_sign_pk: Key,
+}
+
+/// Node -> server, inside the first Noise NK message: signup or signin.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuthRequest {
+    /// Request id, echoed in the reply (retries reuse it).
+    pub req: u64,
+    /// Create the account instead of signing in.
+    pub signup: bool,
+    /// Username.
+    pub user: String,
+    /// Password (only ever inside the Noise channel).
+    pub password: String,
+    /// The node's Ed25519 public key (goes into the certificate).
+    pub sign_pk: Key,
+    /// The node's X25519 public key (goes into the certificate).
+    pub dh_pk: Key,
+    /// The cookie from the server's key reply: proves the sender receives at its address.
+    pub cookie: [u8; 16],
+    /// Zero padding up to [`MIN_AUTH_HELLO`], so the answer is never larger than the request.
+    pub pad: Vec<u8>,
+}
+
+/// Server -> node, inside the second Noise NK message.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuthReply {
+    /// The request id being answered.
+    pub req: u64,
+    /// Admission or the reason for refusal.
+    pub result: Result<Admission, AuthError>,
 }
 
 /// A group (broadcast) message as authored.
@@ -85,12 +187,30 @@ pub struct GroupMsg {
     pub deps: Vec<Dot>,
     /// The text.
     pub text: String,
+    /// The author's Ed25519 signature over [`GroupMsg::signed_bytes`].
+    #[serde(with = "BigArray")]
+    pub sig: Sig,
 }
 
 impl GroupMsg {
     /// The message's identity.
     pub fn dot(&self) -> Dot {
         Dot::new(self.author, self.seq)
+    }
+
+    /// The canonical bytes the author signs: a domain tag and every field but the signature.
+    pub fn signed_bytes(&self) -> Vec<u8> {
+        #[derive(Serialize)]
+        struct Signed<'a>(&'a [u8], NodeId, u64, u64, &'a [Dot], &'a str);
+        let s = Signed(
+            b"p2pchat-group-v1",
+            self.author,
+            self.seq,
+            self.lamport,
+            &self.deps,
+            &self.text,
+        );
+        postcard::to_allocvec(&s).unwrap_or_default()
     }
 }
 
@@ -109,34 +229,64 @@ pub struct PrivateMsg {
     pub text: String,
 }
 
-/// Every datagram the protocol sends.
+/// The sender's certificate, attached to link traffic until the receiver has answered.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SenderCert {
+    /// The sender's username.
+    pub user: String,
+    /// The sender's certificate.
+    pub cert: Cert,
+}
+
+/// The outer layer of every datagram.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Envelope<'a> {
+    /// Link traffic: a [`Message`] sealed with the key of the (sender, receiver) link.
+    Link {
+        /// The sender's node id (0 is the auth server).
+        from: NodeId,
+        /// The sender's boot counter: a restarted sender starts a new counter space.
+        epoch: u32,
+        /// Per-link datagram counter (from 1); with `epoch`, the AEAD nonce.
+        counter: u64,
+        /// The sender's certificate, until the receiver is known to have it.
+        cert: Option<SenderCert>,
+        /// ChaCha20-Poly1305 ciphertext and tag.
+        #[serde(borrow)]
+        sealed: &'a [u8],
+    },
+    /// Node -> server: "what is your key?" (padded to [`MIN_KEY_REQUEST`]).
+    KeyRequest {
+        /// Zero padding.
+        #[serde(borrow)]
+        pad: &'a [u8],
+    },
+    /// Server -> node: its public keys and a short-lived cookie for the sender's address.
+    KeyReply {
+        /// X25519 static key (the Noise NK responder key, and the server's fingerprint).
+        dh_pk: Key,
+        /// Ed25519 key that signs certificates (confirmed again inside Noise).
+        sign_pk: Key,
+        /// Keyed MAC of the sender's address and the current time bucket.
+        cookie: [u8; 16],
+    },
+    /// Node -> server: Noise NK message 1, carrying an [`AuthRequest`].
+    AuthHello {
+        /// The Noise message.
+        #[serde(borrow)]
+        noise: &'a [u8],
+    },
+    /// Server -> node: Noise NK message 2, carrying an [`AuthReply`].
+    AuthAnswer {
+        /// The Noise message.
+        #[serde(borrow)]
+        noise: &'a [u8],
+    },
+}
+
+/// Every message exchanged over a link (inside [`Envelope::Link`]).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Message {
-    /// Node -> server: create an account.
-    Signup {
-        /// Request id, echoed in the reply (retries reuse it).
-        req: u64,
-        /// Username.
-        user: String,
-        /// Password.
-        password: String,
-    },
-    /// Node -> server: sign in to an existing account.
-    Signin {
-        /// Request id, echoed in the reply.
-        req: u64,
-        /// Username.
-        user: String,
-        /// Password.
-        password: String,
-    },
-    /// Server -> node: the answer to signup or signin.
-    AuthReply {
-        /// The request id being answered.
-        req: u64,
-        /// Admission or the reason for refusal.
-        result: Result<Admission, AuthError>,
-    },
     /// Member -> server: "I am alive; who is waiting to join?"
     Fetch {
         /// The polling member.
@@ -146,6 +296,8 @@ pub enum Message {
     Pending {
         /// Waiting newcomers.
         newcomers: Vec<PeerInfo>,
+        /// A renewed certificate for the polling member, when its current one is half-spent.
+        renewed: Option<Cert>,
     },
     /// Member -> newcomer: a chunk of the member list.
     Connect {
@@ -267,13 +419,10 @@ pub enum EncodeError {
     Serialize,
 }
 
-/// Encodes a message into one datagram.
+/// Encodes a message into a link payload of at most [`MAX_PAYLOAD`] bytes.
 pub fn encode(msg: &Message) -> Result<Vec<u8>, EncodeError> {
-    let mut out = Vec::with_capacity(64);
-    out.extend_from_slice(&MAGIC);
-    out.push(VERSION);
-    let out = postcard::to_extend(msg, out).map_err(|_| EncodeError::Serialize)?;
-    if out.len() > MAX_DATAGRAM {
+    let out = postcard::to_allocvec(msg).map_err(|_| EncodeError::Serialize)?;
+    if out.len() > MAX_PAYLOAD {
         return Err(EncodeError::TooLarge(out.len()));
     }
     Ok(out)
@@ -284,8 +433,52 @@ pub fn encoded_len<T: Serialize>(value: &T) -> usize {
     postcard::experimental::serialized_size(value).unwrap_or(usize::MAX)
 }
 
-/// Decodes one datagram and checks every bound.
+/// Decodes one link payload and checks every bound.
 pub fn decode(bytes: &[u8]) -> Result<Message, DecodeError> {
+    if bytes.len() > MAX_PAYLOAD {
+        return Err(DecodeError::Length(bytes.len()));
+    }
+    let msg: Message = from_payload(bytes)?;
+    validate(&msg)?;
+    Ok(msg)
+}
+
+/// Encodes a value that travels inside a Noise message (auth request and reply).
+pub fn to_payload<T: Serialize>(value: &T) -> Result<Vec<u8>, EncodeError> {
+    postcard::to_allocvec(value).map_err(|_| EncodeError::Serialize)
+}
+
+/// Decodes a value with no trailing bytes allowed.
+pub fn from_payload<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, DecodeError> {
+    let (value, rest) = postcard::take_from_bytes::<T>(bytes).map_err(|_| DecodeError::Body)?;
+    if !rest.is_empty() {
+        return Err(DecodeError::Body);
+    }
+    Ok(value)
+}
+
+/// Decodes and bounds-checks an auth request (after Noise decryption).
+pub fn decode_auth_request(bytes: &[u8]) -> Result<AuthRequest, DecodeError> {
+    let req: AuthRequest = from_payload(bytes)?;
+    check(req.user.len() <= MAX_USERNAME, "username")?;
+    check(req.password.len() <= MAX_PASSWORD, "password")?;
+    Ok(req)
+}
+
+/// Encodes an envelope into one datagram of at most [`MAX_DATAGRAM`] bytes.
+pub fn encode_envelope(env: &Envelope<'_>) -> Result<Vec<u8>, EncodeError> {
+    let mut out = Vec::with_capacity(64);
+    out.extend_from_slice(&MAGIC);
+    out.push(VERSION);
+    let out = postcard::to_extend(env, out).map_err(|_| EncodeError::Serialize)?;
+    if out.len() > MAX_DATAGRAM {
+        return Err(EncodeError::TooLarge(out.len()));
+    }
+    Ok(out)
+}
+
+/// Decodes the envelope of one datagram (borrowing its sealed bytes).
+pub fn decode_envelope(bytes: &[u8]) -> Result<Envelope<'_>, DecodeError> {
     if bytes.len() < HEADER_LEN || bytes.len() > MAX_DATAGRAM {
         return Err(DecodeError::Length(bytes.len()));
     }
@@ -295,13 +488,21 @@ pub fn decode(bytes: &[u8]) -> Result<Message, DecodeError> {
     if bytes[2] != VERSION {
         return Err(DecodeError::Version(bytes[2]));
     }
-    let msg: Message = postcard::from_bytes(&bytes[HEADER_LEN..]).map_err(|_| DecodeError::Body)?;
-    // postcard::from_bytes ignores trailing bytes; a canonical datagram has none.
-    if encoded_len(&msg) != bytes.len() - HEADER_LEN {
+    let (env, rest) = postcard::take_from_bytes::<Envelope<'_>>(&bytes[HEADER_LEN..])
+        .map_err(|_| DecodeError::Body)?;
+    if !rest.is_empty() {
         return Err(DecodeError::Body);
     }
-    validate(&msg)?;
-    Ok(msg)
+    if let Envelope::Link {
+        cert: Some(c),
+        sealed,
+        ..
+    } = &env
+    {
+        check(valid_username(&c.user), "username")?;
+        check(sealed.len() >= TAG_LEN, "sealed")?;
+    }
+    Ok(env)
 }
 
 fn check(ok: bool, what: &'static str) -> Result<(), DecodeError> {
@@ -326,11 +527,10 @@ fn check_group(m: &GroupMsg) -> Result<(), DecodeError> {
 
 fn validate(msg: &Message) -> Result<(), DecodeError> {
     match msg {
-        Message::Signup { user, password, .. } | Message::Signin { user, password, .. } => {
-            check(user.len() <= MAX_USERNAME, "username")?;
-            check(password.len() <= MAX_PASSWORD, "password")
+        Message::Pending {
+            newcomers: peers, ..
         }
-        Message::Pending { newcomers: peers } | Message::Connect { peers, .. } => {
+        | Message::Connect { peers, .. } => {
             peers.iter().try_for_each(check_peer)?;
             if let Message::Connect { from, .. } = msg {
                 check_peer(from)?;
@@ -361,8 +561,7 @@ fn validate(msg: &Message) -> Result<(), DecodeError> {
         Message::Ping { gossip, .. } | Message::Ack { gossip, .. } => {
             gossip.iter().try_for_each(check_peer)
         }
-        Message::AuthReply { .. }
-        | Message::Fetch { .. }
+        Message::Fetch { .. }
         | Message::Bye { .. }
         | Message::PrivateAck { .. }
         | Message::PingReq { .. } => Ok(()),
@@ -400,7 +599,7 @@ pub fn pack_batches<T: Serialize + Clone>(items: &[T], budget: usize) -> Vec<Vec
 }
 
 /// The room left for the items of a batch message, after header, tag, flags and length prefix.
-pub const BATCH_BUDGET: usize = MAX_DATAGRAM - HEADER_LEN - 16;
+pub const BATCH_BUDGET: usize = MAX_PAYLOAD - 16;
 
 #[cfg(test)]
 mod tests {
@@ -417,11 +616,31 @@ mod tests {
     }
 
     fn peer() -> impl Strategy<Value = PeerInfo> {
-        (any::<u32>(), user(), addr()).prop_map(|(id, user, addr)| PeerInfo {
+        (any::<u32>(), user(), addr(), cert()).prop_map(|(id, user, addr, cert)| PeerInfo {
             node_id: NodeId(id),
             user,
             addr,
+            cert,
         })
+    }
+
+    fn sig() -> impl Strategy<Value = Sig> {
+        proptest::collection::vec(any::<u8>(), 64).prop_map(|v| {
+            let mut s = [0u8; 64];
+            s.copy_from_slice(&v);
+            s
+        })
+    }
+
+    fn cert() -> impl Strategy<Value = Cert> {
+        (any::<Key>(), any::<Key>(), any::<u64>(), sig()).prop_map(
+            |(sign_pk, dh_pk, expires_ms, sig)| Cert {
+                sign_pk,
+                dh_pk,
+                expires_ms,
+                sig,
+            },
+        )
     }
 
     fn group() -> impl Strategy<Value = GroupMsg> {
@@ -431,8 +650,9 @@ mod tests {
             1u64..1_000_000,
             proptest::collection::vec((any::<u32>(), 1u64..1000), 0..8),
             ".{0,100}",
+            sig(),
         )
-            .prop_map(|(a, seq, lamport, deps, text)| GroupMsg {
+            .prop_map(|(a, seq, lamport, deps, text, sig)| GroupMsg {
                 author: NodeId(a),
                 seq,
                 lamport,
@@ -441,39 +661,19 @@ mod tests {
                     .map(|(n, s)| Dot::new(NodeId(n), s))
                     .collect(),
                 text,
+                sig,
             })
     }
 
     fn message() -> impl Strategy<Value = Message> {
         prop_oneof![
-            (any::<u64>(), user(), ".{1,40}").prop_map(|(req, user, password)| Message::Signup {
-                req,
-                user,
-                password
-            }),
-            (any::<u64>(), user(), ".{1,40}").prop_map(|(req, user, password)| Message::Signin {
-                req,
-                user,
-                password
-            }),
-            (any::<u64>(), any::<u32>(), any::<bool>(), addr()).prop_map(
-                |(req, id, first, observed)| Message::AuthReply {
-                    req,
-                    result: Ok(Admission {
-                        node_id: NodeId(id),
-                        first,
-                        observed
-                    })
-                }
-            ),
-            any::<u64>().prop_map(|req| Message::AuthReply {
-                req,
-                result: Err(AuthError::NetworkFull)
-            }),
             any::<u32>().prop_map(|n| Message::Fetch { node_id: NodeId(n) }),
-            proptest::collection::vec(peer(), 0..5)
-                .prop_map(|newcomers| Message::Pending { newcomers }),
-            (peer(), proptest::collection::vec(peer(), 0..5))
+            (
+                proptest::collection::vec(peer(), 0..4),
+                proptest::option::of(cert())
+            )
+                .prop_map(|(newcomers, renewed)| Message::Pending { newcomers, renewed }),
+            (peer(), proptest::collection::vec(peer(), 0..4))
                 .prop_map(|(from, peers)| Message::Connect { from, peers }),
             (peer(), any::<bool>()).prop_map(|(info, joined)| Message::Hello { info, joined }),
             (peer(), proptest::collection::vec(peer(), 0..3))
@@ -520,25 +720,96 @@ mod tests {
         ]
     }
 
+    fn envelope_parts(
+    ) -> impl Strategy<Value = (u8, u32, u32, u64, Option<SenderCert>, Vec<u8>, Key)> {
+        (
+            0u8..5,
+            any::<u32>(),
+            any::<u32>(),
+            any::<u64>(),
+            proptest::option::of(
+                (user(), cert()).prop_map(|(user, cert)| SenderCert { user, cert }),
+            ),
+            proptest::collection::vec(any::<u8>(), 16..700),
+            any::<Key>(),
+        )
+    }
+
+    fn envelope(p: &(u8, u32, u32, u64, Option<SenderCert>, Vec<u8>, Key)) -> Envelope<'_> {
+        let (kind, from, epoch, counter, cert, bytes, key) = p;
+        match kind {
+            0 => Envelope::Link {
+                from: NodeId(*from),
+                epoch: *epoch,
+                counter: *counter,
+                cert: cert.clone(),
+                sealed: bytes,
+            },
+            1 => Envelope::KeyRequest { pad: bytes },
+            2 => Envelope::KeyReply {
+                dh_pk: *key,
+                sign_pk: *key,
+                cookie: [7; 16],
+            },
+            3 => Envelope::AuthHello { noise: bytes },
+            _ => Envelope::AuthAnswer { noise: bytes },
+        }
+    }
+
     proptest! {
         #[test]
         fn codec_round_trips(msg in message()) {
             let bytes = encode(&msg).expect("generated messages fit");
-            prop_assert!(bytes.len() <= MAX_DATAGRAM);
+            prop_assert!(bytes.len() <= MAX_PAYLOAD);
             prop_assert_eq!(decode(&bytes), Ok(msg));
         }
 
         #[test]
-        fn decoding_random_bytes_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..1400)) {
-            let _ = decode(&bytes);
+        fn envelopes_round_trip_and_fit(parts in envelope_parts()) {
+            let env = envelope(&parts);
+            let bytes = encode_envelope(&env).expect("fits");
+            prop_assert!(bytes.len() <= MAX_DATAGRAM);
+            prop_assert_eq!(decode_envelope(&bytes), Ok(env));
         }
 
         #[test]
-        fn decoding_random_bodies_after_a_valid_header_never_panics(
-            body in proptest::collection::vec(any::<u8>(), 0..1300)
+        fn largest_link_envelope_overhead_is_bounded(
+            cert in cert(),
+            from in any::<u32>(),
+            epoch in any::<u32>(),
+            counter in any::<u64>(),
         ) {
-            let mut bytes = vec![MAGIC[0], MAGIC[1], VERSION];
-            bytes.extend(body);
+            let sealed = vec![0u8; MAX_PAYLOAD + TAG_LEN];
+            let env = Envelope::Link {
+                from: NodeId(from),
+                epoch,
+                counter,
+                cert: Some(SenderCert { user: "u".repeat(MAX_USERNAME), cert }),
+                sealed: &sealed,
+            };
+            prop_assert!(encode_envelope(&env).is_ok());
+        }
+
+        #[test]
+        fn decoding_random_envelopes_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..1300)) {
+            let _ = decode_envelope(&bytes);
+            let mut framed = vec![MAGIC[0], MAGIC[1], VERSION];
+            framed.extend_from_slice(&bytes);
+            let _ = decode_envelope(&framed);
+            let _ = decode_auth_request(&bytes);
+            let _ = from_payload::<AuthReply>(&bytes);
+        }
+
+        #[test]
+        fn flipped_envelopes_never_panic(parts in envelope_parts(), idx in any::<usize>(), flip in 1u8..=255) {
+            let mut bytes = encode_envelope(&envelope(&parts)).expect("fits");
+            let i = idx % bytes.len();
+            bytes[i] ^= flip;
+            let _ = decode_envelope(&bytes);
+        }
+
+        #[test]
+        fn decoding_random_bytes_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..1400)) {
             let _ = decode(&bytes);
         }
 
@@ -569,6 +840,7 @@ mod tests {
                 lamport: 1,
                 deps: vec![],
                 text: "x".repeat(MAX_DATAGRAM),
+                sig: [0; 64],
             },
         };
         assert!(matches!(encode(&msg), Err(EncodeError::TooLarge(_))));
@@ -580,9 +852,10 @@ mod tests {
                 lamport: 1,
                 deps: vec![],
                 text: "x".repeat(MAX_TEXT_BYTES + 1),
+                sig: [0; 64],
             },
         };
-        let bytes = encode(&msg).expect("fits in a datagram");
+        let bytes = encode(&msg).expect("fits in a payload");
         assert_eq!(decode(&bytes), Err(DecodeError::Bounds("text")));
     }
 
@@ -591,9 +864,19 @@ mod tests {
         let mut bytes = encode(&Message::Bye { node_id: NodeId(3) }).expect("fits");
         bytes.push(0);
         assert_eq!(decode(&bytes), Err(DecodeError::Body));
-        assert_eq!(decode(b"signup?user1|password123"), Err(DecodeError::Magic));
-        assert_eq!(decode(&[b'p', b'C', 9, 0]), Err(DecodeError::Version(9)));
-        assert_eq!(decode(&[]), Err(DecodeError::Length(0)));
+        assert_eq!(
+            decode_envelope(b"signup?user1|password123"),
+            Err(DecodeError::Magic)
+        );
+        assert_eq!(
+            decode_envelope(&[b'p', b'C', 9, 0]),
+            Err(DecodeError::Version(9))
+        );
+        assert_eq!(decode_envelope(&[]), Err(DecodeError::Length(0)));
+        let env = encode_envelope(&Envelope::KeyRequest { pad: &[0; 4] }).expect("fits");
+        let mut long = env.clone();
+        long.push(0);
+        assert_eq!(decode_envelope(&long), Err(DecodeError::Body));
     }
 
     #[test]

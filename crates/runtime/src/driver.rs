@@ -2,7 +2,7 @@
 
 use p2pchat_core::{
     AuthConfig, AuthServer, Command, Credentials, Event, Node, NodeConfig, NodeParams, Output,
-    Record,
+    Record, Stats,
 };
 use p2pchat_store::{Store, StoreError};
 use std::net::SocketAddr;
@@ -87,7 +87,73 @@ impl NodeControl {
     }
 }
 
-/// Starts a node on `bind`, restoring it from `store` if it holds an identity.
+/// 32 bytes from the OS: the seed of a machine's keys and handshakes.
+pub fn os_seed() -> [u8; 32] {
+    let mut seed = [0u8; 32];
+    if rand::TryRngCore::try_fill_bytes(&mut rand::rngs::OsRng, &mut seed).is_err() {
+        // No OS randomness at all: refuse to make keys from anything weaker.
+        panic!("the operating system's random number generator failed");
+    }
+    seed
+}
+
+/// Unix time in milliseconds (certificate expiry is wall-clock time).
+pub fn unix_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+/// Peer faults a machine dropped; logged as they grow (never message contents).
+fn fault_total(s: &Stats) -> u64 {
+    s.malformed
+        + s.unauthenticated
+        + s.replayed
+        + s.unknown_sender
+        + s.bad_signature
+        + s.expired
+        + s.impersonation
+        + s.throttled
+        + s.bad_server_key
+}
+
+/// Logs the fault counters at most every few seconds while they grow.
+struct FaultLog {
+    last_total: u64,
+    last_at: Instant,
+}
+
+impl FaultLog {
+    fn new() -> Self {
+        FaultLog {
+            last_total: 0,
+            last_at: Instant::now(),
+        }
+    }
+
+    fn check(&mut self, who: &str, s: &Stats) {
+        let total = fault_total(s);
+        if total > self.last_total && self.last_at.elapsed() >= Duration::from_secs(5) {
+            tracing::warn!(
+                "{who}: dropped {} datagrams so far (malformed {}, unauthenticated {}, replayed {}, unknown sender {}, bad signature {}, expired {}, impersonation {}, throttled {})",
+                total,
+                s.malformed,
+                s.unauthenticated,
+                s.replayed,
+                s.unknown_sender,
+                s.bad_signature,
+                s.expired,
+                s.impersonation,
+                s.throttled
+            );
+            self.last_total = total;
+            self.last_at = Instant::now();
+        }
+    }
+}
+
+/// Starts a node on `bind`, restoring it from `store` if it holds an identity. The node's
+/// `crypto_seed` and `wall_ms` are filled in here, from the OS.
 pub async fn spawn_node(
     cfg: NodeConfig,
     mut params: NodeParams,
@@ -110,6 +176,8 @@ pub async fn spawn_node(
     let socket = UdpSocket::bind(bind).await?;
     let local_addr = socket.local_addr()?;
     params.local_addr = local_addr;
+    params.crypto_seed = os_seed();
+    params.wall_ms = unix_ms();
     let start = Instant::now();
     let node = Node::restore(cfg, params, &records, Duration::ZERO);
     let (cmd_tx, cmd_rx) = mpsc::unbounded_channel();
@@ -195,7 +263,9 @@ async fn run_node(
     let mut outputs = Vec::new();
     let mut fatal: Option<String> = None;
     let mut commands_open = true;
+    let mut faults = FaultLog::new();
     loop {
+        faults.check("node", node.stats());
         while let Some(o) = node.poll_output() {
             if let Output::Event(Event::Error {
                 message,
@@ -239,6 +309,8 @@ async fn run_node(
 pub struct AuthHandle {
     /// Where it listens.
     pub local_addr: SocketAddr,
+    /// Its X25519 public key: what nodes pin (print it with `fingerprint`).
+    pub key: p2pchat_proto::Key,
     stop: watch::Sender<bool>,
     task: JoinHandle<Result<(), RuntimeError>>,
 }
@@ -278,11 +350,17 @@ pub async fn spawn_auth_server(
     let records = store.load()?;
     let socket = UdpSocket::bind(bind).await?;
     let local_addr = socket.local_addr()?;
-    let server = AuthServer::new(cfg, creds, &records);
+    let mut server = AuthServer::new(cfg, creds, &records, os_seed(), unix_ms());
+    let key = server.key();
+    // New keys and the boot record are durable before the first answer.
+    let mut outputs: Vec<Output> = std::iter::from_fn(|| server.poll_output()).collect();
+    let mut store = store;
+    carry_out(&mut outputs, &socket, &mut store, None).await?;
     let (stop, stop_rx) = watch::channel(false);
     let task = tokio::spawn(run_auth(server, socket, store, stop_rx));
     Ok(AuthHandle {
         local_addr,
+        key,
         stop,
         task,
     })
@@ -297,7 +375,9 @@ async fn run_auth(
     let start = Instant::now();
     let mut buf = vec![0u8; 2048];
     let mut outputs = Vec::new();
+    let mut faults = FaultLog::new();
     loop {
+        faults.check("auth server", server.stats());
         tokio::select! {
             r = socket.recv_from(&mut buf) => match r {
                 // argon2 makes a signin take tens of ms; the server is the only task of its

@@ -20,5 +20,6 @@ mod driver;
 
 pub use credentials::Argon2Credentials;
 pub use driver::{
-    spawn_auth_server, spawn_node, AuthHandle, NodeControl, NodeHandle, RuntimeError,
+    os_seed, spawn_auth_server, spawn_node, unix_ms, AuthHandle, NodeControl, NodeHandle,
+    RuntimeError,
 };

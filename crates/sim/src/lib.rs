@@ -230,6 +230,8 @@ impl Ord for Scheduled {
 }
 
 const AUTH: usize = 0;
+/// Unix time (ms) at simulated time zero: certificates expire in wall-clock time.
+const WALL_MS: u64 = 1_700_000_000_000;
 
 struct Endpoint {
     node: Option<Node>,
@@ -383,10 +385,13 @@ impl Sim {
 
     fn run(&mut self) {
         self.auth = Some(AuthServer::new(
-            AuthConfig::default(),
+            Self::auth_cfg(),
             Box::new(InsecurePlainCredentials),
             &[],
+            self.crypto_seed(0),
+            WALL_MS,
         ));
+        self.drain_auth();
         for i in 1..=self.cfg.nodes {
             let t = Self::ms(self.cfg.join_interval_ms) * (i as u64 - 1);
             self.at(t, Ev::Start(i));
@@ -443,7 +448,10 @@ impl Sim {
                 self.crashes += 1;
             }
             Ev::Restart(i) => {
-                let params = self.params(i, false);
+                let mut params = self.params(i, false);
+                // A new boot draws new handshake randomness (its keys come from its records).
+                params.crypto_seed =
+                    self.crypto_seed((i as u64 + 1) ^ ((self.crashes as u64) << 32));
                 let node = Node::restore(
                     self.node_cfg.clone(),
                     params,
@@ -460,17 +468,44 @@ impl Sim {
             }
             Ev::RestartAuth => {
                 self.auth = Some(AuthServer::new(
-                    AuthConfig::default(),
+                    Self::auth_cfg(),
                     Box::new(InsecurePlainCredentials),
                     &self.auth_records,
+                    self.crypto_seed(u64::MAX - self.crashes as u64),
+                    WALL_MS,
                 ));
+                self.drain_auth();
             }
             Ev::Check => self.check(),
         }
     }
 
+    /// The server's config: every simulated node signs up from one address, so the
+    /// per-address signup limit is off.
+    fn auth_cfg() -> AuthConfig {
+        AuthConfig {
+            source_signups: 0,
+            ..AuthConfig::default()
+        }
+    }
+
+    /// A 32-byte seed for an endpoint's keys and handshakes, derived from the run's seed.
+    fn crypto_seed(&self, salt: u64) -> [u8; 32] {
+        let mut out = [0u8; 32];
+        let a = self.cfg.seed.wrapping_mul(0xA24B_AED4_963E_E407) ^ salt;
+        let b = salt.wrapping_mul(0x9FB2_1C65_1E98_DF25).rotate_left(17) ^ self.cfg.seed;
+        out[..8].copy_from_slice(&a.to_le_bytes());
+        out[8..16].copy_from_slice(&b.to_le_bytes());
+        out[16..24].copy_from_slice(&(a ^ b).to_le_bytes());
+        out[24..].copy_from_slice(&salt.to_le_bytes());
+        out
+    }
+
     fn params(&self, i: usize, signup: bool) -> NodeParams {
         NodeParams {
+            crypto_seed: self.crypto_seed(i as u64 + 1),
+            auth_key: None,
+            wall_ms: WALL_MS,
             user: format!("u{i}"),
             password: format!("pw{i}"),
             signup,

@@ -18,7 +18,7 @@ use std::path::Path;
 use thiserror::Error;
 
 /// The schema version this build writes.
-pub const SCHEMA_VERSION: i64 = 1;
+pub const SCHEMA_VERSION: i64 = 2;
 
 /// Storage failures. All are local faults: report and stop, never wipe.
 #[derive(Debug, Error)]
@@ -37,6 +37,15 @@ pub enum StoreError {
     /// Written by a newer p2pchat.
     #[error("{path}: schema version {found} is newer than this p2pchat supports ({SCHEMA_VERSION}); upgrade p2pchat")]
     TooNew {
+        /// The file.
+        path: String,
+        /// Its version.
+        found: i64,
+    },
+    /// Written by a p2pchat from before security (format 1): its peers have no certificates
+    /// and its messages no signatures, so it cannot be carried over.
+    #[error("{path}: written by an older p2pchat (format {found}, before keys and certificates); move it away to start this identity afresh")]
+    TooOld {
         /// The file.
         path: String,
         /// Its version.
@@ -117,6 +126,12 @@ impl Store {
                 found: version,
             });
         }
+        if version == 1 {
+            return Err(StoreError::TooOld {
+                path,
+                found: version,
+            });
+        }
         let mut store = Store { conn, path };
         store.migrate(version)?;
         Ok(store)
@@ -145,11 +160,11 @@ impl Store {
                     kind TEXT NOT NULL,
                     body BLOB NOT NULL
                 );
-                PRAGMA user_version = 1;",
+                PRAGMA user_version = 2;",
             )
             .map_err(|e| classify(&path, e))?;
         }
-        // Future migrations go here: `if from < 2 { ... PRAGMA user_version = 2; }`.
+        // Future migrations go here: `if from < 3 { ... PRAGMA user_version = 3; }`.
         tx.commit().map_err(|e| classify(&path, e))?;
         Ok(())
     }
@@ -224,6 +239,10 @@ fn kind(r: &Record) -> &'static str {
         Record::PrivateAcked { .. } => "private_acked",
         Record::Peer(_) => "peer",
         Record::User { .. } => "user",
+        Record::Keys { .. } => "keys",
+        Record::Boot { .. } => "boot",
+        Record::AuthKey { .. } => "auth_key",
+        Record::OwnCert(_) => "own_cert",
     }
 }
 
@@ -244,6 +263,7 @@ mod tests {
                 lamport: 1,
                 deps: vec![],
                 text: "hi".into(),
+                sig: [0; 64],
             }),
         ]
     }

@@ -3,6 +3,7 @@
 use super::*;
 use crate::auth::{AuthServer, InsecurePlainCredentials};
 use crate::config::AuthConfig;
+use p2pchat_proto::wire::Cert;
 
 fn addr(port: u16) -> SocketAddr {
     SocketAddr::from(([127, 0, 0, 1], port))
@@ -18,15 +19,32 @@ fn params(user: &str, port: u16, signup: bool) -> NodeParams {
         local_addr: addr(port),
         auth_addr: addr(AUTH),
         seed: port as u64,
+        crypto_seed: [port as u8; 32],
+        auth_key: None,
+        wall_ms: 1_700_000_000_000,
     }
 }
 
-/// Drains a node: datagrams out (with destination), events.
-fn drain(n: &mut Node) -> (Vec<(SocketAddr, Message)>, Vec<Event>, Vec<Record>) {
+/// The keys of the fake server and of fake peers, the same in every test.
+fn server_ident() -> Identity {
+    Identity::generate(&mut secure::crypto_rng([200; 32]))
+}
+
+fn peer_ident(id: u32) -> Identity {
+    Identity::generate(&mut secure::crypto_rng([id as u8; 32]))
+}
+
+fn peer_cert(id: u32) -> Cert {
+    let p = peer_ident(id);
+    server_ident().issue_cert(NodeId(id), &format!("p{id}"), p.sign_pk, p.dh_pk, u64::MAX)
+}
+
+/// Drains a node: datagrams out (destination and bytes), events, records.
+fn drain(n: &mut Node) -> (Vec<(SocketAddr, Vec<u8>)>, Vec<Event>, Vec<Record>) {
     let (mut sent, mut events, mut records) = (Vec::new(), Vec::new(), Vec::new());
     while let Some(o) = n.poll_output() {
         match o {
-            Output::Send { to, bytes } => sent.push((to, decode(&bytes).expect("valid"))),
+            Output::Send { to, bytes } => sent.push((to, bytes)),
             Output::Event(e) => events.push(e),
             Output::Persist(r) => records.push(r),
         }
@@ -34,47 +52,116 @@ fn drain(n: &mut Node) -> (Vec<(SocketAddr, Message)>, Vec<Event>, Vec<Record>) 
     (sent, events, records)
 }
 
+/// Plays the auth server by hand: the node's key request and Noise hello get an admission
+/// for `id` signed by [`server_ident`].
+fn admit(n: &mut Node, id: u32, port: u16) {
+    let server = server_ident();
+    n.handle_timeout(Duration::ZERO);
+    let (sent, _, _) = drain(n);
+    assert!(matches!(
+        &sent[..],
+        [(_, b)] if matches!(decode_envelope(b), Ok(Envelope::KeyRequest { .. }))
+    ));
+    let reply = Envelope::KeyReply {
+        dh_pk: server.dh_pk,
+        sign_pk: server.sign_pk,
+        cookie: [1; 16],
+    };
+    n.handle_datagram(
+        Duration::ZERO,
+        addr(AUTH),
+        &encode_envelope(&reply).expect("fits"),
+    );
+    let (sent, _, _) = drain(n);
+    let [(_, hello)] = &sent[..] else {
+        panic!("expected one auth hello")
+    };
+    let Ok(Envelope::AuthHello { noise }) = decode_envelope(hello) else {
+        panic!("not a hello")
+    };
+    let (mut hs, payload) = secure::nk_respond(&server.secrets().1, [2; 32], noise).expect("nk");
+    let req = p2pchat_proto::wire::decode_auth_request(&payload).expect("request");
+    assert_eq!(req.password, "pw");
+    let cert = server.issue_cert(NodeId(id), &req.user, req.sign_pk, req.dh_pk, u64::MAX);
+    let reply = AuthReply {
+        req: req.req,
+        result: Ok(p2pchat_proto::Admission {
+            node_id: NodeId(id),
+            first: true,
+            observed: addr(port),
+            cert,
+            server_sign_pk: server.sign_pk,
+        }),
+    };
+    let m2 = secure::nk_answer(&mut hs, &to_payload(&reply).expect("fits")).expect("answer");
+    let answer = encode_envelope(&Envelope::AuthAnswer { noise: &m2 }).expect("fits");
+    n.handle_datagram(Duration::ZERO, addr(AUTH), &answer);
+}
+
 fn member_node(user: &str, id: u32, port: u16) -> Node {
+    member_node_with_records(user, id, port).0
+}
+
+fn member_node_with_records(user: &str, id: u32, port: u16) -> (Node, Vec<Record>) {
     let mut n = Node::new(
         NodeConfig::default(),
         params(user, port, true),
         Duration::ZERO,
     );
-    n.handle_timeout(Duration::ZERO);
-    let (sent, _, _) = drain(&mut n);
-    let req = match &sent[..] {
-        [(_, Message::Signup { req, .. })] => *req,
-        other => panic!("expected one signup, got {other:?}"),
-    };
-    let reply = Message::AuthReply {
-        req,
-        result: Ok(p2pchat_proto::Admission {
-            node_id: NodeId(id),
-            first: true,
-            observed: addr(port),
-        }),
-    };
-    n.handle_datagram(Duration::ZERO, addr(AUTH), &encode(&reply).expect("fits"));
-    drain(&mut n);
-    n
+    let mut records = drain(&mut n).2;
+    admit(&mut n, id, port);
+    records.extend(drain(&mut n).2);
+    assert!(n.is_member());
+    // Peers 1 and 2 introduce themselves (their certificates ride on their first datagram).
+    for p in [1, 2] {
+        let ping = Message::Ping {
+            nonce: 0,
+            gossip: Vec::new(),
+        };
+        send_as(&mut n, p, &ping);
+        records.extend(drain(&mut n).2);
+    }
+    (n, records)
 }
 
 fn group(author: u32, seq: u64, lamport: u64, deps: &[(u32, u64)]) -> GroupMsg {
-    GroupMsg {
+    let mut m = GroupMsg {
         author: NodeId(author),
         seq,
         lamport,
         deps: deps.iter().map(|&(a, s)| Dot::new(NodeId(a), s)).collect(),
         text: format!("m{author}.{seq}"),
-    }
+        sig: [0; 64],
+    };
+    m.sig = peer_ident(author).sign(&m.signed_bytes());
+    m
 }
 
-fn feed(n: &mut Node, from: u16, msg: &Message) -> Vec<Event> {
-    n.handle_datagram(
-        Duration::from_millis(1),
-        addr(from),
-        &encode(msg).expect("fits"),
-    );
+/// A fresh epoch per datagram: each call builds a new link, so counters start over.
+static EPOCH: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(1);
+
+/// Seals `msg` from fake peer `p` (listening at 7000 + p) to node `n`.
+fn sealed_from(n: &Node, p: u32, msg: &Message) -> Vec<u8> {
+    let me = peer_ident(p);
+    let (_, node_dh) = n.public_keys();
+    let mut link = Link::new(&me, NodeId(p), n.node_id().expect("member"), node_dh);
+    let epoch = EPOCH.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let cert = Some(SenderCert {
+        user: format!("p{p}"),
+        cert: peer_cert(p),
+    });
+    link.seal(NodeId(p), epoch, &encode(msg).expect("fits"), cert)
+        .expect("seal")
+}
+
+fn send_as(n: &mut Node, p: u32, msg: &Message) {
+    let bytes = sealed_from(n, p, msg);
+    n.handle_datagram(Duration::from_millis(1), addr(7000 + p as u16), &bytes);
+}
+
+/// Feeds `msg` from fake peer 1 and returns the events.
+fn feed(n: &mut Node, _from: u16, msg: &Message) -> Vec<Event> {
+    send_as(n, 1, msg);
     drain(n).1
 }
 
@@ -225,131 +312,105 @@ fn malformed_datagrams_are_counted_and_dropped() {
     assert!(drain(&mut n).0.is_empty());
 }
 
-/// The seed's join flow, one datagram at a time: signup, queue, fetch, connect, hello.
+/// The seed's join flow, one datagram at a time, through a real auth server: signup (inside
+/// Noise), queue, fetch, connect, hello.
 #[test]
 fn join_flow_step_by_step() {
     let mut server = AuthServer::new(
         AuthConfig::default(),
         Box::new(InsecurePlainCredentials),
         &[],
+        [9; 32],
+        1_700_000_000_000,
     );
+    while server.poll_output().is_some() {}
     let t = Duration::ZERO;
     let mut alice = Node::new(NodeConfig::default(), params("alice", 5000, true), t);
     let mut bob = Node::new(NodeConfig::default(), params("bob", 5001, true), t);
 
-    fn to_server(
-        server: &mut AuthServer,
-        t: Duration,
-        from: SocketAddr,
-        sent: Vec<(SocketAddr, Message)>,
-    ) -> Vec<(SocketAddr, Message)> {
-        for (_, m) in sent {
-            server.handle_datagram(t, from, &encode(&m).expect("fits"));
-        }
-        let mut out = Vec::new();
-        while let Some(o) = server.poll_output() {
-            if let Output::Send { to, bytes } = o {
-                out.push((to, decode(&bytes).expect("valid")));
+    /// Carries every datagram among the three until all are quiet; returns the events.
+    fn pump(server: &mut AuthServer, nodes: &mut [&mut Node], t: Duration) -> Vec<Vec<Event>> {
+        let mut events = vec![Vec::new(); nodes.len()];
+        loop {
+            let mut moved = false;
+            let mut wire: Vec<(SocketAddr, SocketAddr, Vec<u8>)> = Vec::new();
+            for (i, n) in nodes.iter_mut().enumerate() {
+                let (sent, ev, _) = drain(n);
+                events[i].extend(ev);
+                let from = addr(5000 + i as u16);
+                wire.extend(sent.into_iter().map(|(to, b)| (from, to, b)));
             }
-        }
-        out
-    }
-    fn deliver(n: &mut Node, t: Duration, from: SocketAddr, msgs: Vec<(SocketAddr, Message)>) {
-        for (_, m) in msgs {
-            n.handle_datagram(t, from, &encode(&m).expect("fits"));
+            while let Some(o) = server.poll_output() {
+                if let Output::Send { to, bytes } = o {
+                    wire.push((addr(AUTH), to, bytes));
+                }
+            }
+            for (from, to, bytes) in wire {
+                moved = true;
+                if to == addr(AUTH) {
+                    server.handle_datagram(t, from, &bytes);
+                } else {
+                    let i = (to.port() - 5000) as usize;
+                    nodes[i].handle_datagram(t, from, &bytes);
+                }
+            }
+            if !moved {
+                return events;
+            }
         }
     }
 
-    // 1. alice signs up first: told she is first, ready at once.
+    // 1. alice signs up first: told she is first, ready at once; the password only ever
+    //    crossed the wire inside Noise.
     alice.handle_timeout(t);
-    let (sent, _, _) = drain(&mut alice);
-    let replies = to_server(&mut server, t, addr(5000), sent);
-    deliver(&mut alice, t, addr(AUTH), replies);
-    let (_, events, records) = drain(&mut alice);
-    assert!(events
+    let ev = pump(&mut server, &mut [&mut alice, &mut bob], t);
+    assert!(ev[0]
         .iter()
         .any(|e| matches!(e, Event::Ready { first: true, .. })));
-    assert!(records.iter().any(|r| matches!(r, Record::Identity { .. })));
     assert!(alice.is_member());
 
     // 2. bob signs up: admitted but queued, not yet a member.
     bob.handle_timeout(t);
-    let (sent, _, _) = drain(&mut bob);
-    let replies = to_server(&mut server, t, addr(5001), sent);
-    deliver(&mut bob, t, addr(AUTH), replies);
-    drain(&mut bob);
+    pump(&mut server, &mut [&mut alice, &mut bob], t);
     assert!(!bob.is_member());
     assert_eq!(server.queue_len(), 1);
 
-    // 3. alice's periodic fetch returns bob; alice sends him Connect.
+    // 3. alice's periodic fetch returns bob; alice sends him Connect; bob becomes a member
+    //    and says Hello; alice learns "bob just joined".
     let t1 = Duration::from_secs(1);
     alice.handle_timeout(t1);
-    let (sent, _, _) = drain(&mut alice);
-    let fetches: Vec<_> = sent
-        .into_iter()
-        .filter(|(to, _)| *to == addr(AUTH))
-        .collect();
-    assert!(matches!(&fetches[..], [(_, Message::Fetch { .. })]));
-    let replies = to_server(&mut server, t1, addr(5000), fetches);
-    assert!(
-        matches!(&replies[..], [(_, Message::Pending { newcomers })] if newcomers[0].user == "bob")
-    );
-    deliver(&mut alice, t1, addr(AUTH), replies);
-    let (sent, _, _) = drain(&mut alice);
-    let connects: Vec<_> = sent
-        .into_iter()
-        .filter(|(to, _)| *to == addr(5001))
-        .collect();
-    assert!(matches!(&connects[..], [(_, Message::Connect { from, .. })] if from.user == "alice"));
-
-    // 4. bob receives Connect: member, ready, and says Hello to alice.
-    deliver(&mut bob, t1, addr(5000), connects);
-    assert_eq!(bob.poll_timeout(), Some(t1), "Hellos are due at once");
-    bob.handle_timeout(t1);
-    let (sent, events, _) = drain(&mut bob);
+    let ev = pump(&mut server, &mut [&mut alice, &mut bob], t1);
     assert!(bob.is_member());
-    assert!(events
+    assert!(ev[1]
         .iter()
         .any(|e| matches!(e, Event::Ready { first: false, .. })));
-    let hellos: Vec<_> = sent
-        .into_iter()
-        .filter(|(_, m)| matches!(m, Message::Hello { joined: true, .. }))
-        .collect();
-    assert_eq!(hellos.len(), 1);
-
-    // 5. alice learns "bob just joined" and answers.
-    deliver(&mut alice, t1, addr(5001), hellos);
-    let (sent, events, _) = drain(&mut alice);
-    assert!(events
+    bob.handle_timeout(t1);
+    let ev = pump(&mut server, &mut [&mut alice, &mut bob], t1);
+    assert!(ev[0]
         .iter()
         .any(|e| matches!(e, Event::Peer { info, joined: true, .. } if info.user == "bob")));
-    assert!(matches!(&sent[..], [(_, Message::HelloAck { .. })]));
 
-    // 6. bob's first fetch takes him out of the queue.
-    bob.handle_timeout(Duration::from_secs(2));
-    let (sent, _, _) = drain(&mut bob);
-    let fetches: Vec<_> = sent
-        .into_iter()
-        .filter(|(to, _)| *to == addr(AUTH))
-        .collect();
-    to_server(&mut server, Duration::from_secs(2), addr(5001), fetches);
+    // 4. bob's first fetch takes him out of the queue.
+    let t2 = Duration::from_secs(2);
+    bob.handle_timeout(t2);
+    pump(&mut server, &mut [&mut alice, &mut bob], t2);
     assert_eq!(server.queue_len(), 0);
+    assert_eq!(
+        alice.stats().unauthenticated + bob.stats().unauthenticated,
+        0
+    );
 }
 
 #[test]
 fn a_restored_node_keeps_its_identity_history_and_sequence_numbers() {
-    let mut n = member_node("carol", 3, 6003);
-    let mut records = vec![Record::Identity {
-        node_id: NodeId(3),
-        user: "carol".into(),
-    }];
+    let (mut n, mut records) = member_node_with_records("carol", 3, 6003);
     n.handle_command(Duration::ZERO, Command::Say("one".into()));
     records.extend(drain(&mut n).2);
     let g = Message::Group {
         hop: 0,
         msg: group(1, 1, 5, &[]),
     };
-    n.handle_datagram(Duration::ZERO, addr(7000), &encode(&g).expect("fits"));
+    send_as(&mut n, 1, &g);
     n.handle_command(Duration::ZERO, Command::Say("two".into()));
     records.extend(drain(&mut n).2);
     let mut r = Node::restore(
@@ -359,7 +420,10 @@ fn a_restored_node_keeps_its_identity_history_and_sequence_numbers() {
         Duration::ZERO,
     );
     let (_, events, persisted) = drain(&mut r);
-    assert!(persisted.is_empty(), "replay must not persist again");
+    assert!(
+        matches!(&persisted[..], [Record::Boot { epoch: 2 }]),
+        "replay must not persist again, only the new boot: {persisted:?}"
+    );
     assert!(events.iter().any(|e| matches!(
         e,
         Event::Ready {
@@ -373,4 +437,146 @@ fn a_restored_node_keeps_its_identity_history_and_sequence_numbers() {
     assert!(events
         .iter()
         .any(|e| matches!(e, Event::Message(m) if m.id == "3.3" && m.order == 7)));
+}
+
+#[test]
+fn forged_replayed_and_impersonating_datagrams_are_counted_and_never_delivered() {
+    let mut n = member_node("carol", 3, 6003);
+    // A message "by 1" signed with 2's key: relays cannot invent messages.
+    let mut forged = group(1, 1, 1, &[]);
+    forged.sig = peer_ident(2).sign(&forged.signed_bytes());
+    let e = feed(
+        &mut n,
+        7000,
+        &Message::Group {
+            hop: 0,
+            msg: forged,
+        },
+    );
+    assert!(delivered_ids(&e).is_empty());
+    assert_eq!(n.stats().bad_signature, 1);
+    // Altered text under a valid signature.
+    let mut altered = group(1, 1, 1, &[]);
+    altered.text = "pay mallory".into();
+    let e = feed(
+        &mut n,
+        7000,
+        &Message::Group {
+            hop: 0,
+            msg: altered,
+        },
+    );
+    assert!(delivered_ids(&e).is_empty());
+    assert_eq!(n.stats().bad_signature, 2);
+    // The genuine one is delivered once; its datagram replayed is refused by the window.
+    let bytes = sealed_from(
+        &n,
+        1,
+        &Message::Group {
+            hop: 0,
+            msg: group(1, 1, 1, &[]),
+        },
+    );
+    n.handle_datagram(Duration::ZERO, addr(7001), &bytes);
+    assert_eq!(delivered_ids(&drain(&mut n).1), vec!["1.1"]);
+    n.handle_datagram(Duration::ZERO, addr(7001), &bytes);
+    assert!(drain(&mut n).1.is_empty());
+    assert_eq!(n.stats().replayed, 1);
+    // A flipped byte fails authentication.
+    let mut bytes = sealed_from(
+        &n,
+        1,
+        &Message::Group {
+            hop: 0,
+            msg: group(1, 2, 2, &[]),
+        },
+    );
+    let last = bytes.len() - 1;
+    bytes[last] ^= 0x40;
+    n.handle_datagram(Duration::ZERO, addr(7001), &bytes);
+    assert_eq!(n.stats().unauthenticated, 1);
+    // Peer 1 claiming to be peer 2 in a private message.
+    let private = Message::Private(PrivateMsg {
+        from: NodeId(2),
+        to: NodeId(3),
+        seq: 1,
+        seen: 0,
+        text: "it is me, 2".into(),
+    });
+    assert!(delivered_ids(&feed(&mut n, 7000, &private)).is_empty());
+    assert_eq!(n.stats().impersonation, 1);
+    // A member we never heard of, without a certificate.
+    let stranger = peer_ident(40);
+    let mut link = Link::new(&stranger, NodeId(40), NodeId(3), n.public_keys().1);
+    let dg = link
+        .seal(
+            NodeId(40),
+            1,
+            &encode(&Message::Bye {
+                node_id: NodeId(40),
+            })
+            .expect("fits"),
+            None,
+        )
+        .expect("seal");
+    n.handle_datagram(Duration::ZERO, addr(7040), &dg);
+    assert_eq!(n.stats().unknown_sender, 1);
+    // A certificate not signed by our server.
+    let fake_server = peer_ident(99);
+    let bogus = fake_server.issue_cert(
+        NodeId(41),
+        "p41",
+        stranger.sign_pk,
+        stranger.dh_pk,
+        u64::MAX,
+    );
+    let mut link = Link::new(&stranger, NodeId(41), NodeId(3), n.public_keys().1);
+    let dg = link
+        .seal(
+            NodeId(41),
+            1,
+            &encode(&Message::Bye {
+                node_id: NodeId(41),
+            })
+            .expect("fits"),
+            Some(SenderCert {
+                user: "p41".into(),
+                cert: bogus,
+            }),
+        )
+        .expect("seal");
+    n.handle_datagram(Duration::ZERO, addr(7041), &dg);
+    assert_eq!(n.stats().bad_signature, 3);
+    // None of it was answered.
+    assert!(drain(&mut n).0.is_empty());
+}
+
+#[test]
+fn a_changed_server_key_is_refused_before_any_password_is_sent() {
+    let mut p = params("dora", 6100, true);
+    p.auth_key = Some(peer_ident(77).dh_pk);
+    let mut n = Node::new(NodeConfig::default(), p, Duration::ZERO);
+    n.handle_timeout(Duration::ZERO);
+    drain(&mut n);
+    let server = server_ident();
+    let reply = Envelope::KeyReply {
+        dh_pk: server.dh_pk,
+        sign_pk: server.sign_pk,
+        cookie: [1; 16],
+    };
+    n.handle_datagram(
+        Duration::ZERO,
+        addr(AUTH),
+        &encode_envelope(&reply).expect("fits"),
+    );
+    let (sent, events, _) = drain(&mut n);
+    assert!(
+        sent.is_empty(),
+        "nothing, least of all the password, goes to that server"
+    );
+    assert!(events.iter().any(|e| matches!(
+        e,
+        Event::Error { message, fatal: true } if message.contains("key changed")
+    )));
+    assert!(n.is_stopped());
 }
