@@ -400,6 +400,12 @@ mod tests {
                 node_id: NodeId(id),
                 user: user.into(),
                 addr: ([127, 0, 0, 1], 5000).into(),
+                cert: p2pchat_proto::Cert {
+                    sign_pk: [0; 32],
+                    dh_pk: [0; 32],
+                    expires_ms: 0,
+                    sig: [0; 64],
+                },
             },
             status,
             joined,

@@ -337,7 +337,11 @@ impl AuthServer {
         let answer = to_payload(&reply)
             .ok()
             .and_then(|p| secure::nk_answer(&mut hs, &p).ok())
-            .and_then(|m2| encode_envelope(&Envelope::AuthAnswer { noise: &m2 }).ok());
+            .and_then(|m2| {
+                let mut to = [0u8; 8];
+                to.copy_from_slice(&e[..8]);
+                encode_envelope(&Envelope::AuthAnswer { to, noise: &m2 }).ok()
+            });
         let Some(answer) = answer else { return };
         if self.answers.len() < TABLE_LIMIT {
             self.answers.insert(e, (now, answer.clone()));
@@ -813,7 +817,8 @@ mod tests {
         let hello = encode_envelope(&Envelope::AuthHello { noise: &m1 }).expect("fits");
         s.handle_datagram(now, addr(port), &hello);
         let replies = sends(s);
-        let Some(Ok(Envelope::AuthAnswer { noise })) = replies.first().map(|b| decode_envelope(b))
+        let Some(Ok(Envelope::AuthAnswer { noise, .. })) =
+            replies.first().map(|b| decode_envelope(b))
         else {
             panic!("no answer")
         };

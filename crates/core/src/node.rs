@@ -45,6 +45,10 @@ const DIGEST_CHUNK: usize = 70;
 const RECENT_MEMBERS: usize = 128;
 /// Recently learned members passed on in each HelloAck.
 const RECENT_IN_ACK: usize = 4;
+/// How long a cookie is reused for retries (the server accepts it for 30 to 60 s).
+const COOKIE_REUSE: Duration = Duration::from_secs(20);
+/// Link datagrams kept while waiting for admission.
+const EARLY_LIMIT: usize = 64;
 /// Least time between two full member lists sent to the same peer by membership repair.
 const FULL_LIST_COOLDOWN: Duration = Duration::from_secs(10);
 
@@ -228,8 +232,15 @@ pub struct Node {
     server_sign: Option<(Key, VerifyingKey)>,
     server_link: Option<Link>,
     links: HashMap<NodeId, Link>,
-    /// The Noise handshake in flight and the server key it was made for.
-    auth_hs: Option<(snow::HandshakeState, Key)>,
+    /// Noise handshakes in flight (newest last), by the tag the server echoes, with the
+    /// server key each was made for. Several, so a slow answer to an earlier attempt counts.
+    auth_hs: Vec<([u8; 8], snow::HandshakeState, Key)>,
+    /// This attempt's key reply was already answered with a hello.
+    auth_hello_sent: bool,
+    /// The last cookie, the key it came with, and when.
+    auth_cookie: Option<([u8; 16], Key, Duration)>,
+    /// Link datagrams that arrived before our admission (a Connect can beat the answer).
+    early: Vec<(SocketAddr, Vec<u8>)>,
     /// The authenticated sender of the datagram being handled.
     cur_sender: Option<(SocketAddr, NodeId)>,
 }
@@ -295,7 +306,10 @@ impl Node {
             server_sign: None,
             server_link: None,
             links: HashMap::new(),
-            auth_hs: None,
+            auth_hs: Vec::new(),
+            auth_hello_sent: false,
+            auth_cookie: None,
+            early: Vec::new(),
             cur_sender: None,
         };
         let mut have_keys = false;
@@ -511,7 +525,12 @@ impl Node {
         let auth = from == self.params.auth_addr;
         match env {
             Envelope::KeyReply { dh_pk, cookie, .. } if auth => self.key_reply(now, dh_pk, cookie),
-            Envelope::AuthAnswer { noise } if auth => self.auth_answer(now, noise),
+            Envelope::AuthAnswer { to, noise } if auth => self.auth_answer(now, to, noise),
+            Envelope::Link { .. } if self.node_id.is_none() => {
+                if self.early.len() < EARLY_LIMIT {
+                    self.early.push((from, bytes.to_vec()));
+                }
+            }
             Envelope::Link {
                 from: id,
                 epoch,
@@ -803,13 +822,14 @@ impl Node {
 
     /// Seals `msg` for the member (or server) at `to` and queues the datagram.
     fn send(&mut self, to: SocketAddr, msg: &Message) {
-        let payload = match encode(msg) {
-            Ok(p) => p,
-            Err(e) => {
-                debug_assert!(false, "the node built an unencodable message: {e}");
-                return;
-            }
-        };
+        match encode(msg) {
+            Ok(p) => self.send_payload(to, &p),
+            Err(e) => debug_assert!(false, "the node built an unencodable message: {e}"),
+        }
+    }
+
+    /// Seals an encoded message for the member (or server) at `to`.
+    fn send_payload(&mut self, to: SocketAddr, payload: &[u8]) {
         let Some(me) = self.node_id else { return };
         let sealed = if to == self.params.auth_addr {
             let Some(dh) = self.server_dh else { return };
@@ -819,7 +839,7 @@ impl Node {
             let link = self
                 .server_link
                 .get_or_insert_with(|| Link::new(ident, me, SERVER_ID, dh));
-            link.seal(me, self.epoch, &payload, cert)
+            link.seal(me, self.epoch, payload, cert)
         } else {
             let id = match (self.by_addr.get(&to), self.cur_sender) {
                 (Some(&id), _) => id,
@@ -841,7 +861,7 @@ impl Node {
             let cert = self.attachment(has);
             let epoch = self.epoch;
             match self.links.get_mut(&id) {
-                Some(link) => link.seal(me, epoch, &payload, cert),
+                Some(link) => link.seal(me, epoch, payload, cert),
                 None => None,
             }
         };
@@ -981,9 +1001,15 @@ impl Node {
             ));
             return;
         }
-        // Each attempt starts with the server's key and a fresh cookie; the password is only
-        // sent once the key matches the pinned one.
-        self.auth_hs = None;
+        // An attempt starts with the server's key and a fresh cookie; the password is only
+        // sent once the key matches the pinned one. A retry with a recent cookie goes
+        // straight to the hello (one round trip instead of two).
+        self.auth_hello_sent = false;
+        if let Some((cookie, key, at)) = self.auth_cookie {
+            if now.saturating_sub(at) < COOKIE_REUSE && self.server_dh.is_none_or(|k| k == key) {
+                self.send_hello(key, cookie);
+            }
+        }
         let pad = [0u8; MIN_KEY_REQUEST];
         if let Ok(bytes) = encode_envelope(&Envelope::KeyRequest { pad: &pad }) {
             let auth = self.params.auth_addr;
@@ -1008,7 +1034,7 @@ impl Node {
 
     /// The server's key and a cookie: check the pin, then send the request inside Noise NK.
     fn key_reply(&mut self, now: Duration, dh_pk: Key, cookie: [u8; 16]) {
-        if !self.auth_pending || self.auth_hs.is_some() {
+        if !self.auth_pending || self.auth_hello_sent {
             return;
         }
         self.server_heard(now);
@@ -1034,6 +1060,12 @@ impl Node {
                 return;
             }
         }
+        self.auth_cookie = Some((cookie, dh_pk, now));
+        self.send_hello(dh_pk, cookie);
+    }
+
+    /// Sends the signup/signin request inside a new Noise NK handshake to `dh_pk`.
+    fn send_hello(&mut self, dh_pk: Key, cookie: [u8; 16]) {
         let mut req = AuthRequest {
             req: self.auth_req,
             signup: self.params.signup && !self.restored,
@@ -1053,7 +1085,13 @@ impl Node {
         let seed = secure::seed_from(&mut self.crng);
         match secure::nk_initiate(&dh_pk, seed, &payload) {
             Ok((hs, m1)) => {
-                self.auth_hs = Some((hs, dh_pk));
+                let mut tag = [0u8; 8];
+                tag.copy_from_slice(&m1[..8]);
+                if self.auth_hs.len() >= 4 {
+                    self.auth_hs.remove(0);
+                }
+                self.auth_hs.push((tag, hs, dh_pk));
+                self.auth_hello_sent = true;
                 if let Ok(bytes) = encode_envelope(&Envelope::AuthHello { noise: &m1 }) {
                     let auth = self.params.auth_addr;
                     self.push_datagram(auth, bytes);
@@ -1064,11 +1102,13 @@ impl Node {
     }
 
     /// The server's Noise answer: admission (with our certificate) or a refusal.
-    fn auth_answer(&mut self, now: Duration, noise: &[u8]) {
-        let Some((mut hs, dh)) = self.auth_hs.take() else {
-            self.stats.unauthenticated += 1;
+    fn auth_answer(&mut self, now: Duration, tag: [u8; 8], noise: &[u8]) {
+        let Some(i) = self.auth_hs.iter().position(|(t, _, _)| *t == tag) else {
+            // An answer to an attempt we gave up on (or already read).
+            self.stats.rejected += 1;
             return;
         };
+        let (_, mut hs, dh) = self.auth_hs.remove(i);
         let reply = secure::nk_finish(&mut hs, noise)
             .ok()
             .and_then(|p| from_payload::<AuthReply>(&p).ok());
@@ -1102,10 +1142,18 @@ impl Node {
                     });
                 }
                 self.server_link = None;
+                self.auth_hs.clear();
                 self.set_cert(adm.cert.clone());
                 self.admitted(now, adm);
+                // What peers sent before we knew who we are.
+                for (from, bytes) in std::mem::take(&mut self.early) {
+                    self.handle_datagram(now, from, &bytes);
+                }
             }
-            Err(AuthError::StaleCookie) => self.set_timer(Timer::Auth, now),
+            Err(AuthError::StaleCookie) => {
+                self.auth_cookie = None;
+                self.set_timer(Timer::Auth, now);
+            }
             Err(e) => self.fatal(e.to_string()),
         }
     }
@@ -1817,16 +1865,12 @@ impl Node {
         if targets.is_empty() {
             return;
         }
+        // Encoded once; sealed per link.
         let wire = Message::Group { hop, msg };
-        if let Ok(bytes) = encode(&wire) {
+        if let Ok(payload) = encode(&wire) {
             for t in targets {
                 if let Some(addr) = self.members.get(&t).map(|m| m.info.addr) {
-                    self.stats.datagrams_out += 1;
-                    self.stats.bytes_out += bytes.len() as u64;
-                    self.out.push_back(Output::Send {
-                        to: addr,
-                        bytes: bytes.clone(),
-                    });
+                    self.send_payload(addr, &payload);
                 }
             }
         }

@@ -278,6 +278,9 @@ pub enum Envelope<'a> {
     },
     /// Server -> node: Noise NK message 2, carrying an [`AuthReply`].
     AuthAnswer {
+        /// The first 8 bytes of the hello being answered (its ephemeral key), so a node with
+        /// several attempts in flight knows which handshake reads it.
+        to: [u8; 8],
         /// The Noise message.
         #[serde(borrow)]
         noise: &'a [u8],
@@ -752,7 +755,10 @@ mod tests {
                 cookie: [7; 16],
             },
             3 => Envelope::AuthHello { noise: bytes },
-            _ => Envelope::AuthAnswer { noise: bytes },
+            _ => Envelope::AuthAnswer {
+                to: [3; 8],
+                noise: bytes,
+            },
         }
     }
 

@@ -182,6 +182,18 @@ pub struct Report {
     pub clock_bytes_mean: f64,
     /// Largest encoded size of a group message's causal metadata, bytes.
     pub clock_bytes_max: u64,
+    /// Datagrams the nodes could not decode (none expected without an attacker).
+    pub malformed: u64,
+    /// Datagrams the nodes dropped as unauthenticated (none expected without an attacker).
+    pub unauthenticated: u64,
+    /// Link datagrams the nodes dropped as already seen (the network's duplicates).
+    pub replayed: u64,
+    /// Datagrams from senders whose certificate the receiver did not have yet.
+    pub unknown_sender: u64,
+    /// Group messages dropped because their author was not known yet (repaired later).
+    pub unverifiable: u64,
+    /// Certificates or group messages whose signature did not verify.
+    pub bad_signature: u64,
     /// The seed.
     pub seed: u64,
 }
@@ -839,12 +851,24 @@ impl Sim {
     fn report(&self) -> Report {
         let mut payloads = 0u64;
         let mut group_deliveries = 0u64;
+        let mut faults = [0u64; 6];
         let mut reference: Option<Vec<String>> = None;
         let mut mismatches = 0u64;
         for ep in &self.eps[1..] {
             if let Some(n) = &ep.node {
-                payloads += n.stats().group_payloads;
-                group_deliveries += n.stats().group_delivered;
+                let st = n.stats();
+                payloads += st.group_payloads;
+                group_deliveries += st.group_delivered;
+                for (f, v) in faults.iter_mut().zip([
+                    st.unauthenticated,
+                    st.replayed,
+                    st.unknown_sender,
+                    st.unverifiable,
+                    st.bad_signature,
+                    st.malformed,
+                ]) {
+                    *f += v;
+                }
                 let ids: Vec<String> = n.group_history().into_iter().map(|h| h.id).collect();
                 match &reference {
                     None => reference = Some(ids),
@@ -897,6 +921,12 @@ impl Sim {
             rmr: round2(rmr),
             last_delivery_hop: round2(ldh),
             crashes: self.crashes,
+            unauthenticated: faults[0],
+            replayed: faults[1],
+            unknown_sender: faults[2],
+            unverifiable: faults[3],
+            bad_signature: faults[4],
+            malformed: faults[5],
             clock_bytes_mean: round2(if self.clock_bytes.is_empty() {
                 0.0
             } else {

@@ -11,6 +11,10 @@ fn assert_clean(cfg: &SimConfig) -> Report {
     assert_eq!(r.causal_violations, 0, "{ctx}");
     assert_eq!(r.history_mismatches, 0, "{ctx}");
     assert!(r.converged_ms >= 0, "{ctx}");
+    // Honest nodes on a faulty network: nothing fails authentication or decoding.
+    assert_eq!(r.malformed, 0, "{ctx}");
+    assert_eq!(r.unauthenticated, 0, "{ctx}");
+    assert_eq!(r.bad_signature, 0, "{ctx}");
     r
 }
 

@@ -94,7 +94,9 @@ fn admit(n: &mut Node, id: u32, port: u16) {
         }),
     };
     let m2 = secure::nk_answer(&mut hs, &to_payload(&reply).expect("fits")).expect("answer");
-    let answer = encode_envelope(&Envelope::AuthAnswer { noise: &m2 }).expect("fits");
+    let mut to = [0u8; 8];
+    to.copy_from_slice(&noise[..8]);
+    let answer = encode_envelope(&Envelope::AuthAnswer { to, noise: &m2 }).expect("fits");
     n.handle_datagram(Duration::ZERO, addr(AUTH), &answer);
 }
 
