@@ -269,6 +269,16 @@ impl Proc {
         self.child.id()
     }
 
+    /// The next stdout line (e.g. the auth server's key line).
+    pub fn line(&mut self) -> String {
+        self.next_line(TIMEOUT).expect("a line of output")
+    }
+
+    /// True while the process has not exited.
+    pub fn is_running(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+
     /// Closes stdin: the node quits gracefully.
     pub fn close_stdin(&mut self) {
         self.stdin = None;

@@ -164,7 +164,7 @@ impl Default for AuthConfig {
             reply_cache_ttl: Duration::from_secs(60),
             cert_lifetime: Duration::from_secs(24 * 3600),
             free_failures: 5,
-            lock_base: Duration::from_secs(2),
+            lock_base: Duration::from_secs(5),
             lock_max: Duration::from_secs(300),
             source_failures: 30,
             source_window: Duration::from_secs(60),

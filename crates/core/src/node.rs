@@ -756,7 +756,7 @@ impl Node {
         if let Some(l) = derived {
             self.links.insert(id, l);
         }
-        let info = fresh.then(|| PeerInfo {
+        let info = fresh.then_some(PeerInfo {
             node_id: id,
             user,
             addr: from,
@@ -853,7 +853,7 @@ impl Node {
                 self.stats.unsendable += 1;
                 return;
             };
-            if !self.links.get(&id).is_some_and(|l| l.peer_dh == dh) {
+            if self.links.get(&id).is_none_or(|l| l.peer_dh != dh) {
                 let link = Link::new(&self.ident, me, id, dh);
                 self.links.insert(id, link);
             }

@@ -40,7 +40,9 @@ fn peer_cert(id: u32) -> Cert {
 }
 
 /// Drains a node: datagrams out (destination and bytes), events, records.
-fn drain(n: &mut Node) -> (Vec<(SocketAddr, Vec<u8>)>, Vec<Event>, Vec<Record>) {
+type Drained = (Vec<(SocketAddr, Vec<u8>)>, Vec<Event>, Vec<Record>);
+
+fn drain(n: &mut Node) -> Drained {
     let (mut sent, mut events, mut records) = (Vec::new(), Vec::new(), Vec::new());
     while let Some(o) = n.poll_output() {
         match o {
