@@ -1114,4 +1114,26 @@ mod tests {
         assert_eq!(y.node_id, NodeId(2));
         assert!(auth(&mut restored, Duration::ZERO, 5004, 9, "x", "p", false).is_ok());
     }
+
+    proptest::proptest! {
+        #[test]
+        fn arbitrary_datagrams_never_panic_and_are_never_amplified(
+            bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..1300),
+            kind in 0u8..6,
+        ) {
+            let mut s = server(10);
+            let mut b = bytes;
+            if b.len() >= 4 && kind < 5 {
+                // A valid header and envelope tag, so the decoders behind them are reached.
+                b[..4].copy_from_slice(&[b'p', b'C', 2, kind]);
+            }
+            s.handle_datagram(Duration::ZERO, addr(1), &b);
+            while let Some(o) = s.poll_output() {
+                if let Output::Send { bytes: out, .. } = o {
+                    proptest::prop_assert!(out.len() <= b.len(), "{} answered with {}", b.len(), out.len());
+                }
+            }
+            proptest::prop_assert_eq!(s.user_count(), 0);
+        }
+    }
 }

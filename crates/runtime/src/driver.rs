@@ -87,6 +87,22 @@ impl NodeControl {
     }
 }
 
+/// Binds a UDP socket with large kernel buffers: a burst of datagrams waits in the kernel
+/// instead of being dropped while the machine is busy (the protocol would repair the loss, but
+/// repairs cost more than buffering).
+async fn bind_udp(addr: SocketAddr) -> std::io::Result<UdpSocket> {
+    let std_sock = std::net::UdpSocket::bind(addr)?;
+    let sock = socket2::SockRef::from(&std_sock);
+    // Capped by net.core.rmem_max / wmem_max; a smaller buffer is not an error.
+    let _ = sock.set_recv_buffer_size(SOCKET_BUFFER);
+    let _ = sock.set_send_buffer_size(SOCKET_BUFFER);
+    std_sock.set_nonblocking(true)?;
+    UdpSocket::from_std(std_sock)
+}
+
+/// Requested kernel socket buffer size.
+const SOCKET_BUFFER: usize = 4 << 20;
+
 /// 32 bytes from the OS: the seed of a machine's keys and handshakes.
 pub fn os_seed() -> [u8; 32] {
     let mut seed = [0u8; 32];
@@ -173,7 +189,7 @@ pub async fn spawn_node(
             });
         }
     }
-    let socket = UdpSocket::bind(bind).await?;
+    let socket = bind_udp(bind).await?;
     let local_addr = socket.local_addr()?;
     params.local_addr = local_addr;
     params.crypto_seed = os_seed();
@@ -287,13 +303,17 @@ async fn run_node(
             .poll_timeout()
             .map(|d| start + d)
             .unwrap_or_else(|| Instant::now() + Duration::from_secs(3600));
+        // Biased: due timers first, then the network, then new commands. Draining what peers
+        // sent before producing more is the backpressure that keeps receive buffers from
+        // overflowing under a flood of local sends.
         tokio::select! {
+            biased;
+            _ = tokio::time::sleep_until(deadline) => node.handle_timeout(start.elapsed()),
             r = socket.recv_from(&mut buf) => match r {
                 Ok((n, from)) => node.handle_datagram(start.elapsed(), from, &buf[..n]),
                 // ICMP errors (peer port closed) surface here on some systems: ignore.
                 Err(e) => tracing::debug!("recv failed: {e}"),
             },
-            _ = tokio::time::sleep_until(deadline) => node.handle_timeout(start.elapsed()),
             cmd = commands.recv(), if commands_open => match cmd {
                 Some(c) => node.handle_command(start.elapsed(), c),
                 None => {
@@ -348,7 +368,7 @@ pub async fn spawn_auth_server(
     store: Store,
 ) -> Result<AuthHandle, RuntimeError> {
     let records = store.load()?;
-    let socket = UdpSocket::bind(bind).await?;
+    let socket = bind_udp(bind).await?;
     let local_addr = socket.local_addr()?;
     let mut server = AuthServer::new(cfg, creds, &records, os_seed(), unix_ms());
     let key = server.key();

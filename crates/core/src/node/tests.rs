@@ -584,3 +584,27 @@ fn a_changed_server_key_is_refused_before_any_password_is_sent() {
     )));
     assert!(n.is_stopped());
 }
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(64))]
+    #[test]
+    fn arbitrary_datagrams_never_panic_deliver_or_get_an_answer(
+        datagrams in proptest::collection::vec(
+            (proptest::collection::vec(proptest::prelude::any::<u8>(), 0..1300), 0u8..6),
+            1..20,
+        ),
+    ) {
+        let mut n = member_node("carol", 3, 6003);
+        for (mut b, kind) in datagrams {
+            if b.len() >= 4 && kind < 5 {
+                b[..4].copy_from_slice(&[b'p', b'C', 2, kind]);
+            }
+            n.handle_datagram(Duration::from_millis(5), addr(7001), &b);
+            n.handle_datagram(Duration::from_millis(5), addr(AUTH), &b);
+        }
+        let (sent, events, records) = drain(&mut n);
+        proptest::prop_assert!(sent.is_empty());
+        proptest::prop_assert!(events.is_empty(), "{:?}", events);
+        proptest::prop_assert!(records.is_empty());
+    }
+}
