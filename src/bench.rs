@@ -52,6 +52,10 @@ pub struct BenchArgs {
     /// Print one JSON object.
     #[arg(long)]
     pub json: bool,
+    /// Where the nodes keep their SQLite files, as real nodes do (default: a fresh temporary
+    /// dir on /dev/shm when it exists, else in the system temp dir; removed afterwards).
+    #[arg(long)]
+    pub data_dir: Option<std::path::PathBuf>,
 }
 
 const TEXT_BYTES: usize = 100;
@@ -137,11 +141,25 @@ pub fn bench(args: BenchArgs) -> anyhow::Result<()> {
 
 async fn run(args: &BenchArgs, messages: usize) -> anyhow::Result<serde_json::Value> {
     let n = args.nodes;
+    // Real files, as for real nodes: the history lives in each node's store, not in memory.
+    // On tmpfs the fsyncs cost nothing; the durable-disk rate is measured apart (PERFORMANCE.md).
+    let tmp = match &args.data_dir {
+        Some(d) => {
+            std::fs::create_dir_all(d)?;
+            tempfile::Builder::new()
+                .prefix("p2pchat-bench")
+                .tempdir_in(d)?
+        }
+        None if std::path::Path::new("/dev/shm").is_dir() => tempfile::Builder::new()
+            .prefix("p2pchat-bench")
+            .tempdir_in("/dev/shm")?,
+        None => tempfile::Builder::new().prefix("p2pchat-bench").tempdir()?,
+    };
     let auth = spawn_auth_server(
         AuthConfig::default(),
         Box::new(InsecurePlainCredentials),
         SocketAddr::from(([127, 0, 0, 1], 0)),
-        Store::in_memory()?,
+        Store::open(&tmp.path().join("auth-server.db"))?,
     )
     .await?;
     let (tx, mut rx) = mpsc::unbounded_channel::<(usize, Event, Instant)>();
@@ -162,7 +180,7 @@ async fn run(args: &BenchArgs, messages: usize) -> anyhow::Result<serde_json::Va
             NodeConfig::default(),
             params,
             SocketAddr::from(([127, 0, 0, 1], 0)),
-            Store::in_memory()?,
+            Store::open(&tmp.path().join(format!("node-b{i}.db")))?,
         )
         .await?;
         let (control, mut events) = handle.split();

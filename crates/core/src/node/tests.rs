@@ -446,31 +446,31 @@ fn a_restored_node_keeps_its_identity_history_and_sequence_numbers() {
 #[test]
 fn forged_replayed_and_impersonating_datagrams_are_counted_and_never_delivered() {
     let mut n = member_node("carol", 3, 6003);
-    // A message "by 1" signed with 2's key: relays cannot invent messages.
+    // Relayed by 2: a message "by 1" signed with 2's key, and 1's message with altered text.
+    // Relays can neither invent nor alter messages.
     let mut forged = group(1, 1, 1, &[]);
     forged.sig = peer_ident(2).sign(&forged.signed_bytes());
-    let e = feed(
+    send_as(
         &mut n,
-        7000,
+        2,
         &Message::Group {
-            hop: 0,
+            hop: 1,
             msg: forged,
         },
     );
-    assert!(delivered_ids(&e).is_empty());
+    assert!(delivered_ids(&drain(&mut n).1).is_empty());
     assert_eq!(n.stats().bad_signature, 1);
-    // Altered text under a valid signature.
     let mut altered = group(1, 1, 1, &[]);
     altered.text = "pay mallory".into();
-    let e = feed(
+    send_as(
         &mut n,
-        7000,
+        2,
         &Message::Group {
-            hop: 0,
+            hop: 1,
             msg: altered,
         },
     );
-    assert!(delivered_ids(&e).is_empty());
+    assert!(delivered_ids(&drain(&mut n).1).is_empty());
     assert_eq!(n.stats().bad_signature, 2);
     // The genuine one is delivered once; its datagram replayed is refused by the window.
     let bytes = sealed_from(
@@ -607,4 +607,43 @@ proptest::proptest! {
         proptest::prop_assert!(events.is_empty(), "{:?}", events);
         proptest::prop_assert!(records.is_empty());
     }
+}
+
+#[test]
+fn clocks_are_rebuilt_for_messages_that_left_the_cache() {
+    let mut n = member_node("carol", 3, 6003);
+    let total = CLOCK_CACHE as u64 + 100;
+    for seq in 1..=total {
+        let deps: &[(u32, u64)] = &[];
+        feed(
+            &mut n,
+            7000,
+            &Message::Group {
+                hop: 0,
+                msg: group(1, seq, seq, deps),
+            },
+        );
+    }
+    // 2.1 depends on 1.1, long evicted from the cache.
+    let e = feed(
+        &mut n,
+        7000,
+        &Message::Group {
+            hop: 1,
+            msg: group(2, 1, 2, &[(1, 1)]),
+        },
+    );
+    let Some(Event::Message(m)) = e.iter().find(|e| matches!(e, Event::Message(_))) else {
+        panic!("2.1 not delivered: {e:?}")
+    };
+    let want: VectorClock = [(NodeId(1), 1), (NodeId(2), 1)].into_iter().collect();
+    assert_eq!(m.clock.as_ref(), Some(&want));
+    let h = n.group_history();
+    let in_history = h.iter().find(|h| h.id == "2.1").expect("in history");
+    assert_eq!(in_history.clock.as_ref(), Some(&want));
+    let last = h
+        .iter()
+        .find(|h| h.id == format!("1.{total}"))
+        .expect("last");
+    assert_eq!(last.clock.as_ref().map(|c| c.get(NodeId(1))), Some(total));
 }
