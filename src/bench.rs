@@ -175,6 +175,7 @@ async fn run(args: &BenchArgs, messages: usize) -> anyhow::Result<serde_json::Va
             crypto_seed: [0; 32],
             auth_key: Some(auth.key),
             wall_ms: 0,
+            crypto_memo: None,
         };
         let handle = spawn_node(
             NodeConfig::default(),

@@ -93,6 +93,7 @@ impl Demo {
             crypto_seed: [0; 32],
             auth_key: self.auth_key,
             wall_ms: 0,
+            crypto_memo: None,
         };
         let handle = spawn_node(NodeConfig::default(), params, bind, store).await?;
         let addr = handle.local_addr();

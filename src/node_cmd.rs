@@ -185,6 +185,7 @@ fn run_node(args: NodeArgs, script: bool) -> anyhow::Result<ExitCode> {
         crypto_seed: [0; 32],
         auth_key,
         wall_ms: 0,
+        crypto_memo: None,
     };
     let rt = runtime()?;
     let result = rt.block_on(async move {

@@ -117,6 +117,8 @@ pub struct NodeParams {
     pub auth_key: Option<Key>,
     /// Unix time in milliseconds at `now == 0` (certificate expiry is wall-clock time).
     pub wall_ms: u64,
+    /// Shared memo of pure crypto results: the simulator's speed-up, `None` elsewhere.
+    pub crypto_memo: Option<std::sync::Arc<secure::CryptoMemo>>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -343,7 +345,8 @@ impl Node {
         let mut have_keys = false;
         for record in records {
             if let Record::Keys { sign_sk, dh_sk } = record {
-                node.ident = Identity::from_secrets(*sign_sk, *dh_sk);
+                node.ident = Identity::from_secrets(*sign_sk, *dh_sk)
+                    .with_memo(node.params.crypto_memo.clone());
                 have_keys = true;
             }
         }
@@ -352,7 +355,8 @@ impl Node {
         }
         node.replaying = false;
         if !have_keys {
-            node.ident = Identity::generate(&mut node.crng);
+            node.ident =
+                Identity::generate(&mut node.crng).with_memo(node.params.crypto_memo.clone());
             let (sign_sk, dh_sk) = node.ident.secrets();
             node.persist(Record::Keys { sign_sk, dh_sk });
         }
@@ -723,7 +727,7 @@ impl Node {
     fn cert_valid(&self, id: NodeId, user: &str, cert: &Cert) -> bool {
         self.server_sign
             .as_ref()
-            .is_some_and(|(_, vk)| secure::cert_ok(vk, id, user, cert))
+            .is_some_and(|(_, vk)| self.ident.check_cert(vk, id, user, cert))
     }
 
     /// Authenticates a link datagram. Returns its payload and, when it carried a certificate
@@ -1598,7 +1602,7 @@ impl Node {
             self.stats.unverifiable += 1;
             return false;
         };
-        if secure::verify(&vk, &msg.signed_bytes(), &msg.sig) {
+        if self.ident.check(&vk, &msg.signed_bytes(), &msg.sig) {
             true
         } else {
             self.stats.bad_signature += 1;

@@ -34,6 +34,32 @@ pub const NOISE_PARAMS: &str = "Noise_NK_25519_ChaChaPoly_BLAKE2s";
 /// Replay window width, in datagrams.
 pub const WINDOW: u64 = 1024;
 
+/// Memoized results of pure crypto functions, shared by the state machines of one process.
+///
+/// Only the simulator uses it: it runs thousands of nodes in one process, each verifying the
+/// same certificates and signatures and deriving both halves of every link. Verification and
+/// key agreement are pure functions, so sharing their results changes no outcome, only the
+/// time a run takes. A real node (one per process) and `p2pchat bench` do every operation.
+#[derive(Default)]
+pub struct CryptoMemo {
+    verified: std::sync::Mutex<std::collections::HashSet<[u8; 32]>>,
+    agreed: std::sync::Mutex<std::collections::HashMap<(Key, Key), [u8; 32]>>,
+}
+
+impl std::fmt::Debug for CryptoMemo {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("CryptoMemo")
+    }
+}
+
+fn verify_key(vk: &VerifyingKey, msg: &[u8], sig: &Sig) -> [u8; 32] {
+    let mut h = Blake2s256::new();
+    Digest::update(&mut h, vk.as_bytes());
+    Digest::update(&mut h, sig);
+    Digest::update(&mut h, msg);
+    h.finalize().into()
+}
+
 /// A party's long-term keys.
 pub struct Identity {
     sign: SigningKey,
@@ -42,6 +68,7 @@ pub struct Identity {
     pub sign_pk: Key,
     /// X25519 public key.
     pub dh_pk: Key,
+    memo: Option<std::sync::Arc<CryptoMemo>>,
 }
 
 impl Identity {
@@ -56,7 +83,44 @@ impl Identity {
             dh,
             sign_pk,
             dh_pk,
+            memo: None,
         }
+    }
+
+    /// Shares pure crypto results with the other machines of this process (simulator only).
+    pub fn with_memo(mut self, memo: Option<std::sync::Arc<CryptoMemo>>) -> Self {
+        self.memo = memo;
+        self
+    }
+
+    /// [`verify`], memoized when this identity has a memo.
+    pub fn check(&self, vk: &VerifyingKey, msg: &[u8], sig: &Sig) -> bool {
+        let Some(memo) = &self.memo else {
+            return verify(vk, msg, sig);
+        };
+        let key = verify_key(vk, msg, sig);
+        if memo.verified.lock().is_ok_and(|v| v.contains(&key)) {
+            return true;
+        }
+        let ok = verify(vk, msg, sig);
+        if ok {
+            if let Ok(mut v) = memo.verified.lock() {
+                v.insert(key);
+            }
+        }
+        ok
+    }
+
+    /// [`cert_ok`], memoized when this identity has a memo.
+    pub fn check_cert(
+        &self,
+        server: &VerifyingKey,
+        node_id: NodeId,
+        user: &str,
+        cert: &Cert,
+    ) -> bool {
+        let bytes = Cert::signed_bytes(node_id, user, &cert.sign_pk, &cert.dh_pk, cert.expires_ms);
+        self.check(server, &bytes, &cert.sig)
     }
 
     /// Fresh keys from `rng` (which the driver seeds from the OS).
@@ -80,7 +144,23 @@ impl Identity {
 
     /// X25519 with a peer's public key.
     pub fn agree(&self, peer: &Key) -> [u8; 32] {
-        self.dh.diffie_hellman(&PublicKey::from(*peer)).to_bytes()
+        let Some(memo) = &self.memo else {
+            return self.dh.diffie_hellman(&PublicKey::from(*peer)).to_bytes();
+        };
+        // Both ends of a link compute the same secret: one computation serves both.
+        let pair = if self.dh_pk <= *peer {
+            (self.dh_pk, *peer)
+        } else {
+            (*peer, self.dh_pk)
+        };
+        if let Some(s) = memo.agreed.lock().ok().and_then(|m| m.get(&pair).copied()) {
+            return s;
+        }
+        let s = self.dh.diffie_hellman(&PublicKey::from(*peer)).to_bytes();
+        if let Ok(mut m) = memo.agreed.lock() {
+            m.insert(pair, s);
+        }
+        s
     }
 
     /// Signs a certificate binding `node_id` and `user` to a node's keys.

@@ -22,6 +22,7 @@ fn params(user: &str, port: u16, signup: bool) -> NodeParams {
         crypto_seed: [port as u8; 32],
         auth_key: None,
         wall_ms: 1_700_000_000_000,
+        crypto_memo: None,
     }
 }
 
