@@ -47,6 +47,10 @@ pub struct NodeConfig {
     pub private_rto_max: Duration,
     /// Most group messages held back waiting for their causal dependencies.
     pub holdback_limit: usize,
+    /// With an archive (the node's store), only the newest this many delivered group messages
+    /// keep their bodies in memory; older ones are read back when a peer or `/history` needs
+    /// them.
+    pub history_in_memory: usize,
     /// Most out-of-order private messages buffered per conversation.
     pub private_buffer_limit: usize,
     /// Member records piggybacked on each Ping/Ack (membership gossip).
@@ -81,6 +85,7 @@ impl Default for NodeConfig {
             private_rto_initial: Duration::from_millis(300),
             private_rto_max: Duration::from_secs(4),
             holdback_limit: 20_000,
+            history_in_memory: 1024,
             private_buffer_limit: 1024,
             gossip_members: 2,
             full_clocks: true,

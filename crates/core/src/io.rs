@@ -1,7 +1,7 @@
 //! What the state machines say to their drivers: outputs, app events, persist records, and
 //! the commands a user gives.
 
-use p2pchat_proto::{Cert, GroupMsg, Key, NodeId, PeerInfo, PrivateMsg, VectorClock};
+use p2pchat_proto::{Cert, Dot, GroupMsg, Key, NodeId, PeerInfo, PrivateMsg, VectorClock};
 use serde::{Deserialize, Serialize};
 use std::net::SocketAddr;
 
@@ -76,6 +76,15 @@ pub enum Record {
         /// The password verifier (a PHC string; never the password).
         password_hash: String,
     },
+}
+
+/// Where a node reads back the group messages it no longer keeps in memory: its store. Reads
+/// happen inside a call into the node, only for messages delivered in earlier calls (whose
+/// records the driver has committed). Without an archive a node keeps every message in memory
+/// (the simulator and unit tests).
+pub trait Archive: Send {
+    /// The delivered group message with this dot.
+    fn group(&self, dot: Dot) -> Option<GroupMsg>;
 }
 
 /// Presence of a member as seen by this node.

@@ -26,5 +26,5 @@ pub mod secure;
 
 pub use auth::{AuthServer, Credentials, InsecurePlainCredentials};
 pub use config::{AuthConfig, NodeConfig};
-pub use io::{Command, Event, HistoryEntry, Output, PeerStatus, Record, Scope, Stats};
+pub use io::{Archive, Command, Event, HistoryEntry, Output, PeerStatus, Record, Scope, Stats};
 pub use node::{Node, NodeParams};

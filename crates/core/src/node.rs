@@ -19,7 +19,7 @@
 //! Timers are a fixed deadline table ([`Timer`]); `poll_timeout` is the earliest of them.
 
 use crate::config::NodeConfig;
-use crate::io::{Command, Event, HistoryEntry, Output, PeerStatus, Record, Scope, Stats};
+use crate::io::{Archive, Command, Event, HistoryEntry, Output, PeerStatus, Record, Scope, Stats};
 use crate::secure::{self, Identity, Link, SERVER_ID};
 use ed25519_dalek::VerifyingKey;
 use foldhash::{HashMap, HashMapExt, HashSet};
@@ -49,6 +49,8 @@ const RECENT_IN_ACK: usize = 4;
 const COOKIE_REUSE: Duration = Duration::from_secs(20);
 /// Delivered messages whose vector clocks stay cached.
 const CLOCK_CACHE: usize = 512;
+/// Every this many messages of an author, its clock is stored in full (else as a delta).
+const CLOCK_CHECKPOINT: u64 = 32;
 /// Link datagrams kept while waiting for admission.
 const EARLY_LIMIT: usize = 64;
 /// Least time between two full member lists sent to the same peer by membership repair.
@@ -153,7 +155,25 @@ struct Delivered {
     lamport: u64,
     author: NodeId,
     seq: u64,
-    bytes: Box<[u8]>,
+    /// The encoded message; `None` once it left the in-memory window (read from the archive).
+    bytes: Option<Box<[u8]>>,
+}
+
+/// How a delivered message's vector clock is kept (with full clocks turned on): in full every
+/// `CLOCK_CHECKPOINT` messages of an author, otherwise as the increments since the author's
+/// previous message, postcard-encoded into one byte arena per author. About 2 bytes per
+/// changed entry instead of 16 per member and message.
+#[derive(serde::Serialize, serde::Deserialize)]
+enum StoredClock {
+    Full(Vec<(NodeId, u64)>),
+    Delta(Vec<(NodeId, u64)>),
+}
+
+/// One author's stored clocks: `offsets[seq - 1]` is where message `seq`'s clock starts.
+#[derive(Default)]
+struct ClockLog {
+    offsets: Vec<u32>,
+    bytes: Vec<u8>,
 }
 
 impl Delivered {
@@ -162,13 +182,8 @@ impl Delivered {
             lamport: msg.lamport,
             author: msg.author,
             seq: msg.seq,
-            bytes: to_payload(msg).unwrap_or_default().into_boxed_slice(),
+            bytes: to_payload(msg).ok().map(Vec::into_boxed_slice),
         }
-    }
-
-    /// The message (it was encoded by us, so decoding only fails on a bug).
-    fn msg(&self) -> Option<GroupMsg> {
-        from_payload(&self.bytes).ok()
     }
 }
 
@@ -231,6 +246,12 @@ pub struct Node {
     frontier: BTreeMap<NodeId, u64>,
     max_lamport: u64,
     delivery_hops: HashMap<Dot, u16>,
+    /// Where old message bodies are read back from (see [`Archive`]).
+    archive: Option<Box<dyn Archive>>,
+    /// History entries before this index have had their bodies dropped from memory.
+    trimmed: usize,
+    /// Every delivered message's clock, compactly, per author (see [`StoredClock`]).
+    clock_log: HashMap<NodeId, ClockLog>,
     /// Clocks of the most recently delivered messages (the usual predecessors of new ones).
     clock_cache: HashMap<Dot, VectorClock>,
     clock_fifo: VecDeque<Dot>,
@@ -315,6 +336,9 @@ impl Node {
             frontier: BTreeMap::new(),
             max_lamport: 0,
             delivery_hops: HashMap::new(),
+            archive: None,
+            trimmed: 0,
+            clock_log: HashMap::new(),
             clock_cache: HashMap::new(),
             clock_fifo: VecDeque::new(),
             conversations: BTreeMap::new(),
@@ -481,6 +505,37 @@ impl Node {
         self.members.len()
     }
 
+    /// Gives the node its archive: from now on only the newest `history_in_memory` group
+    /// messages keep their bodies in memory.
+    pub fn set_archive(&mut self, archive: Box<dyn Archive>) {
+        self.archive = Some(archive);
+        self.trim_bodies();
+    }
+
+    /// Drops the bodies that left the in-memory window. Called at the start of each call
+    /// into the node, so every dropped body was delivered, and committed, before.
+    fn trim_bodies(&mut self) {
+        if self.archive.is_none() {
+            return;
+        }
+        let keep_from = self
+            .history
+            .len()
+            .saturating_sub(self.cfg.history_in_memory);
+        while self.trimmed < keep_from {
+            self.history[self.trimmed].bytes = None;
+            self.trimmed += 1;
+        }
+    }
+
+    /// A delivered message's body: from memory, or else from the archive.
+    fn body(&self, d: &Delivered) -> Option<GroupMsg> {
+        match &d.bytes {
+            Some(b) => from_payload(b).ok(),
+            None => self.archive.as_ref()?.group(Dot::new(d.author, d.seq)),
+        }
+    }
+
     /// This node's public keys: (Ed25519, X25519).
     pub fn public_keys(&self) -> (Key, Key) {
         (self.ident.sign_pk, self.ident.dh_pk)
@@ -519,16 +574,14 @@ impl Node {
     /// The group history in display order (a linear extension of causality, identical on
     /// every node that has the same messages).
     pub fn group_history(&self) -> Vec<HistoryEntry> {
-        // Clocks in one pass in delivery order (causal: every predecessor comes first).
-        let mut clocks: HashMap<Dot, VectorClock> = HashMap::new();
         let mut entries: Vec<(u64, NodeId, u64, HistoryEntry)> = Vec::new();
         for d in &self.history {
-            let Some(msg) = d.msg() else { continue };
-            let clock = self.cfg.full_clocks.then(|| {
-                let c = Self::join_clocks(&msg, |dot| clocks.get(&dot));
-                clocks.insert(msg.dot(), c.clone());
-                c
-            });
+            let Some(msg) = self.body(d) else { continue };
+            let clock = self
+                .cfg
+                .full_clocks
+                .then(|| self.stored_clock(msg.dot()))
+                .flatten();
             entries.push((d.lamport, d.author, d.seq, self.group_entry(msg, clock)));
         }
         entries.sort_by_key(|e| (e.0, e.1, e.2));
@@ -572,6 +625,7 @@ impl Node {
         if self.phase == Phase::Stopped {
             return;
         }
+        self.trim_bodies();
         self.stats.datagrams_in += 1;
         self.stats.bytes_in += bytes.len() as u64;
         let env = match decode_envelope(bytes) {
@@ -826,6 +880,7 @@ impl Node {
 
     /// Runs every timer whose deadline is at or before `now`.
     pub fn handle_timeout(&mut self, now: Duration) {
+        self.trim_bodies();
         for timer in Timer::all() {
             if self.phase == Phase::Stopped {
                 return;
@@ -845,6 +900,7 @@ impl Node {
         if self.phase == Phase::Stopped {
             return;
         }
+        self.trim_bodies();
         match cmd {
             Command::Say(text) => self.say(now, text),
             Command::Msg { to, text } => self.send_private(now, &to, text),
@@ -2024,11 +2080,32 @@ impl Node {
         self.frontier.insert(author, msg.seq);
         self.delivered.set(author, msg.seq);
         self.max_lamport = self.max_lamport.max(msg.lamport);
-        let clock = (self.cfg.full_clocks && !self.replaying).then(|| self.clock_for(&msg));
+        let clock = self.cfg.full_clocks.then(|| self.clock_for(&msg));
         self.stats.group_delivered += 1;
         self.persist(Record::Group(msg.clone()));
         let idx = self.history.len() as u32;
         self.by_author.entry(author).or_default().push(idx);
+        if let Some(c) = &clock {
+            let prev = (msg.seq % CLOCK_CHECKPOINT != 1)
+                .then(|| self.stored_clock(Dot::new(author, msg.seq - 1)))
+                .flatten();
+            let stored = match prev {
+                Some(p) => StoredClock::Delta(
+                    c.iter()
+                        .filter(|&(n, v)| p.get(n) != v)
+                        .map(|(n, v)| (n, v - p.get(n).min(v)))
+                        .collect(),
+                ),
+                None => StoredClock::Full(c.iter().collect()),
+            };
+            let log = self.clock_log.entry(author).or_default();
+            // Only in order: the arena is indexed by sequence number.
+            if log.offsets.len() as u64 + 1 == msg.seq {
+                log.offsets.push(log.bytes.len() as u32);
+                log.bytes = postcard::to_extend(&stored, std::mem::take(&mut log.bytes))
+                    .unwrap_or_default();
+            }
+        }
         self.history.push(Delivered::new(&msg));
         if let Some(c) = &clock {
             if self.clock_fifo.len() >= CLOCK_CACHE {
@@ -2045,58 +2122,58 @@ impl Node {
         }
     }
 
-    /// The clock of a message being delivered, from the clocks of its predecessors: the
-    /// recent ones are cached; an older one is rebuilt from the history.
+    /// The clock of a message being delivered: the join of its predecessors' clocks.
     fn clock_for(&self, msg: &GroupMsg) -> VectorClock {
-        let mut preds: Vec<Dot> = msg.deps.clone();
+        let mut preds: Vec<(Dot, VectorClock)> = Vec::new();
         if msg.seq > 1 {
-            preds.push(Dot::new(msg.author, msg.seq - 1));
-        }
-        let mut rebuilt: HashMap<Dot, VectorClock> = HashMap::new();
-        for p in preds {
-            if !self.clock_cache.contains_key(&p) {
-                self.rebuild_clock(p, &mut rebuilt);
+            let p = Dot::new(msg.author, msg.seq - 1);
+            if let Some(c) = self.stored_clock(p) {
+                preds.push((p, c));
             }
         }
-        Self::join_clocks(msg, |d| {
-            self.clock_cache.get(&d).or_else(|| rebuilt.get(&d))
-        })
+        for d in &msg.deps {
+            if let Some(c) = self.stored_clock(*d) {
+                preds.push((*d, c));
+            }
+        }
+        Self::join_clocks(msg, |d| preds.iter().find(|(p, _)| *p == d).map(|(_, c)| c))
     }
 
-    /// Rebuilds the clock of a delivered message that fell out of the cache (iteratively:
-    /// a chain of predecessors can be long).
-    fn rebuild_clock(&self, dot: Dot, memo: &mut HashMap<Dot, VectorClock>) {
-        let mut stack = vec![dot];
-        while let Some(&d) = stack.last() {
-            if memo.contains_key(&d) || self.clock_cache.contains_key(&d) {
-                stack.pop();
-                continue;
+    /// The clock of a delivered message: from the cache of recent ones, or rebuilt from the
+    /// author's chain of stored clock deltas back to the nearest checkpoint (at most
+    /// `CLOCK_CHECKPOINT - 1` steps, all in memory).
+    fn stored_clock(&self, dot: Dot) -> Option<VectorClock> {
+        if let Some(c) = self.clock_cache.get(&dot) {
+            return Some(c.clone());
+        }
+        let mut deltas: Vec<Vec<(NodeId, u64)>> = Vec::new();
+        let mut seq = dot.seq;
+        let mut base = loop {
+            let here = Dot::new(dot.author, seq);
+            if here != dot {
+                if let Some(c) = self.clock_cache.get(&here) {
+                    break c.clone();
+                }
             }
-            let Some(msg) = self.find(d).and_then(Delivered::msg) else {
-                // Not delivered here (cannot happen for a predecessor): count it as itself.
-                let mut c = VectorClock::new();
-                c.set(d.author, d.seq);
-                memo.insert(d, c);
-                stack.pop();
-                continue;
-            };
-            let mut preds = msg.deps.clone();
-            if msg.seq > 1 {
-                preds.push(Dot::new(msg.author, msg.seq - 1));
+            let log = self.clock_log.get(&dot.author)?;
+            let at = *log
+                .offsets
+                .get(usize::try_from(seq).ok()?.checked_sub(1)?)? as usize;
+            let (stored, _) =
+                postcard::take_from_bytes::<StoredClock>(log.bytes.get(at..)?).ok()?;
+            match stored {
+                StoredClock::Full(entries) => break entries.into_iter().collect(),
+                StoredClock::Delta(entries) => deltas.push(entries),
             }
-            let missing: Vec<Dot> = preds
-                .into_iter()
-                .filter(|p| !memo.contains_key(p) && !self.clock_cache.contains_key(p))
-                .collect();
-            if missing.is_empty() {
-                let c =
-                    Self::join_clocks(&msg, |p| self.clock_cache.get(&p).or_else(|| memo.get(&p)));
-                memo.insert(d, c);
-                stack.pop();
-            } else {
-                stack.extend(missing);
+            seq = seq.checked_sub(1).filter(|&s| s >= 1)?;
+        };
+        for d in deltas.into_iter().rev() {
+            for (n, inc) in d {
+                let v = base.get(n).saturating_add(inc);
+                base.set(n, v);
             }
         }
+        Some(base)
     }
 
     fn find(&self, dot: Dot) -> Option<&Delivered> {
@@ -2205,7 +2282,7 @@ impl Node {
             let mut sent = 0usize;
             let mut iter = missing.iter().peekable();
             while let Some(&(_, a, s)) = iter.next() {
-                let Some(msg) = self.find(Dot::new(a, s)).and_then(Delivered::msg) else {
+                let Some(msg) = self.find(Dot::new(a, s)).and_then(|x| self.body(x)) else {
                     continue;
                 };
                 let len = p2pchat_proto::wire::encoded_len(&msg);

@@ -1,11 +1,13 @@
 //! The driver tasks: one per state machine.
 
 use p2pchat_core::{
-    AuthConfig, AuthServer, Command, Credentials, Event, Node, NodeConfig, NodeParams, Output,
-    Record, Stats,
+    Archive, AuthConfig, AuthServer, Command, Credentials, Event, Node, NodeConfig, NodeParams,
+    Output, Record, Stats,
 };
+use p2pchat_proto::{Dot, GroupMsg};
 use p2pchat_store::{Store, StoreError};
 use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use thiserror::Error;
 use tokio::net::UdpSocket;
@@ -195,7 +197,10 @@ pub async fn spawn_node(
     params.crypto_seed = os_seed();
     params.wall_ms = unix_ms();
     let start = Instant::now();
-    let node = Node::restore(cfg, params, &records, Duration::ZERO);
+    let mut node = Node::restore(cfg, params, &records, Duration::ZERO);
+    drop(records);
+    let store = Arc::new(Mutex::new(store));
+    node.set_archive(Box::new(StoreArchive(store.clone())));
     let (cmd_tx, cmd_rx) = mpsc::unbounded_channel();
     let (ev_tx, ev_rx) = mpsc::unbounded_channel();
     let task = tokio::spawn(run_node(node, socket, store, cmd_rx, ev_tx, start));
@@ -209,11 +214,51 @@ pub async fn spawn_node(
     })
 }
 
+/// Where `carry_out` commits records: a store, or a store shared with the node's archive.
+trait Sink {
+    fn commit(&mut self, records: &[Record]) -> Result<(), RuntimeError>;
+}
+
+impl Sink for Store {
+    fn commit(&mut self, records: &[Record]) -> Result<(), RuntimeError> {
+        Ok(self.append(records)?)
+    }
+}
+
+impl Sink for Arc<Mutex<Store>> {
+    fn commit(&mut self, records: &[Record]) -> Result<(), RuntimeError> {
+        if records.is_empty() {
+            return Ok(());
+        }
+        // Held only for the append, never across an await.
+        let mut store = self
+            .lock()
+            .map_err(|_| RuntimeError::Fatal("the store lock was poisoned".into()))?;
+        Ok(store.append(records)?)
+    }
+}
+
+/// The node's store, read back for group messages no longer kept in memory.
+struct StoreArchive(Arc<Mutex<Store>>);
+
+impl Archive for StoreArchive {
+    fn group(&self, dot: Dot) -> Option<GroupMsg> {
+        let store = self.0.lock().ok()?;
+        match store.group(dot.author.0, dot.seq) {
+            Ok(m) => m,
+            Err(e) => {
+                tracing::warn!("cannot read back group message {dot}: {e}");
+                None
+            }
+        }
+    }
+}
+
 /// Carries out outputs in order: records are committed before anything that follows them.
 async fn carry_out(
     outputs: &mut Vec<Output>,
     socket: &UdpSocket,
-    store: &mut Store,
+    store: &mut impl Sink,
     events: Option<&mpsc::UnboundedSender<Event>>,
 ) -> Result<(), RuntimeError> {
     let mut pending: Vec<Record> = Vec::new();
@@ -221,7 +266,7 @@ async fn carry_out(
         match out {
             Output::Persist(r) => pending.push(r),
             Output::Send { to, bytes } => {
-                store.append(&pending)?;
+                store.commit(&pending)?;
                 pending.clear();
                 if let Err(e) = socket.send_to(&bytes, to).await {
                     // UDP is lossy anyway: the protocol retries. Log and go on.
@@ -229,7 +274,7 @@ async fn carry_out(
                 }
             }
             Output::Event(e) => {
-                store.append(&pending)?;
+                store.commit(&pending)?;
                 pending.clear();
                 log_event(&e);
                 if let Some(tx) = events {
@@ -238,7 +283,7 @@ async fn carry_out(
             }
         }
     }
-    store.append(&pending)?;
+    store.commit(&pending)?;
     Ok(())
 }
 
@@ -270,7 +315,7 @@ fn log_event(e: &Event) {
 async fn run_node(
     mut node: Node,
     socket: UdpSocket,
-    mut store: Store,
+    mut store: Arc<Mutex<Store>>,
     mut commands: mpsc::UnboundedReceiver<Command>,
     events: mpsc::UnboundedSender<Event>,
     start: Instant,

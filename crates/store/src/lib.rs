@@ -18,7 +18,7 @@ use std::path::Path;
 use thiserror::Error;
 
 /// The schema version this build writes.
-pub const SCHEMA_VERSION: i64 = 2;
+pub const SCHEMA_VERSION: i64 = 3;
 
 /// Storage failures. All are local faults: report and stop, never wipe.
 #[derive(Debug, Error)]
@@ -168,7 +168,44 @@ impl Store {
             )
             .map_err(|e| classify(&path, e))?;
         }
-        // Future migrations go here: `if from < 3 { ... PRAGMA user_version = 3; }`.
+        if from < 3 {
+            // An index of group messages by dot, so old ones can be read back on demand
+            // instead of being kept in memory. Backfilled from the log.
+            tx.execute_batch(
+                "CREATE TABLE group_index (
+                    author INTEGER NOT NULL,
+                    seq    INTEGER NOT NULL,
+                    record INTEGER NOT NULL,
+                    PRIMARY KEY (author, seq)
+                ) WITHOUT ROWID;",
+            )
+            .map_err(|e| classify(&path, e))?;
+            let mut rows: Vec<(i64, i64, i64)> = Vec::new();
+            {
+                let mut stmt = tx
+                    .prepare("SELECT id, body FROM records WHERE kind = 'group'")
+                    .map_err(|e| classify(&path, e))?;
+                let iter = stmt
+                    .query_map([], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, Vec<u8>>(1)?)))
+                    .map_err(|e| classify(&path, e))?;
+                for row in iter {
+                    let (id, body) = row.map_err(|e| classify(&path, e))?;
+                    if let Ok(Record::Group(m)) = postcard::from_bytes::<Record>(&body) {
+                        rows.push((i64::from(m.author.0), m.seq as i64, id));
+                    }
+                }
+            }
+            for (a, q, id) in rows {
+                tx.execute(
+                    "INSERT OR IGNORE INTO group_index (author, seq, record) VALUES (?1, ?2, ?3)",
+                    params![a, q, id],
+                )
+                .map_err(|e| classify(&path, e))?;
+            }
+            tx.execute_batch("PRAGMA user_version = 3;")
+                .map_err(|e| classify(&path, e))?;
+        }
+        // Future migrations go here: `if from < 4 { ... PRAGMA user_version = 4; }`.
         tx.commit().map_err(|e| classify(&path, e))?;
         Ok(())
     }
@@ -213,10 +250,49 @@ impl Store {
                     detail: format!("cannot encode record: {e}"),
                 })?;
                 stmt.execute(params![kind(r), body]).map_err(fail)?;
+                if let Record::Group(m) = r {
+                    let id = tx.last_insert_rowid();
+                    tx.prepare_cached(
+                        "INSERT OR IGNORE INTO group_index (author, seq, record) VALUES (?1, ?2, ?3)",
+                    )
+                    .and_then(|mut s| s.execute(params![i64::from(m.author.0), m.seq as i64, id]))
+                    .map_err(fail)?;
+                }
             }
         }
         tx.commit().map_err(fail)?;
         Ok(())
+    }
+
+    /// The group message `(author, seq)`, if stored (read back on demand: a node keeps only
+    /// its recent history in memory).
+    pub fn group(
+        &self,
+        author: u32,
+        seq: u64,
+    ) -> Result<Option<p2pchat_proto::GroupMsg>, StoreError> {
+        let fail = |e| classify(&self.path, e);
+        let mut stmt = self
+            .conn
+            .prepare_cached(
+                "SELECT r.body FROM group_index g JOIN records r ON r.id = g.record
+                 WHERE g.author = ?1 AND g.seq = ?2",
+            )
+            .map_err(fail)?;
+        let mut rows = stmt
+            .query(params![i64::from(author), seq as i64])
+            .map_err(fail)?;
+        let Some(row) = rows.next().map_err(fail)? else {
+            return Ok(None);
+        };
+        let body: Vec<u8> = row.get(0).map_err(fail)?;
+        match postcard::from_bytes::<Record>(&body) {
+            Ok(Record::Group(m)) => Ok(Some(m)),
+            _ => Err(StoreError::Corrupt {
+                path: self.path.clone(),
+                detail: format!("group record {author}.{seq} does not decode"),
+            }),
+        }
     }
 
     /// Number of stored records.
@@ -281,6 +357,31 @@ mod tests {
             s.append(&sample()).expect("append");
         }
         let s = Store::open(&path).expect("reopen");
+        assert_eq!(s.load().expect("load"), sample());
+    }
+
+    #[test]
+    fn group_messages_are_read_back_by_dot_and_version_2_files_get_the_index() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("n.db");
+        {
+            let mut s = Store::open(&path).expect("open");
+            s.append(&sample()).expect("append");
+            assert_eq!(
+                s.group(3, 1).expect("read").map(|m| m.text),
+                Some("hi".into())
+            );
+            assert_eq!(s.group(3, 2).expect("read"), None);
+            // Make it a version-2 file again: no index.
+            s.conn
+                .execute_batch("DROP TABLE group_index; PRAGMA user_version = 2;")
+                .expect("downgrade");
+        }
+        let s = Store::open(&path).expect("migrates");
+        assert_eq!(
+            s.group(3, 1).expect("read").map(|m| m.text),
+            Some("hi".into())
+        );
         assert_eq!(s.load().expect("load"), sample());
     }
 

@@ -642,9 +642,74 @@ fn clocks_are_rebuilt_for_messages_that_left_the_cache() {
     let h = n.group_history();
     let in_history = h.iter().find(|h| h.id == "2.1").expect("in history");
     assert_eq!(in_history.clock.as_ref(), Some(&want));
+    // 2.2 depends on 1.45: rebuilt from the checkpoint at 1.33 and twelve deltas.
+    let e = feed(
+        &mut n,
+        7000,
+        &Message::Group {
+            hop: 1,
+            msg: group(2, 2, 3, &[(1, 45)]),
+        },
+    );
+    let Some(Event::Message(m)) = e.iter().find(|e| matches!(e, Event::Message(_))) else {
+        panic!("2.2 not delivered: {e:?}")
+    };
+    let want: VectorClock = [(NodeId(1), 45), (NodeId(2), 2)].into_iter().collect();
+    assert_eq!(m.clock.as_ref(), Some(&want));
+    let h = n.group_history();
     let last = h
         .iter()
         .find(|h| h.id == format!("1.{total}"))
         .expect("last");
     assert_eq!(last.clock.as_ref().map(|c| c.get(NodeId(1))), Some(total));
+}
+
+/// An archive over the records a node persisted (what the runtime does with its store).
+struct RecordArchive(std::sync::Arc<std::sync::Mutex<Vec<Record>>>);
+
+impl Archive for RecordArchive {
+    fn group(&self, dot: Dot) -> Option<GroupMsg> {
+        self.0.lock().ok()?.iter().find_map(|r| match r {
+            Record::Group(m) if m.dot() == dot => Some(m.clone()),
+            _ => None,
+        })
+    }
+}
+
+#[test]
+fn old_bodies_leave_memory_and_are_read_back_from_the_archive() {
+    let (mut n, records) = member_node_with_records("carol", 3, 6003);
+    n.cfg.history_in_memory = 2;
+    let log = std::sync::Arc::new(std::sync::Mutex::new(records));
+    n.set_archive(Box::new(RecordArchive(log.clone())));
+    for seq in 1..=6 {
+        send_as(
+            &mut n,
+            1,
+            &Message::Group {
+                hop: 0,
+                msg: group(1, seq, seq, &[]),
+            },
+        );
+        let (_, _, recs) = drain(&mut n);
+        log.lock().expect("lock").extend(recs);
+    }
+    // The next call trims: only the newest two keep their bodies.
+    n.handle_timeout(Duration::from_millis(2));
+    drain(&mut n);
+    assert_eq!(n.history.iter().filter(|d| d.bytes.is_some()).count(), 2);
+    let h = n.group_history();
+    let texts: Vec<&str> = h.iter().map(|e| e.text.as_str()).collect();
+    assert_eq!(texts, vec!["m1.1", "m1.2", "m1.3", "m1.4", "m1.5", "m1.6"]);
+    // A peer that has nothing gets the old messages too (read back for the repair).
+    let digest = Message::Digest {
+        lo: NodeId(0),
+        hi: NodeId(u32::MAX),
+        entries: vec![],
+        reply: false,
+        members: 100,
+    };
+    send_as(&mut n, 2, &digest);
+    let (sent, _, _) = drain(&mut n);
+    assert!(!sent.is_empty(), "a repair was sent");
 }
