@@ -14,7 +14,7 @@ use clap::{Args, ValueEnum};
 use p2pchat_core::{
     AuthConfig, Command, Event, InsecurePlainCredentials, NodeConfig, NodeParams, PeerStatus, Scope,
 };
-use p2pchat_runtime::{spawn_auth_server, spawn_node, NodeControl};
+use p2pchat_runtime::{spawn_auth_server, spawn_node_with_sink, EventSink, NodeControl};
 use p2pchat_store::Store;
 use serde_json::json;
 use std::collections::HashSet;
@@ -59,6 +59,15 @@ pub struct BenchArgs {
 }
 
 const TEXT_BYTES: usize = 100;
+
+/// Tags each event with its node and the time the node task emitted it.
+struct Stamp(usize, mpsc::UnboundedSender<(usize, Event, Instant)>);
+
+impl EventSink for Stamp {
+    fn emit(&self, e: Event) {
+        let _ = self.1.send((self.0, e, Instant::now()));
+    }
+}
 
 fn text(k: usize) -> String {
     let mut t = format!("bench {k:08} ");
@@ -177,22 +186,16 @@ async fn run(args: &BenchArgs, messages: usize) -> anyhow::Result<serde_json::Va
             wall_ms: 0,
             crypto_memo: None,
         };
-        let handle = spawn_node(
+        // Deliveries are timestamped in the node task as it emits them, as the anchor does
+        // in its swarm loop.
+        let control = spawn_node_with_sink(
             NodeConfig::default(),
             params,
             SocketAddr::from(([127, 0, 0, 1], 0)),
             Store::open(&tmp.path().join(format!("node-b{i}.db")))?,
+            Stamp(i, tx.clone()),
         )
         .await?;
-        let (control, mut events) = handle.split();
-        let tx = tx.clone();
-        tokio::spawn(async move {
-            while let Some(e) = events.recv().await {
-                if tx.send((i, e, Instant::now())).is_err() {
-                    break;
-                }
-            }
-        });
         controls.push(control);
     }
     // Wait until every node is ready and sees every other one online.

@@ -170,14 +170,43 @@ impl FaultLog {
     }
 }
 
+/// Where a node task hands its events, in the task itself (no extra hop).
+pub trait EventSink: Send + Sync + 'static {
+    /// Takes one event; a sink that is gone drops it.
+    fn emit(&self, e: Event);
+}
+
+impl EventSink for mpsc::UnboundedSender<Event> {
+    fn emit(&self, e: Event) {
+        let _ = self.send(e);
+    }
+}
+
 /// Starts a node on `bind`, restoring it from `store` if it holds an identity. The node's
 /// `crypto_seed` and `wall_ms` are filled in here, from the OS.
 pub async fn spawn_node(
     cfg: NodeConfig,
-    mut params: NodeParams,
+    params: NodeParams,
     bind: SocketAddr,
     store: Store,
 ) -> Result<NodeHandle, RuntimeError> {
+    let (ev_tx, ev_rx) = mpsc::unbounded_channel();
+    let control = spawn_node_with_sink(cfg, params, bind, store, ev_tx).await?;
+    Ok(NodeHandle {
+        control,
+        events: ev_rx,
+    })
+}
+
+/// [`spawn_node`], with events handed to `sink` as the node task emits them (the benchmark
+/// timestamps deliveries there, as a UI would see them).
+pub async fn spawn_node_with_sink(
+    cfg: NodeConfig,
+    mut params: NodeParams,
+    bind: SocketAddr,
+    store: Store,
+    sink: impl EventSink,
+) -> Result<NodeControl, RuntimeError> {
     cfg.validate().map_err(RuntimeError::Config)?;
     let records = store.load()?;
     if let Some(Record::Identity { user, .. }) = records
@@ -202,15 +231,11 @@ pub async fn spawn_node(
     let store = Arc::new(Mutex::new(store));
     node.set_archive(Box::new(StoreArchive(store.clone())));
     let (cmd_tx, cmd_rx) = mpsc::unbounded_channel();
-    let (ev_tx, ev_rx) = mpsc::unbounded_channel();
-    let task = tokio::spawn(run_node(node, socket, store, cmd_rx, ev_tx, start));
-    Ok(NodeHandle {
-        control: NodeControl {
-            local_addr,
-            commands: cmd_tx,
-            task,
-        },
-        events: ev_rx,
+    let task = tokio::spawn(run_node(node, socket, store, cmd_rx, sink, start));
+    Ok(NodeControl {
+        local_addr,
+        commands: cmd_tx,
+        task,
     })
 }
 
@@ -259,7 +284,7 @@ async fn carry_out(
     outputs: &mut Vec<Output>,
     socket: &UdpSocket,
     store: &mut impl Sink,
-    events: Option<&mpsc::UnboundedSender<Event>>,
+    events: Option<&dyn EventSink>,
 ) -> Result<(), RuntimeError> {
     let mut pending: Vec<Record> = Vec::new();
     for out in outputs.drain(..) {
@@ -277,8 +302,8 @@ async fn carry_out(
                 store.commit(&pending)?;
                 pending.clear();
                 log_event(&e);
-                if let Some(tx) = events {
-                    let _ = tx.send(e);
+                if let Some(sink) = events {
+                    sink.emit(e);
                 }
             }
         }
@@ -317,7 +342,7 @@ async fn run_node(
     socket: UdpSocket,
     mut store: Arc<Mutex<Store>>,
     mut commands: mpsc::UnboundedReceiver<Command>,
-    events: mpsc::UnboundedSender<Event>,
+    events: impl EventSink,
     start: Instant,
 ) -> Result<(), RuntimeError> {
     let mut buf = vec![0u8; 2048];

@@ -20,6 +20,6 @@ mod driver;
 
 pub use credentials::Argon2Credentials;
 pub use driver::{
-    os_seed, spawn_auth_server, spawn_node, unix_ms, AuthHandle, NodeControl, NodeHandle,
-    RuntimeError,
+    os_seed, spawn_auth_server, spawn_node, spawn_node_with_sink, unix_ms, AuthHandle, EventSink,
+    NodeControl, NodeHandle, RuntimeError,
 };
