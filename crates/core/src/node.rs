@@ -588,27 +588,6 @@ impl Node {
         entries.into_iter().map(|e| e.3).collect()
     }
 
-    /// The vector clock of `msg`: the join of its author's previous message's clock and its
-    /// dependencies' clocks, with the author's entry set to its sequence number.
-    fn join_clocks<'a>(
-        msg: &GroupMsg,
-        mut clock_of: impl FnMut(Dot) -> Option<&'a VectorClock>,
-    ) -> VectorClock {
-        let mut c = VectorClock::new();
-        if msg.seq > 1 {
-            if let Some(pc) = clock_of(Dot::new(msg.author, msg.seq - 1)) {
-                c.merge(pc);
-            }
-        }
-        for d in &msg.deps {
-            if let Some(dc) = clock_of(*d) {
-                c.merge(dc);
-            }
-        }
-        c.set(msg.author, msg.seq);
-        c
-    }
-
     /// The private conversation with `peer` in display order.
     pub fn private_history(&self, peer: NodeId) -> Vec<HistoryEntry> {
         let Some(conv) = self.conversations.get(&peer) else {
@@ -2080,15 +2059,16 @@ impl Node {
         self.frontier.insert(author, msg.seq);
         self.delivered.set(author, msg.seq);
         self.max_lamport = self.max_lamport.max(msg.lamport);
-        let clock = self.cfg.full_clocks.then(|| self.clock_for(&msg));
+        let (clock, prev_clock) = match self.cfg.full_clocks.then(|| self.clock_for(&msg)) {
+            Some((c, p)) => (Some(c), p),
+            None => (None, None),
+        };
         self.stats.group_delivered += 1;
         self.persist(Record::Group(msg.clone()));
         let idx = self.history.len() as u32;
         self.by_author.entry(author).or_default().push(idx);
         if let Some(c) = &clock {
-            let prev = (msg.seq % CLOCK_CHECKPOINT != 1)
-                .then(|| self.stored_clock(Dot::new(author, msg.seq - 1)))
-                .flatten();
+            let prev = prev_clock.filter(|_| msg.seq % CLOCK_CHECKPOINT != 1);
             let stored = match prev {
                 Some(p) => StoredClock::Delta(
                     c.iter()
@@ -2122,21 +2102,31 @@ impl Node {
         }
     }
 
-    /// The clock of a message being delivered: the join of its predecessors' clocks.
-    fn clock_for(&self, msg: &GroupMsg) -> VectorClock {
-        let mut preds: Vec<(Dot, VectorClock)> = Vec::new();
+    /// The clock of a message being delivered: the join of its predecessors' clocks (cached
+    /// ones are merged in place; others are rebuilt), and the clock of the author's previous
+    /// message (to store the new one as a delta).
+    fn clock_for(&self, msg: &GroupMsg) -> (VectorClock, Option<VectorClock>) {
+        let mut c = VectorClock::new();
+        let mut prev_clock = None;
         if msg.seq > 1 {
             let p = Dot::new(msg.author, msg.seq - 1);
-            if let Some(c) = self.stored_clock(p) {
-                preds.push((p, c));
+            prev_clock = self.stored_clock(p);
+            if let Some(pc) = &prev_clock {
+                c.merge(pc);
             }
         }
         for d in &msg.deps {
-            if let Some(c) = self.stored_clock(*d) {
-                preds.push((*d, c));
+            match self.clock_cache.get(d) {
+                Some(dc) => c.merge(dc),
+                None => {
+                    if let Some(dc) = self.stored_clock(*d) {
+                        c.merge(&dc);
+                    }
+                }
             }
         }
-        Self::join_clocks(msg, |d| preds.iter().find(|(p, _)| *p == d).map(|(_, c)| c))
+        c.set(msg.author, msg.seq);
+        (c, prev_clock)
     }
 
     /// The clock of a delivered message: from the cache of recent ones, or rebuilt from the

@@ -102,6 +102,9 @@ async fn bind_udp(addr: SocketAddr) -> std::io::Result<UdpSocket> {
     UdpSocket::from_std(std_sock)
 }
 
+/// Most datagrams handled before the outputs are carried out (and their records committed).
+const RECV_BATCH: usize = 64;
+
 /// Requested kernel socket buffer size.
 const SOCKET_BUFFER: usize = 4 << 20;
 
@@ -204,7 +207,7 @@ pub async fn spawn_node_with_sink(
     cfg: NodeConfig,
     mut params: NodeParams,
     bind: SocketAddr,
-    store: Store,
+    mut store: Store,
     sink: impl EventSink,
 ) -> Result<NodeControl, RuntimeError> {
     cfg.validate().map_err(RuntimeError::Config)?;
@@ -380,7 +383,18 @@ async fn run_node(
             biased;
             _ = tokio::time::sleep_until(deadline) => node.handle_timeout(start.elapsed()),
             r = socket.recv_from(&mut buf) => match r {
-                Ok((n, from)) => node.handle_datagram(start.elapsed(), from, &buf[..n]),
+                Ok((n, from)) => {
+                    let now = start.elapsed();
+                    node.handle_datagram(now, from, &buf[..n]);
+                    // Batched receive: whatever else is already queued is handled too, so its
+                    // records are committed in one transaction with these.
+                    for _ in 1..RECV_BATCH {
+                        match socket.try_recv_from(&mut buf) {
+                            Ok((n, from)) => node.handle_datagram(now, from, &buf[..n]),
+                            Err(_) => break,
+                        }
+                    }
+                }
                 // ICMP errors (peer port closed) surface here on some systems: ignore.
                 Err(e) => tracing::debug!("recv failed: {e}"),
             },
@@ -435,7 +449,7 @@ pub async fn spawn_auth_server(
     cfg: AuthConfig,
     creds: Box<dyn Credentials>,
     bind: SocketAddr,
-    store: Store,
+    mut store: Store,
 ) -> Result<AuthHandle, RuntimeError> {
     let records = store.load()?;
     let socket = bind_udp(bind).await?;
@@ -444,7 +458,6 @@ pub async fn spawn_auth_server(
     let key = server.key();
     // New keys and the boot record are durable before the first answer.
     let mut outputs: Vec<Output> = std::iter::from_fn(|| server.poll_output()).collect();
-    let mut store = store;
     carry_out(&mut outputs, &socket, &mut store, None).await?;
     let (stop, stop_rx) = watch::channel(false);
     let task = tokio::spawn(run_auth(server, socket, store, stop_rx));

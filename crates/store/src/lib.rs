@@ -18,7 +18,7 @@ use std::path::Path;
 use thiserror::Error;
 
 /// The schema version this build writes.
-pub const SCHEMA_VERSION: i64 = 3;
+pub const SCHEMA_VERSION: i64 = 2;
 
 /// Storage failures. All are local faults: report and stop, never wipe.
 #[derive(Debug, Error)]
@@ -60,6 +60,9 @@ pub enum StoreError {
 pub struct Store {
     conn: Connection,
     path: String,
+    /// Record ids of group messages by author, indexed by sequence number - 1 (what lets
+    /// old messages be read back instead of kept in memory, without a second B-tree write).
+    groups: std::collections::HashMap<u32, Vec<i64>>,
 }
 
 fn classify(path: &str, e: rusqlite::Error) -> StoreError {
@@ -136,7 +139,11 @@ impl Store {
                 found: version,
             });
         }
-        let mut store = Store { conn, path };
+        let mut store = Store {
+            conn,
+            path,
+            groups: Default::default(),
+        };
         store.migrate(version)?;
         Ok(store)
     }
@@ -168,66 +175,39 @@ impl Store {
             )
             .map_err(|e| classify(&path, e))?;
         }
-        if from < 3 {
-            // An index of group messages by dot, so old ones can be read back on demand
-            // instead of being kept in memory. Backfilled from the log.
-            tx.execute_batch(
-                "CREATE TABLE group_index (
-                    author INTEGER NOT NULL,
-                    seq    INTEGER NOT NULL,
-                    record INTEGER NOT NULL,
-                    PRIMARY KEY (author, seq)
-                ) WITHOUT ROWID;",
-            )
-            .map_err(|e| classify(&path, e))?;
-            let mut rows: Vec<(i64, i64, i64)> = Vec::new();
-            {
-                let mut stmt = tx
-                    .prepare("SELECT id, body FROM records WHERE kind = 'group'")
-                    .map_err(|e| classify(&path, e))?;
-                let iter = stmt
-                    .query_map([], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, Vec<u8>>(1)?)))
-                    .map_err(|e| classify(&path, e))?;
-                for row in iter {
-                    let (id, body) = row.map_err(|e| classify(&path, e))?;
-                    if let Ok(Record::Group(m)) = postcard::from_bytes::<Record>(&body) {
-                        rows.push((i64::from(m.author.0), m.seq as i64, id));
-                    }
-                }
-            }
-            for (a, q, id) in rows {
-                tx.execute(
-                    "INSERT OR IGNORE INTO group_index (author, seq, record) VALUES (?1, ?2, ?3)",
-                    params![a, q, id],
-                )
-                .map_err(|e| classify(&path, e))?;
-            }
-            tx.execute_batch("PRAGMA user_version = 3;")
-                .map_err(|e| classify(&path, e))?;
-        }
-        // Future migrations go here: `if from < 4 { ... PRAGMA user_version = 4; }`.
+        // Future migrations go here: `if from < 3 { ... PRAGMA user_version = 3; }`.
         tx.commit().map_err(|e| classify(&path, e))?;
         Ok(())
     }
 
     /// Every record, in the order it was appended.
-    pub fn load(&self) -> Result<Vec<Record>, StoreError> {
-        let fail = |e| classify(&self.path, e);
-        let mut stmt = self
-            .conn
-            .prepare("SELECT id, body FROM records ORDER BY id")
-            .map_err(fail)?;
-        let rows = stmt
-            .query_map([], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, Vec<u8>>(1)?)))
-            .map_err(fail)?;
+    pub fn load(&mut self) -> Result<Vec<Record>, StoreError> {
+        let path = self.path.clone();
+        let fail = |e| classify(&path, e);
         let mut out = Vec::new();
-        for row in rows {
-            let (id, body) = row.map_err(fail)?;
-            let record = postcard::from_bytes(&body).map_err(|e| StoreError::Corrupt {
-                path: self.path.clone(),
-                detail: format!("record {id}: {e}"),
-            })?;
-            out.push(record);
+        let mut ids = Vec::new();
+        {
+            let mut stmt = self
+                .conn
+                .prepare("SELECT id, body FROM records ORDER BY id")
+                .map_err(fail)?;
+            let rows = stmt
+                .query_map([], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, Vec<u8>>(1)?)))
+                .map_err(fail)?;
+            for row in rows {
+                let (id, body) = row.map_err(fail)?;
+                let record = postcard::from_bytes(&body).map_err(|e| StoreError::Corrupt {
+                    path: path.clone(),
+                    detail: format!("record {id}: {e}"),
+                })?;
+                if let Record::Group(m) = &record {
+                    ids.push((m.author.0, m.seq, id));
+                }
+                out.push(record);
+            }
+        }
+        for (author, seq, id) in ids {
+            self.index_group(author, seq, id);
         }
         Ok(out)
     }
@@ -239,6 +219,7 @@ impl Store {
         }
         let path = self.path.clone();
         let fail = |e| classify(&path, e);
+        let mut added = Vec::new();
         let tx = self.conn.transaction().map_err(fail)?;
         {
             let mut stmt = tx
@@ -251,37 +232,45 @@ impl Store {
                 })?;
                 stmt.execute(params![kind(r), body]).map_err(fail)?;
                 if let Record::Group(m) = r {
-                    let id = tx.last_insert_rowid();
-                    tx.prepare_cached(
-                        "INSERT OR IGNORE INTO group_index (author, seq, record) VALUES (?1, ?2, ?3)",
-                    )
-                    .and_then(|mut s| s.execute(params![i64::from(m.author.0), m.seq as i64, id]))
-                    .map_err(fail)?;
+                    added.push((m.author.0, m.seq, tx.last_insert_rowid()));
                 }
             }
         }
         tx.commit().map_err(fail)?;
+        for (author, seq, id) in added {
+            self.index_group(author, seq, id);
+        }
         Ok(())
     }
 
+    /// Remembers where group message `(author, seq)` is (only in order: 8 bytes a message).
+    fn index_group(&mut self, author: u32, seq: u64, id: i64) {
+        let ids = self.groups.entry(author).or_default();
+        if ids.len() as u64 + 1 == seq {
+            ids.push(id);
+        }
+    }
+
     /// The group message `(author, seq)`, if stored (read back on demand: a node keeps only
-    /// its recent history in memory).
+    /// its recent history in memory). Covers what this handle loaded or appended.
     pub fn group(
         &self,
         author: u32,
         seq: u64,
     ) -> Result<Option<p2pchat_proto::GroupMsg>, StoreError> {
         let fail = |e| classify(&self.path, e);
+        let Some(id) = usize::try_from(seq)
+            .ok()
+            .and_then(|s| s.checked_sub(1))
+            .and_then(|i| self.groups.get(&author)?.get(i).copied())
+        else {
+            return Ok(None);
+        };
         let mut stmt = self
             .conn
-            .prepare_cached(
-                "SELECT r.body FROM group_index g JOIN records r ON r.id = g.record
-                 WHERE g.author = ?1 AND g.seq = ?2",
-            )
+            .prepare_cached("SELECT body FROM records WHERE id = ?1")
             .map_err(fail)?;
-        let mut rows = stmt
-            .query(params![i64::from(author), seq as i64])
-            .map_err(fail)?;
+        let mut rows = stmt.query(params![id]).map_err(fail)?;
         let Some(row) = rows.next().map_err(fail)? else {
             return Ok(None);
         };
@@ -356,12 +345,12 @@ mod tests {
             let mut s = Store::open(&path).expect("open");
             s.append(&sample()).expect("append");
         }
-        let s = Store::open(&path).expect("reopen");
+        let mut s = Store::open(&path).expect("reopen");
         assert_eq!(s.load().expect("load"), sample());
     }
 
     #[test]
-    fn group_messages_are_read_back_by_dot_and_version_2_files_get_the_index() {
+    fn group_messages_are_read_back_by_dot_after_append_and_after_reopening() {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("n.db");
         {
@@ -372,17 +361,13 @@ mod tests {
                 Some("hi".into())
             );
             assert_eq!(s.group(3, 2).expect("read"), None);
-            // Make it a version-2 file again: no index.
-            s.conn
-                .execute_batch("DROP TABLE group_index; PRAGMA user_version = 2;")
-                .expect("downgrade");
         }
-        let s = Store::open(&path).expect("migrates");
+        let mut s = Store::open(&path).expect("reopen");
+        assert_eq!(s.load().expect("load"), sample());
         assert_eq!(
             s.group(3, 1).expect("read").map(|m| m.text),
             Some("hi".into())
         );
-        assert_eq!(s.load().expect("load"), sample());
     }
 
     #[test]
