@@ -121,6 +121,9 @@ struct SimArgs {
     /// Gossip fanout.
     #[arg(long, default_value_t = p2pchat_core::NodeConfig::default().fanout)]
     fanout: usize,
+    /// Plain push gossip (fanout random members per hop) instead of Plumtree above 32 members.
+    #[arg(long)]
+    no_plumtree: bool,
     /// Seed of the whole run.
     #[arg(long, default_value_t = 1)]
     seed: u64,
@@ -167,6 +170,7 @@ fn sim(a: SimArgs) -> ExitCode {
         crash: a.crash,
         crash_auth: a.crash_auth,
         fanout: a.fanout,
+        plumtree: !a.no_plumtree,
         seed: a.seed,
         talkers: a.talkers,
         ..p2pchat_sim::SimConfig::default()

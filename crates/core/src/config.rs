@@ -12,6 +12,10 @@ pub struct NodeConfig {
     /// all of them and nobody forwards it (one hop, one copy each; anti-entropy repairs any
     /// loss). Above it, push gossip with `fanout`. 0 disables.
     pub flood_below: usize,
+    /// Above `flood_below`: push along a Plumtree-style eager tree (links that deliver a
+    /// duplicate are pruned, links that deliver only through repair are grafted) instead of
+    /// to `fanout` random members per hop.
+    pub plumtree: bool,
     /// First retry delay for signup/signin; doubles per attempt up to `auth_retry_max`.
     pub auth_retry_initial: Duration,
     /// Largest delay between signup/signin retries.
@@ -68,6 +72,7 @@ impl Default for NodeConfig {
         NodeConfig {
             fanout: 4,
             flood_below: 32,
+            plumtree: true,
             auth_retry_initial: Duration::from_millis(300),
             auth_retry_max: Duration::from_secs(2),
             auth_attempts: 12,

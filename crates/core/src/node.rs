@@ -246,6 +246,9 @@ pub struct Node {
     frontier: BTreeMap<NodeId, u64>,
     max_lamport: u64,
     delivery_hops: HashMap<Dot, u16>,
+    /// Plumtree eager-push peers (above `flood_below`).
+    eager: Vec<NodeId>,
+    eager_init: bool,
     /// Where old message bodies are read back from (see [`Archive`]).
     archive: Option<Box<dyn Archive>>,
     /// History entries before this index have had their bodies dropped from memory.
@@ -336,6 +339,8 @@ impl Node {
             frontier: BTreeMap::new(),
             max_lamport: 0,
             delivery_hops: HashMap::new(),
+            eager: Vec::new(),
+            eager_init: false,
             archive: None,
             trimmed: 0,
             clock_log: HashMap::new(),
@@ -749,6 +754,8 @@ impl Node {
                     );
                 }
             }
+            Message::Prune => self.eager.retain(|&e| e != sender),
+            Message::Graft => self.eager_add(sender),
             Message::Fetch { .. } | Message::Pending { .. } => {}
         }
     }
@@ -1945,6 +1952,35 @@ impl Node {
         }
     }
 
+    fn plumtree(&self) -> bool {
+        self.cfg.plumtree && !self.flooding()
+    }
+
+    /// The eager-push peers: started as `fanout` random members, shaped by prunes and grafts;
+    /// members that went offline leave it, and it is never left empty.
+    fn eager_targets(&mut self, exclude: &[NodeId]) -> Vec<NodeId> {
+        if !self.eager_init {
+            self.eager_init = true;
+            self.eager = self.sample_live(self.cfg.fanout, &[]);
+        }
+        let live_pos = &self.live_pos;
+        self.eager.retain(|id| live_pos.contains_key(id));
+        if self.eager.is_empty() {
+            self.eager = self.sample_live(1, &[]);
+        }
+        self.eager
+            .iter()
+            .copied()
+            .filter(|id| !exclude.contains(id))
+            .collect()
+    }
+
+    fn eager_add(&mut self, id: NodeId) {
+        if !self.eager.contains(&id) && self.live_pos.contains_key(&id) {
+            self.eager.push(id);
+        }
+    }
+
     fn gossip(&mut self, msg: GroupMsg, hop: u16, exclude: &[NodeId]) {
         let targets = if hop == 0 && self.flooding() {
             // A small group: straight to everyone.
@@ -1953,6 +1989,8 @@ impl Node {
                 .copied()
                 .filter(|id| !exclude.contains(id))
                 .collect()
+        } else if self.plumtree() {
+            self.eager_targets(exclude)
         } else {
             self.sample_live(self.cfg.fanout, exclude)
         };
@@ -1980,8 +2018,20 @@ impl Node {
     ) {
         self.stats.group_payloads += 1;
         let dot = msg.dot();
+        let sender = self.cur_sender.map(|(_, id)| id);
         if self.delivered.get(msg.author) >= msg.seq || self.holdback.contains_key(&dot) {
             self.stats.group_duplicates += 1;
+            // Plumtree: an eager link that brings a copy we already had is redundant.
+            if forward && self.plumtree() {
+                if let Some(s) = sender {
+                    if let Some(pos) = self.eager.iter().position(|&e| e == s) {
+                        self.eager.swap_remove(pos);
+                        if let Some(addr) = from {
+                            self.send(addr, &Message::Prune);
+                        }
+                    }
+                }
+            }
             return;
         }
         if self.holdback.len() >= self.cfg.holdback_limit {
@@ -1995,7 +2045,21 @@ impl Node {
         if !from_author && !self.group_sig_ok(&msg) {
             return;
         }
-        let sender = from.and_then(|a| self.by_addr.get(&a).copied());
+        if self.plumtree() {
+            if let Some(s) = sender {
+                if forward {
+                    // The link that delivered first is a tree link, both ways.
+                    self.eager_add(s);
+                } else if !self.eager.contains(&s) {
+                    // Only repair brought it: the tree misses us here. Graft the link.
+                    self.eager_add(s);
+                    if let Some(addr) = from {
+                        self.send(addr, &Message::Graft);
+                    }
+                }
+            }
+        }
+        let sender = sender.or_else(|| from.and_then(|a| self.by_addr.get(&a).copied()));
         // The author of a small group sent everyone a copy: no need to forward.
         let flooded = hop == 0 && sender == Some(msg.author) && self.flooding();
         if forward && !flooded {

@@ -389,6 +389,10 @@ pub enum Message {
         /// The node to probe.
         target: SocketAddr,
     },
+    /// Plumtree: "your copies reach me another way too; stop pushing eagerly to me".
+    Prune,
+    /// Plumtree: "I got a message only through repair; push eagerly to me again".
+    Graft,
 }
 
 /// Why bytes could not be decoded. Every variant is a peer fault: count and drop.
@@ -567,7 +571,9 @@ fn validate(msg: &Message) -> Result<(), DecodeError> {
         Message::Fetch { .. }
         | Message::Bye { .. }
         | Message::PrivateAck { .. }
-        | Message::PingReq { .. } => Ok(()),
+        | Message::PingReq { .. }
+        | Message::Prune
+        | Message::Graft => Ok(()),
     }
 }
 
@@ -720,6 +726,8 @@ mod tests {
                 .prop_map(|(nonce, gossip)| Message::Ping { nonce, gossip }),
             (any::<u64>(), addr()).prop_map(|(nonce, target)| Message::PingReq { nonce, target }),
             any::<u32>().prop_map(|n| Message::Bye { node_id: NodeId(n) }),
+            Just(Message::Prune),
+            Just(Message::Graft),
         ]
     }
 

@@ -60,6 +60,8 @@ pub struct SimConfig {
     pub crash_auth: bool,
     /// Gossip fanout.
     pub fanout: usize,
+    /// Plumtree above the flooding threshold (else push gossip with `fanout`).
+    pub plumtree: bool,
     /// The seed of everything.
     pub seed: u64,
     /// Only this many nodes (the first ones) send group messages; 0 means everyone.
@@ -86,6 +88,7 @@ impl Default for SimConfig {
             crash: 0,
             crash_auth: false,
             fanout: NodeConfig::default().fanout,
+            plumtree: NodeConfig::default().plumtree,
             seed: 1,
             talkers: 0,
             send_interval_ms: 10,
@@ -313,6 +316,7 @@ impl Sim {
     fn new(cfg: SimConfig) -> Self {
         let node_cfg = NodeConfig {
             fanout: cfg.fanout,
+            plumtree: cfg.plumtree,
             full_clocks: cfg.nodes <= 100,
             record_hops: true,
             // Simulated users are patient: a lossy network must not make them give up.

@@ -123,3 +123,32 @@ fn invalid_configs_are_refused() {
         assert!(run(&cfg).is_err());
     }
 }
+
+#[test]
+fn plumtree_cuts_redundancy_and_still_delivers_everything() {
+    let base = SimConfig {
+        nodes: 120,
+        messages: 100,
+        seed: 5,
+        ..SimConfig::default()
+    };
+    let tree = assert_clean(&base);
+    let push = assert_clean(&SimConfig {
+        plumtree: false,
+        ..base.clone()
+    });
+    assert!(
+        tree.rmr < 1.0 && tree.rmr * 2.0 < push.rmr,
+        "seed {}: RMR with Plumtree {} vs push gossip {}",
+        base.seed,
+        tree.rmr,
+        push.rmr
+    );
+    // Loss, and 30% of the nodes crashing mid-talk: repair grafts the tree back.
+    assert_clean(&SimConfig {
+        loss: 0.1,
+        crash: 36,
+        seed: 6,
+        ..base
+    });
+}
