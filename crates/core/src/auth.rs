@@ -18,7 +18,7 @@
 
 use crate::config::AuthConfig;
 use crate::io::{Event, Output, Record, Stats};
-use crate::secure::{self, Identity, Link, SERVER_ID};
+use crate::secure::{self, Identity, Links, Refused, SERVER_ID};
 use p2pchat_proto::wire::{
     decode_auth_request, encode_envelope, to_payload, valid_username, Cert, Envelope, Key,
     SenderCert, MAX_PASSWORD, MIN_AUTH_HELLO, MIN_KEY_REQUEST,
@@ -104,7 +104,7 @@ pub struct AuthServer {
     /// Answers by the initiator's ephemeral key: a retried or replayed hello gets the same
     /// bytes and changes nothing.
     answers: HashMap<Key, (Duration, Vec<u8>)>,
-    links: HashMap<NodeId, Link>,
+    links: Links,
     /// The newest certificate seen or issued per member.
     certs: HashMap<NodeId, (String, Cert)>,
     account_failures: HashMap<String, Failures>,
@@ -145,7 +145,7 @@ impl AuthServer {
             wall_ms,
             cookie_secret,
             answers: HashMap::new(),
-            links: HashMap::new(),
+            links: Links::default(),
             certs: HashMap::new(),
             account_failures: HashMap::new(),
             source_failures: HashMap::new(),
@@ -381,26 +381,25 @@ impl AuthServer {
             self.stats.expired += 1;
             return None;
         }
-        let mut derived = if self.links.get(&id).is_some_and(|l| l.peer_dh == cert.dh_pk) {
-            None
-        } else {
-            Some(Link::new(&self.ident, SERVER_ID, id, cert.dh_pk))
+        let payload = match self.links.open(
+            &self.ident,
+            SERVER_ID,
+            id,
+            cert.dh_pk,
+            epoch,
+            counter,
+            sealed,
+        ) {
+            Ok(p) => p,
+            Err(Refused::Replayed) => {
+                self.stats.replayed += 1;
+                return None;
+            }
+            Err(Refused::Unauthentic) => {
+                self.stats.unauthenticated += 1;
+                return None;
+            }
         };
-        let link = match derived.as_mut() {
-            Some(l) => l,
-            None => self.links.get_mut(&id)?,
-        };
-        if link.is_replay(epoch, counter) {
-            self.stats.replayed += 1;
-            return None;
-        }
-        let Some(payload) = link.open(id, epoch, counter, sealed) else {
-            self.stats.unauthenticated += 1;
-            return None;
-        };
-        if let Some(l) = derived {
-            self.links.insert(id, l);
-        }
         let newer = self
             .certs
             .get(&id)
@@ -417,7 +416,7 @@ impl AuthServer {
             debug_assert!(false, "the server built an unencodable message");
             return;
         };
-        let Some(link) = self.links.get_mut(&id) else {
+        let Some(link) = self.links.get_mut(id) else {
             return;
         };
         if let Some(bytes) = link.seal(SERVER_ID, self.epoch, &payload, None) {
@@ -725,6 +724,7 @@ impl AuthServer {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::secure::Link;
 
     const WALL: u64 = 1_700_000_000_000;
 

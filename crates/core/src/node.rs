@@ -20,7 +20,7 @@
 
 use crate::config::NodeConfig;
 use crate::io::{Archive, Command, Event, HistoryEntry, Output, PeerStatus, Record, Scope, Stats};
-use crate::secure::{self, Identity, Link, SERVER_ID};
+use crate::secure::{self, Identity, Links, Refused, SERVER_ID};
 use ed25519_dalek::VerifyingKey;
 use foldhash::{HashMap, HashMapExt, HashSet};
 use p2pchat_proto::wire::{
@@ -282,8 +282,8 @@ pub struct Node {
     /// The pinned server keys (X25519, Ed25519).
     server_dh: Option<Key>,
     server_sign: Option<(Key, VerifyingKey)>,
-    server_link: Option<Link>,
-    links: HashMap<NodeId, Link>,
+    /// Links to peers and (as `SERVER_ID`) to the auth server.
+    links: Links,
     /// Noise handshakes in flight (newest last), by the tag the server echoes, with the
     /// server key each was made for. Several, so a slow answer to an earlier attempt counts.
     auth_hs: Vec<([u8; 8], snow::HandshakeState, Key)>,
@@ -363,8 +363,7 @@ impl Node {
             cert: None,
             server_dh: None,
             server_sign: None,
-            server_link: None,
-            links: HashMap::new(),
+            links: Links::default(),
             auth_hs: Vec::new(),
             auth_hello_sent: false,
             auth_cookie: None,
@@ -760,6 +759,21 @@ impl Node {
         }
     }
 
+    /// Counts a refused link datagram by kind.
+    fn count_refusal(&mut self, opened: Result<Vec<u8>, Refused>) -> Option<Vec<u8>> {
+        match opened {
+            Ok(p) => Some(p),
+            Err(Refused::Replayed) => {
+                self.stats.replayed += 1;
+                None
+            }
+            Err(Refused::Unauthentic) => {
+                self.stats.unauthenticated += 1;
+                None
+            }
+        }
+    }
+
     fn wall(&self, now: Duration) -> u64 {
         self.params.wall_ms.saturating_add(now.as_millis() as u64)
     }
@@ -792,19 +806,10 @@ impl Node {
                 self.stats.unauthenticated += 1;
                 return None;
             };
-            let ident = &self.ident;
-            let link = self
-                .server_link
-                .get_or_insert_with(|| Link::new(ident, me, SERVER_ID, dh));
-            if link.is_replay(epoch, counter) {
-                self.stats.replayed += 1;
-                return None;
-            }
-            let Some(p) = link.open(id, epoch, counter, sealed) else {
-                self.stats.unauthenticated += 1;
-                return None;
-            };
-            return Some((p, None));
+            let opened = self
+                .links
+                .open(&self.ident, me, SERVER_ID, dh, epoch, counter, sealed);
+            return self.count_refusal(opened).map(|p| (p, None));
         }
         if id == me {
             self.stats.impersonation += 1;
@@ -834,27 +839,10 @@ impl Node {
             self.stats.expired += 1;
             return None;
         }
-        let mut derived = if self.links.get(&id).is_some_and(|l| l.peer_dh == cert.dh_pk) {
-            None
-        } else {
-            Some(Link::new(&self.ident, me, id, cert.dh_pk))
-        };
-        let link = match derived.as_mut() {
-            Some(l) => l,
-            None => self.links.get_mut(&id)?,
-        };
-        if link.is_replay(epoch, counter) {
-            self.stats.replayed += 1;
-            return None;
-        }
-        let Some(payload) = link.open(id, epoch, counter, sealed) else {
-            self.stats.unauthenticated += 1;
-            return None;
-        };
-        link.peer_has_cert = true;
-        if let Some(l) = derived {
-            self.links.insert(id, l);
-        }
+        let opened = self
+            .links
+            .open(&self.ident, me, id, cert.dh_pk, epoch, counter, sealed);
+        let payload = self.count_refusal(opened)?;
         let info = fresh.then_some(PeerInfo {
             node_id: id,
             user,
@@ -936,11 +924,10 @@ impl Node {
             let Some(dh) = self.server_dh else { return };
             // Always with the certificate: a restarted server keeps no state about us.
             let cert = self.attachment(false);
-            let ident = &self.ident;
-            let link = self
-                .server_link
-                .get_or_insert_with(|| Link::new(ident, me, SERVER_ID, dh));
-            link.seal(me, self.epoch, payload, cert)
+            let epoch = self.epoch;
+            self.links
+                .to(&self.ident, me, SERVER_ID, dh)
+                .seal(me, epoch, payload, cert)
         } else {
             let id = match (self.by_addr.get(&to), self.cur_sender) {
                 (Some(&id), _) => id,
@@ -954,17 +941,15 @@ impl Node {
                 self.stats.unsendable += 1;
                 return;
             };
-            if self.links.get(&id).is_none_or(|l| l.peer_dh != dh) {
-                let link = Link::new(&self.ident, me, id, dh);
-                self.links.insert(id, link);
-            }
-            let has = self.links.get(&id).is_some_and(|l| l.peer_has_cert);
+            let has = self
+                .links
+                .get(id)
+                .is_some_and(|l| l.peer_dh == dh && l.peer_has_cert);
             let cert = self.attachment(has);
             let epoch = self.epoch;
-            match self.links.get_mut(&id) {
-                Some(link) => link.seal(me, epoch, payload, cert),
-                None => None,
-            }
+            self.links
+                .to(&self.ident, me, id, dh)
+                .seal(me, epoch, payload, cert)
         };
         match sealed {
             Some(bytes) => self.push_datagram(to, bytes),
@@ -996,9 +981,7 @@ impl Node {
         }
         self.persist(Record::OwnCert(cert.clone()));
         self.cert = Some(cert);
-        for link in self.links.values_mut() {
-            link.peer_has_cert = false;
-        }
+        self.links.resend_certs();
     }
 
     fn event(&mut self, e: Event) {
@@ -1242,7 +1225,7 @@ impl Node {
                         sign_pk: adm.server_sign_pk,
                     });
                 }
-                self.server_link = None;
+                self.links.remove(SERVER_ID);
                 self.auth_hs.clear();
                 self.set_cert(adm.cert.clone());
                 self.admitted(now, adm);

@@ -399,6 +399,92 @@ impl Link {
     }
 }
 
+/// Why a link datagram was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refused {
+    /// Already seen (a replay or a network duplicate), or behind the window.
+    Replayed,
+    /// Failed authentication: forged, corrupted, or sealed under another key.
+    Unauthentic,
+}
+
+/// One party's links, by peer id (the server's is `SERVER_ID`): the one place links are
+/// derived, opened and sealed, for nodes and the auth server alike.
+#[derive(Default)]
+pub struct Links(foldhash::HashMap<NodeId, Link>);
+
+impl Links {
+    /// The link to `peer`, derived afresh when new or when the peer's key changed.
+    pub fn to(&mut self, me: &Identity, my_id: NodeId, peer: NodeId, peer_dh: Key) -> &mut Link {
+        let link = self
+            .0
+            .entry(peer)
+            .or_insert_with(|| Link::new(me, my_id, peer, peer_dh));
+        if link.peer_dh != peer_dh {
+            *link = Link::new(me, my_id, peer, peer_dh);
+        }
+        link
+    }
+
+    /// Authenticates a datagram from `peer`, whose certified key is `peer_dh`. A link derived
+    /// for it is kept only if the datagram authenticates (a forgery changes no state).
+    #[allow(clippy::too_many_arguments)]
+    pub fn open(
+        &mut self,
+        me: &Identity,
+        my_id: NodeId,
+        peer: NodeId,
+        peer_dh: Key,
+        epoch: u32,
+        counter: u64,
+        sealed: &[u8],
+    ) -> Result<Vec<u8>, Refused> {
+        let mut derived = if self.0.get(&peer).is_some_and(|l| l.peer_dh == peer_dh) {
+            None
+        } else {
+            Some(Link::new(me, my_id, peer, peer_dh))
+        };
+        let link = match derived.as_mut() {
+            Some(l) => l,
+            None => self.0.get_mut(&peer).ok_or(Refused::Unauthentic)?,
+        };
+        if link.is_replay(epoch, counter) {
+            return Err(Refused::Replayed);
+        }
+        let payload = link
+            .open(peer, epoch, counter, sealed)
+            .ok_or(Refused::Unauthentic)?;
+        // The peer sealed to our key: it has our certificate.
+        link.peer_has_cert = true;
+        if let Some(l) = derived {
+            self.0.insert(peer, l);
+        }
+        Ok(payload)
+    }
+
+    /// The link to `peer`, if any.
+    pub fn get(&self, peer: NodeId) -> Option<&Link> {
+        self.0.get(&peer)
+    }
+
+    /// The link to `peer`, if any, to seal with.
+    pub fn get_mut(&mut self, peer: NodeId) -> Option<&mut Link> {
+        self.0.get_mut(&peer)
+    }
+
+    /// Forgets the link to `peer` (its key or its counters start over).
+    pub fn remove(&mut self, peer: NodeId) {
+        self.0.remove(&peer);
+    }
+
+    /// After our certificate changed: attach it again until each peer answers.
+    pub fn resend_certs(&mut self) {
+        for link in self.0.values_mut() {
+            link.peer_has_cert = false;
+        }
+    }
+}
+
 struct SeededRandom(ChaCha20Rng);
 
 impl Random for SeededRandom {
@@ -558,6 +644,27 @@ mod tests {
         let forged = cb.seal(NodeId(1), 8, b"forged", None).expect("seal");
         let (from, epoch, counter, sealed) = sealed_parts(&forged);
         assert!(ba.open(from, epoch, counter, &sealed).is_none());
+    }
+
+    #[test]
+    fn a_link_table_keeps_state_only_for_datagrams_that_authenticate() {
+        let (a, b) = ids();
+        let c = Identity::generate(&mut crypto_rng([7; 32]));
+        let mut links = Links::default();
+        let mut ab = Link::new(&a, NodeId(1), NodeId(2), b.dh_pk);
+        let dg = ab.seal(NodeId(1), 1, b"x", None).expect("seal");
+        let (from, epoch, counter, sealed) = sealed_parts(&dg);
+        let open =
+            |l: &mut Links, key: Key| l.open(&b, NodeId(2), from, key, epoch, counter, &sealed);
+        // Claimed under another key: refused, and no link is made for it.
+        assert_eq!(open(&mut links, c.dh_pk), Err(Refused::Unauthentic));
+        assert!(links.get(NodeId(1)).is_none());
+        assert_eq!(open(&mut links, a.dh_pk).as_deref(), Ok(&b"x"[..]));
+        assert!(links.get(NodeId(1)).is_some_and(|l| l.peer_has_cert));
+        assert_eq!(open(&mut links, a.dh_pk), Err(Refused::Replayed));
+        // A forgery under another key leaves the real link as it was.
+        assert_eq!(open(&mut links, c.dh_pk), Err(Refused::Unauthentic));
+        assert_eq!(links.get(NodeId(1)).map(|l| l.peer_dh), Some(a.dh_pk));
     }
 
     #[test]

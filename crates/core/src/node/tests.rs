@@ -3,6 +3,7 @@
 use super::*;
 use crate::auth::{AuthServer, InsecurePlainCredentials};
 use crate::config::AuthConfig;
+use crate::secure::Link;
 use p2pchat_proto::wire::Cert;
 
 fn addr(port: u16) -> SocketAddr {
