@@ -18,7 +18,7 @@
 
 use crate::config::AuthConfig;
 use crate::io::{Event, Output, Record, Stats};
-use crate::secure::{self, Identity, Links, Refused, SERVER_ID};
+use crate::secure::{self, Identity, Links, SERVER_ID};
 use p2pchat_proto::wire::{
     decode_auth_request, encode_envelope, to_payload, valid_username, Cert, Envelope, Key,
     SenderCert, MAX_PASSWORD, MIN_AUTH_HELLO, MIN_KEY_REQUEST,
@@ -381,25 +381,19 @@ impl AuthServer {
             self.stats.expired += 1;
             return None;
         }
-        let payload = match self.links.open(
-            &self.ident,
-            SERVER_ID,
-            id,
-            cert.dh_pk,
-            epoch,
-            counter,
-            sealed,
-        ) {
-            Ok(p) => p,
-            Err(Refused::Replayed) => {
-                self.stats.replayed += 1;
-                return None;
-            }
-            Err(Refused::Unauthentic) => {
-                self.stats.unauthenticated += 1;
-                return None;
-            }
-        };
+        let payload = self
+            .links
+            .open(
+                &self.ident,
+                SERVER_ID,
+                id,
+                cert.dh_pk,
+                epoch,
+                counter,
+                sealed,
+            )
+            .map_err(|r| r.count(&mut self.stats))
+            .ok()?;
         let newer = self
             .certs
             .get(&id)

@@ -20,7 +20,7 @@
 
 use crate::config::NodeConfig;
 use crate::io::{Archive, Command, Event, HistoryEntry, Output, PeerStatus, Record, Scope, Stats};
-use crate::secure::{self, Identity, Links, Refused, SERVER_ID};
+use crate::secure::{self, Identity, Links, SERVER_ID};
 use ed25519_dalek::VerifyingKey;
 use foldhash::{HashMap, HashMapExt, HashSet};
 use p2pchat_proto::wire::{
@@ -759,21 +759,6 @@ impl Node {
         }
     }
 
-    /// Counts a refused link datagram by kind.
-    fn count_refusal(&mut self, opened: Result<Vec<u8>, Refused>) -> Option<Vec<u8>> {
-        match opened {
-            Ok(p) => Some(p),
-            Err(Refused::Replayed) => {
-                self.stats.replayed += 1;
-                None
-            }
-            Err(Refused::Unauthentic) => {
-                self.stats.unauthenticated += 1;
-                None
-            }
-        }
-    }
-
     fn wall(&self, now: Duration) -> u64 {
         self.params.wall_ms.saturating_add(now.as_millis() as u64)
     }
@@ -809,7 +794,10 @@ impl Node {
             let opened = self
                 .links
                 .open(&self.ident, me, SERVER_ID, dh, epoch, counter, sealed);
-            return self.count_refusal(opened).map(|p| (p, None));
+            return opened
+                .map_err(|r| r.count(&mut self.stats))
+                .ok()
+                .map(|p| (p, None));
         }
         if id == me {
             self.stats.impersonation += 1;
@@ -842,7 +830,7 @@ impl Node {
         let opened = self
             .links
             .open(&self.ident, me, id, cert.dh_pk, epoch, counter, sealed);
-        let payload = self.count_refusal(opened)?;
+        let payload = opened.map_err(|r| r.count(&mut self.stats)).ok()?;
         let info = fresh.then_some(PeerInfo {
             node_id: id,
             user,

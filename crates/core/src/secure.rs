@@ -408,6 +408,16 @@ pub enum Refused {
     Unauthentic,
 }
 
+impl Refused {
+    /// Counts the refusal in the machine's counters.
+    pub fn count(self, stats: &mut crate::io::Stats) {
+        match self {
+            Refused::Replayed => stats.replayed += 1,
+            Refused::Unauthentic => stats.unauthenticated += 1,
+        }
+    }
+}
+
 /// One party's links, by peer id (the server's is `SERVER_ID`): the one place links are
 /// derived, opened and sealed, for nodes and the auth server alike.
 #[derive(Default)]
