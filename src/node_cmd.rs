@@ -341,7 +341,7 @@ pub fn human(e: &Event, me: &str) -> Option<String> {
             "* auth server {}",
             if *reachable { "reachable again" } else { "unreachable (the chat goes on)" }
         ),
-        Event::Status(s) => format!("* status: {}", serde_json::to_string(s).unwrap_or_default()),
+        Event::Status(s) => format!("* status: {}", crate::json::status_text(s)),
         Event::Error { message, fatal } => {
             if *fatal {
                 format!("! fatal: {message}")

@@ -259,7 +259,7 @@ impl App {
             }
             Event::AuthServer { reachable } => self.server_up = Some(reachable),
             Event::Status(s) => {
-                let text = serde_json::to_string(&s).unwrap_or_default();
+                let text = crate::json::status_text(&s);
                 self.notice(self.current.clone(), format!("status: {text}"));
             }
             Event::Error { message, fatal } => {
