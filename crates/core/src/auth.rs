@@ -360,27 +360,16 @@ impl AuthServer {
         sealed: &[u8],
     ) -> Option<Vec<u8>> {
         let known = self.certs.get(&id).cloned();
-        let (user, cert) = match (attached, known) {
-            (Some(a), Some(k)) if a.cert == k.1 && a.user == k.0 => k,
-            (Some(a), _) => {
-                let vk = secure::verifying_key(&self.ident.sign_pk)?;
-                let account_ok = self.accounts.get(&a.user).map(|acc| acc.node_id) == Some(id);
-                if !account_ok || !secure::cert_ok(&vk, id, &a.user, &a.cert) {
-                    self.stats.bad_signature += 1;
-                    return None;
-                }
-                (a.user, a.cert)
-            }
-            (None, Some(k)) => k,
-            (None, None) => {
-                self.stats.unknown_sender += 1;
-                return None;
-            }
+        let server_vk = secure::verifying_key(&self.ident.sign_pk)?;
+        let accounts = &self.accounts;
+        let ident = &self.ident;
+        let valid = |user: &str, cert: &Cert| {
+            accounts.get(user).map(|acc| acc.node_id) == Some(id)
+                && ident.check_cert(&server_vk, id, user, cert)
         };
-        if cert.expires_ms < self.wall(now) {
-            self.stats.expired += 1;
-            return None;
-        }
+        let (user, cert, _) = secure::pick_cert(attached, known, self.wall(now), valid)
+            .map_err(|r| r.count(&mut self.stats))
+            .ok()?;
         let payload = self
             .links
             .open(

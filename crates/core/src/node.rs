@@ -807,26 +807,11 @@ impl Node {
             .members
             .get(&id)
             .map(|m| (m.info.user.clone(), m.info.cert.clone()));
-        let (user, cert, fresh) = match (attached, known) {
-            (Some(a), Some((ku, kc))) if a.cert == kc && a.user == ku => (ku, kc, false),
-            (Some(a), Some((ku, kc))) if kc.expires_ms > a.cert.expires_ms => (ku, kc, false),
-            (Some(a), _) => {
-                if !self.cert_valid(id, &a.user, &a.cert) {
-                    self.stats.bad_signature += 1;
-                    return None;
-                }
-                (a.user, a.cert, true)
-            }
-            (None, Some((ku, kc))) => (ku, kc, false),
-            (None, None) => {
-                self.stats.unknown_sender += 1;
-                return None;
-            }
-        };
-        if cert.expires_ms < self.wall(now) {
-            self.stats.expired += 1;
-            return None;
-        }
+        let wall = self.wall(now);
+        let (user, cert, fresh) =
+            secure::pick_cert(attached, known, wall, |u, c| self.cert_valid(id, u, c))
+                .map_err(|r| r.count(&mut self.stats))
+                .ok()?;
         let opened = self
             .links
             .open(&self.ident, me, id, cert.dh_pk, epoch, counter, sealed);

@@ -418,6 +418,52 @@ impl Refused {
     }
 }
 
+/// Why no certificate authenticates a link datagram.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NoCert {
+    /// None attached and none known for the sender.
+    UnknownSender,
+    /// The attached certificate is not the server's for that id and name.
+    BadSignature,
+    /// The certificate expired.
+    Expired,
+}
+
+impl NoCert {
+    /// Counts the refusal in the machine's counters.
+    pub fn count(self, stats: &mut crate::io::Stats) {
+        match self {
+            NoCert::UnknownSender => stats.unknown_sender += 1,
+            NoCert::BadSignature => stats.bad_signature += 1,
+            NoCert::Expired => stats.expired += 1,
+        }
+    }
+}
+
+/// The certificate that authenticates a link datagram: the one known for the sender, or the
+/// attached one when it differs and is `valid` and not older than the known one (an old
+/// certificate must not bring back old keys, under which old datagrams could be replayed).
+/// Returns `(user, cert, fresh)`, `fresh` when the attached certificate was taken.
+pub fn pick_cert(
+    attached: Option<SenderCert>,
+    known: Option<(String, Cert)>,
+    now_ms: u64,
+    valid: impl FnOnce(&str, &Cert) -> bool,
+) -> Result<(String, Cert, bool), NoCert> {
+    let picked = match (attached, known) {
+        (Some(a), Some((ku, kc))) if a.cert == kc && a.user == ku => (ku, kc, false),
+        (Some(a), Some((ku, kc))) if kc.expires_ms > a.cert.expires_ms => (ku, kc, false),
+        (Some(a), _) if valid(&a.user, &a.cert) => (a.user, a.cert, true),
+        (Some(_), _) => return Err(NoCert::BadSignature),
+        (None, Some((ku, kc))) => (ku, kc, false),
+        (None, None) => return Err(NoCert::UnknownSender),
+    };
+    if picked.1.expires_ms < now_ms {
+        return Err(NoCert::Expired);
+    }
+    Ok(picked)
+}
+
 /// One party's links, by peer id (the server's is `SERVER_ID`): the one place links are
 /// derived, opened and sealed, for nodes and the auth server alike.
 #[derive(Default)]
@@ -675,6 +721,37 @@ mod tests {
         // A forgery under another key leaves the real link as it was.
         assert_eq!(open(&mut links, c.dh_pk), Err(Refused::Unauthentic));
         assert_eq!(links.get(NodeId(1)).map(|l| l.peer_dh), Some(a.dh_pk));
+    }
+
+    #[test]
+    fn the_known_certificate_wins_over_an_older_or_forged_one() {
+        let (server, node) = ids();
+        let old = server.issue_cert(NodeId(4), "dora", node.sign_pk, node.dh_pk, 100);
+        let new = server.issue_cert(NodeId(4), "dora", node.sign_pk, node.dh_pk, 200);
+        let attach = |c: &Cert| {
+            Some(SenderCert {
+                user: "dora".into(),
+                cert: c.clone(),
+            })
+        };
+        let known = Some(("dora".to_string(), new.clone()));
+        let all_valid = |_: &str, _: &Cert| true;
+        // An older attached certificate does not replace the known one.
+        let (_, c, fresh) = pick_cert(attach(&old), known.clone(), 50, all_valid).expect("known");
+        assert_eq!((c, fresh), (new.clone(), false));
+        // A newer valid one does; an invalid one is refused.
+        let newer = server.issue_cert(NodeId(4), "dora", node.sign_pk, node.dh_pk, 300);
+        let (_, c, fresh) = pick_cert(attach(&newer), known.clone(), 50, all_valid).expect("newer");
+        assert_eq!((c, fresh), (newer.clone(), true));
+        assert_eq!(
+            pick_cert(attach(&newer), known.clone(), 50, |_, _| false),
+            Err(NoCert::BadSignature)
+        );
+        assert_eq!(
+            pick_cert(None, None, 50, all_valid),
+            Err(NoCert::UnknownSender)
+        );
+        assert_eq!(pick_cert(None, known, 250, all_valid), Err(NoCert::Expired));
     }
 
     #[test]
