@@ -590,10 +590,15 @@ impl AuthServer {
             self.check_capacity(now, Some(node_id))?;
             node_id
         };
+        // "Nobody else is here" must be sure: a member whose polls were lost for one lease is
+        // still there, and a second network started beside it would never merge. So `first`
+        // needs silence for two leases (the cap still counts one).
         let others_live = self
             .live
             .iter()
-            .filter(|(id, l)| **id != node_id && now.saturating_sub(l.last_poll) < self.cfg.lease)
+            .filter(|(id, l)| {
+                **id != node_id && now.saturating_sub(l.last_poll) < self.cfg.lease * 2
+            })
             .count();
         // Right after a restart of a server that has accounts, the members have not polled
         // yet: queue the newcomer rather than let it start a second network. If nobody polls,

@@ -1198,7 +1198,6 @@ impl Node {
                         sign_pk: adm.server_sign_pk,
                     });
                 }
-                self.links.remove(SERVER_ID);
                 self.auth_hs.clear();
                 self.set_cert(adm.cert.clone());
                 self.admitted(now, adm);

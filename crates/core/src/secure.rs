@@ -528,11 +528,6 @@ impl Links {
         self.0.get_mut(&peer)
     }
 
-    /// Forgets the link to `peer` (its key or its counters start over).
-    pub fn remove(&mut self, peer: NodeId) {
-        self.0.remove(&peer);
-    }
-
     /// After our certificate changed: attach it again until each peer answers.
     pub fn resend_certs(&mut self) {
         for link in self.0.values_mut() {
