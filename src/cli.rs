@@ -130,6 +130,10 @@ struct SimArgs {
     /// Only the first K nodes send group messages (0: everyone).
     #[arg(long, default_value_t = 0)]
     talkers: usize,
+    /// Members each node keeps in its view (0: all up to 1024 nodes, else 64 so that 10,000
+    /// nodes fit one process).
+    #[arg(long, default_value_t = 0)]
+    view: usize,
     /// Print one JSON object instead of a report.
     #[arg(long)]
     json: bool,
@@ -173,6 +177,7 @@ fn sim(a: SimArgs) -> ExitCode {
         plumtree: !a.no_plumtree,
         seed: a.seed,
         talkers: a.talkers,
+        view: a.view,
         ..p2pchat_sim::SimConfig::default()
     };
     let started = std::time::Instant::now();
@@ -227,6 +232,10 @@ fn sim(a: SimArgs) -> ExitCode {
         println!(
             "  clocks      causal metadata per message: mean {:.1} bytes, max {} bytes",
             report.clock_bytes_mean, report.clock_bytes_max
+        );
+        println!(
+            "  views       {:.1} members on average, largest {} (view_max {}); {} messages waited for their author's record",
+            report.view_mean, report.view_largest, report.view_max, report.parked
         );
     }
     eprintln!("wall time: {:.2} s", wall.as_secs_f64());

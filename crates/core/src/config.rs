@@ -59,6 +59,11 @@ pub struct NodeConfig {
     pub private_buffer_limit: usize,
     /// Member records piggybacked on each Ping/Ack (membership gossip).
     pub gossip_members: usize,
+    /// Most members a node keeps in its view. Up to this size every node knows every member
+    /// (full presence); in a larger network each keeps a random partial view of this size,
+    /// kept symmetric by `Forget`, and gossip, anti-entropy and probing run over the views.
+    /// Memory and join traffic per node grow with this, not with the network.
+    pub view_max: usize,
     /// Keep the full vector clock of every delivered group message (for display). Costs
     /// O(authors) memory per message: the simulator turns it off for large clusters.
     pub full_clocks: bool,
@@ -93,6 +98,7 @@ impl Default for NodeConfig {
             history_in_memory: 1024,
             private_buffer_limit: 1024,
             gossip_members: 2,
+            view_max: 1024,
             full_clocks: true,
             record_hops: false,
         }
@@ -107,6 +113,9 @@ impl NodeConfig {
         }
         if self.probe_timeout >= self.probe_interval {
             return Err("probe_timeout must be shorter than probe_interval".into());
+        }
+        if self.view_max < 8 {
+            return Err("view_max must be at least 8".into());
         }
         if self.auth_attempts == 0 || self.hello_attempts == 0 {
             return Err("attempt counts must be at least 1".into());

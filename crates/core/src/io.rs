@@ -154,6 +154,8 @@ pub struct Stats {
     pub group_duplicates: u64,
     /// Group messages delivered (own included).
     pub group_delivered: u64,
+    /// Group messages that waited for their author's record (`WhoIs`; partial views).
+    pub parked: u64,
     /// Group messages dropped because the hold-back queue was full.
     pub holdback_dropped: u64,
     /// Private messages delivered to this node.

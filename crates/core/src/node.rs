@@ -38,6 +38,7 @@ use rand_chacha::ChaCha8Rng;
 use std::collections::{BTreeMap, VecDeque};
 use std::net::SocketAddr;
 use std::time::Duration;
+use views::{Admit, Parked};
 
 /// Digest entries per datagram (each at most ~14 bytes).
 const DIGEST_CHUNK: usize = 70;
@@ -295,6 +296,17 @@ pub struct Node {
     early: Vec<(SocketAddr, Vec<u8>)>,
     /// The authenticated sender of the datagram being handled.
     cur_sender: Option<(SocketAddr, NodeId)>,
+
+    /// Certified nodes outside the view (see [`views`]), with their parsed signing keys.
+    strangers: HashMap<NodeId, (PeerInfo, Option<VerifyingKey>)>,
+    strangers_fifo: VecDeque<NodeId>,
+    /// Group messages waiting for their author's record, by author.
+    parked: HashMap<NodeId, Vec<Parked>>,
+    parked_len: usize,
+    /// When we last asked for each author's record.
+    asked: HashMap<NodeId, Duration>,
+    /// The network is larger than our view (see [`views`]).
+    partial: bool,
 }
 
 impl Node {
@@ -369,6 +381,12 @@ impl Node {
             auth_cookie: None,
             early: Vec::new(),
             cur_sender: None,
+            strangers: HashMap::new(),
+            strangers_fifo: VecDeque::new(),
+            parked: HashMap::new(),
+            parked_len: 0,
+            asked: HashMap::new(),
+            partial: false,
         };
         let mut have_keys = false;
         for record in records {
@@ -378,8 +396,18 @@ impl Node {
                 have_keys = true;
             }
         }
+        // The view comes back as the newest `view_max` member records; older ones return as
+        // strangers (enough to authenticate a peer that still counts on us knowing it).
+        let mut newest = HashSet::default();
+        for r in records.iter().rev() {
+            if let Record::Peer(info) = r {
+                if newest.len() < node.cfg.view_max {
+                    newest.insert(info.node_id);
+                }
+            }
+        }
         for record in records {
-            node.replay(now, record);
+            node.replay(now, record, &newest);
         }
         node.replaying = false;
         if !have_keys {
@@ -413,7 +441,7 @@ impl Node {
         node
     }
 
-    fn replay(&mut self, now: Duration, record: &Record) {
+    fn replay(&mut self, now: Duration, record: &Record, view: &HashSet<NodeId>) {
         match record {
             Record::Identity { node_id, .. } => self.node_id = Some(*node_id),
             Record::Group(msg) => {
@@ -453,8 +481,11 @@ impl Node {
                 let upto = conv.acked;
                 conv.outbox.retain(|&seq, _| seq > upto);
             }
+            Record::Peer(info) if view.contains(&info.node_id) => {
+                self.learn_member(now, info.clone(), false, Admit::IfRoom);
+            }
             Record::Peer(info) => {
-                self.learn_member(now, info.clone(), false);
+                self.stranger_insert(info.clone());
             }
             Record::Boot { epoch } => self.epoch = self.epoch.max(*epoch),
             Record::AuthKey { dh_pk, sign_pk } => {
@@ -660,9 +691,12 @@ impl Node {
                         | Message::Connect { .. }
                             if !known => {}
                         _ if known => {
-                            self.learn_member(now, info, true);
+                            self.learn_member(now, info, true, Admit::IfRoom);
                         }
-                        _ => self.learn_and_announce(now, info, true),
+                        _ => {
+                            self.cur_sender = Some((from, id));
+                            self.learn_and_announce(now, info, true, Admit::Contact);
+                        }
                     }
                 }
                 self.cur_sender = Some((from, id));
@@ -702,6 +736,24 @@ impl Node {
             }
             Message::Bye { node_id } => self.handle_bye(now, from, node_id),
             Message::Group { hop, msg } => self.receive_group(now, msg, hop, Some(from), true),
+            Message::GroupFrom { hop, msg, author } => {
+                // Its sender knows the network is larger than a view: so do we now.
+                self.partial = true;
+                if author.node_id == msg.author {
+                    self.learn_record(author);
+                } else {
+                    self.stats.rejected += 1;
+                }
+                self.receive_group(now, msg, hop, Some(from), true)
+            }
+            Message::Forget => {
+                self.partial = true;
+                if self.members.contains_key(&sender) {
+                    self.drop_member(sender);
+                }
+            }
+            Message::WhoIs { ids } => self.handle_whois(from, &ids),
+            Message::Certs { peers } => self.handle_certs(now, peers),
             Message::Repair { msgs, more } => {
                 for msg in msgs {
                     self.receive_group(now, msg, u16::MAX, Some(from), false);
@@ -719,7 +771,8 @@ impl Node {
             } => {
                 // Membership anti-entropy rides on the first digest chunk.
                 let known = self.members.len() + 1;
-                if lo == NodeId(0) && (members as usize) < known {
+                // (Not between partial views: their sizes say nothing about what is missing.)
+                if lo == NodeId(0) && (members as usize) < known && !self.partial() {
                     self.repair_members(now, from, known - members as usize);
                 }
                 self.handle_digest(from, lo, hi, entries, reply);
@@ -803,10 +856,7 @@ impl Node {
             self.stats.impersonation += 1;
             return None;
         }
-        let known = self
-            .members
-            .get(&id)
-            .map(|m| (m.info.user.clone(), m.info.cert.clone()));
+        let known = self.info_of(id).map(|i| (i.user.clone(), i.cert.clone()));
         let wall = self.wall(now);
         let (user, cert, fresh) =
             secure::pick_cert(attached, known, wall, |u, c| self.cert_valid(id, u, c))
@@ -910,20 +960,39 @@ impl Node {
                     return;
                 }
             };
-            let Some(dh) = self.members.get(&id).map(|m| m.info.cert.dh_pk) else {
-                self.stats.unsendable += 1;
-                return;
-            };
-            let has = self
-                .links
-                .get(id)
-                .is_some_and(|l| l.peer_dh == dh && l.peer_has_cert);
-            let cert = self.attachment(has);
-            let epoch = self.epoch;
-            self.links
-                .to(&self.ident, me, id, dh)
-                .seal(me, epoch, payload, cert)
+            return self.send_payload_to(id, to, payload);
         };
+        match sealed {
+            Some(bytes) => self.push_datagram(to, bytes),
+            None => debug_assert!(false, "a sealed message must fit a datagram"),
+        }
+    }
+
+    /// Seals `msg` for the member or stranger `id` at `to`.
+    fn send_to(&mut self, id: NodeId, to: SocketAddr, msg: &Message) {
+        match encode(msg) {
+            Ok(p) => self.send_payload_to(id, to, &p),
+            Err(e) => debug_assert!(false, "the node built an unencodable message: {e}"),
+        }
+    }
+
+    /// Seals an encoded message for the member or stranger `id` at `to`.
+    fn send_payload_to(&mut self, id: NodeId, to: SocketAddr, payload: &[u8]) {
+        let Some(me) = self.node_id else { return };
+        let Some(dh) = self.info_of(id).map(|i| i.cert.dh_pk) else {
+            self.stats.unsendable += 1;
+            return;
+        };
+        let has = self
+            .links
+            .get(id)
+            .is_some_and(|l| l.peer_dh == dh && l.peer_has_cert);
+        let cert = self.attachment(has);
+        let epoch = self.epoch;
+        let sealed = self
+            .links
+            .to(&self.ident, me, id, dh)
+            .seal(me, epoch, payload, cert);
         match sealed {
             Some(bytes) => self.push_datagram(to, bytes),
             None => debug_assert!(false, "a sealed message must fit a datagram"),
@@ -997,9 +1066,8 @@ impl Node {
         if Some(id) == self.node_id {
             return self.params.user.clone();
         }
-        self.members
-            .get(&id)
-            .map_or_else(|| format!("#{id}"), |m| m.info.user.clone())
+        self.info_of(id)
+            .map_or_else(|| format!("#{id}"), |i| i.user.clone())
     }
 
     fn emit_ready(&mut self) {
@@ -1311,7 +1379,7 @@ impl Node {
         }
         let addr = newcomer.addr;
         // Silent: the newcomer's own Hello announces it.
-        self.learn_member(now, newcomer, false);
+        self.learn_member(now, newcomer, false, Admit::Force);
         self.send_members(addr);
     }
 
@@ -1348,14 +1416,23 @@ impl Node {
         }
     }
 
-    /// Sends our member list (and ourselves) as `Connect` chunks.
+    /// Sends our member list (and ourselves) as `Connect` chunks: all of it, or a random
+    /// half view once the network is larger than a view (the newcomer greets each).
     fn send_members(&mut self, to: SocketAddr) {
-        let peers: Vec<PeerInfo> = self
-            .members
-            .values()
-            .filter(|m| m.info.addr != to)
-            .map(|m| m.info.clone())
-            .collect();
+        let peers: Vec<PeerInfo> = if self.view_full() {
+            self.sample_live(self.cfg.view_max / 2, &[])
+                .into_iter()
+                .filter_map(|id| self.members.get(&id))
+                .filter(|m| m.info.addr != to)
+                .map(|m| m.info.clone())
+                .collect()
+        } else {
+            self.members
+                .values()
+                .filter(|m| m.info.addr != to)
+                .map(|m| m.info.clone())
+                .collect()
+        };
         self.send_connect(to, peers);
     }
 
@@ -1383,10 +1460,10 @@ impl Node {
             return;
         }
         let mut ids = vec![from.node_id];
-        self.learn_and_announce(now, from, true);
+        self.learn_and_announce(now, from, true, Admit::Force);
         for p in peers {
             ids.push(p.node_id);
-            self.learn_and_announce(now, p, false);
+            self.learn_and_announce(now, p, false, Admit::IfRoom);
         }
         for id in ids {
             self.queue_hello(id, now);
@@ -1450,7 +1527,7 @@ impl Node {
             .get(&info.node_id)
             .is_some_and(|m| m.status == PeerStatus::Online && m.info == info);
         let id = info.node_id;
-        let new = self.learn_member(now, info.clone(), true);
+        let new = self.learn_member(now, info.clone(), true, Admit::Force);
         let first_join = joined
             && self
                 .members
@@ -1478,7 +1555,7 @@ impl Node {
 
     fn handle_hello_ack(&mut self, now: Duration, info: PeerInfo) {
         let id = info.node_id;
-        self.learn_and_announce(now, info, true);
+        self.learn_and_announce(now, info, true, Admit::Force);
         if let Some(m) = self.members.get_mut(&id) {
             m.hello = Some((0, Duration::MAX));
         }
@@ -1499,8 +1576,8 @@ impl Node {
     // ----- membership -------------------------------------------------------------------
 
     /// Learns a member and shows it as online if it is new.
-    fn learn_and_announce(&mut self, now: Duration, info: PeerInfo, heard: bool) {
-        if self.learn_member(now, info.clone(), heard) {
+    fn learn_and_announce(&mut self, now: Duration, info: PeerInfo, heard: bool, how: Admit) {
+        if self.learn_member(now, info.clone(), heard, how) {
             self.event(Event::Peer {
                 info,
                 status: PeerStatus::Online,
@@ -1509,8 +1586,9 @@ impl Node {
         }
     }
 
-    /// Adds or updates a member; true if it was not known before. Emits no event.
-    fn learn_member(&mut self, now: Duration, info: PeerInfo, heard: bool) -> bool {
+    /// Adds or updates a member; true if it was not known before (and entered the view:
+    /// see `how`). Emits no event.
+    fn learn_member(&mut self, now: Duration, info: PeerInfo, heard: bool, how: Admit) -> bool {
         if Some(info.node_id) == self.node_id {
             return false;
         }
@@ -1535,6 +1613,15 @@ impl Node {
                 false
             }
             None => {
+                if !self.replaying && !self.admit(&info, how) {
+                    return false;
+                }
+                if self.replaying && self.view_full() {
+                    return false;
+                }
+                if self.strangers.remove(&id).is_some() {
+                    self.strangers_fifo.retain(|&s| s != id);
+                }
                 self.by_addr.insert(info.addr, id);
                 self.members.insert(
                     id,
@@ -1579,38 +1666,27 @@ impl Node {
         }
     }
 
-    /// Checks a group message's signature (once per new dot).
-    fn group_sig_ok(&mut self, msg: &GroupMsg) -> bool {
+    /// Checks a group message's signature (once per new dot): `None` if the author is
+    /// unknown here.
+    fn group_sig_ok(&mut self, msg: &GroupMsg) -> Option<bool> {
         let vk = if Some(msg.author) == self.node_id {
             self.my_vk
         } else {
-            match self.members.get_mut(&msg.author) {
-                Some(m) => {
-                    if m.vk.is_none() {
-                        m.vk = secure::verifying_key(&m.info.cert.sign_pk);
-                    }
-                    m.vk
-                }
-                None => None,
-            }
+            self.signing_key(msg.author)
         };
-        let Some(vk) = vk else {
-            // Unknown author: anti-entropy brings the message back once we know it.
-            self.stats.unverifiable += 1;
-            return false;
-        };
+        let vk = vk?;
         if self.ident.check(&vk, &msg.signed_bytes(), &msg.sig) {
-            true
+            Some(true)
         } else {
             self.stats.bad_signature += 1;
-            false
+            Some(false)
         }
     }
 
     fn learn_gossip(&mut self, now: Duration, gossip: Vec<PeerInfo>) {
         for info in gossip {
             if !self.members.contains_key(&info.node_id) {
-                self.learn_and_announce(now, info, false);
+                self.learn_and_announce(now, info, false, Admit::IfRoom);
             }
         }
     }
@@ -1754,6 +1830,7 @@ impl Node {
             self.set_status(now, id, PeerStatus::Offline);
         }
         self.relays.retain(|_, (_, _, until)| *until > now);
+        self.expire_parked(now);
         // Next target: suspects first (to confirm or clear them quickly), then round-robin.
         let suspect = self
             .suspects
@@ -1888,7 +1965,7 @@ impl Node {
     }
 
     fn flooding(&self) -> bool {
-        self.live.len() <= self.cfg.flood_below
+        self.live.len() <= self.cfg.flood_below && !self.partial()
     }
 
     /// Refuses (with a clear error) empty texts and texts over the limit.
@@ -1952,9 +2029,30 @@ impl Node {
         if targets.is_empty() {
             return;
         }
-        // Encoded once; sealed per link.
-        let wire = Message::Group { hop, msg };
-        if let Ok(payload) = encode(&wire) {
+        // Encoded once; sealed per link. In a network larger than a view, receivers rarely
+        // know the author: its record rides along (when it fits).
+        let author = self
+            .partial()
+            .then(|| {
+                if Some(msg.author) == self.node_id {
+                    self.my_info()
+                } else {
+                    self.info_of(msg.author).cloned()
+                }
+            })
+            .flatten();
+        let wire = match author {
+            Some(author) => Message::GroupFrom { hop, msg, author },
+            None => Message::Group { hop, msg },
+        };
+        let payload = match encode(&wire) {
+            Ok(p) => Ok(p),
+            Err(_) => match wire {
+                Message::GroupFrom { hop, msg, .. } => encode(&Message::Group { hop, msg }),
+                other => encode(&other),
+            },
+        };
+        if let Ok(payload) = payload {
             for t in targets {
                 if let Some(addr) = self.members.get(&t).map(|m| m.info.addr) {
                     self.send_payload(addr, &payload);
@@ -1997,8 +2095,13 @@ impl Node {
         // Verified once per new dot, after the duplicate check: copies cost nothing. A copy
         // straight from its author needs no check: the link already authenticated the author.
         let from_author = self.cur_sender.map(|(_, id)| id) == Some(msg.author);
-        if !from_author && !self.group_sig_ok(&msg) {
-            return;
+        if !from_author {
+            match self.group_sig_ok(&msg) {
+                Some(true) => {}
+                Some(false) => return,
+                // Unknown author: wait for its record (see `views`).
+                None => return self.park(now, msg, hop, from, forward),
+            }
         }
         if self.plumtree() {
             if let Some(s) = sender {
@@ -2334,8 +2437,10 @@ impl Node {
     fn member_by_name(&self, user: &str) -> Option<NodeId> {
         self.members
             .values()
-            .find(|m| m.info.user == user)
-            .map(|m| m.info.node_id)
+            .map(|m| &m.info)
+            .chain(self.strangers.values().map(|s| &s.0))
+            .find(|i| i.user == user)
+            .map(|i| i.node_id)
     }
 
     fn send_private(&mut self, now: Duration, to: &str, text: String) {
@@ -2375,8 +2480,8 @@ impl Node {
         self.persist(Record::PrivateOut(msg.clone()));
         let entry = self.private_entry(&msg);
         self.event(Event::Message(Box::new(entry)));
-        if let Some(addr) = self.members.get(&peer).map(|m| m.info.addr) {
-            self.send(addr, &Message::Private(msg));
+        if let Some(addr) = self.info_of(peer).map(|i| i.addr) {
+            self.send_to(peer, addr, &Message::Private(msg));
         }
         self.set_timer(Timer::Private, now + self.cfg.private_rto_initial);
     }
@@ -2395,9 +2500,9 @@ impl Node {
             }
         }
         for (peer, msg) in resend {
-            if let Some(addr) = self.members.get(&peer).map(|m| m.info.addr) {
+            if let Some(addr) = self.info_of(peer).map(|i| i.addr) {
                 self.stats.private_retransmits += 1;
-                self.send(addr, &Message::Private(msg));
+                self.send_to(peer, addr, &Message::Private(msg));
             }
         }
         if let Some(at) = next {
@@ -2512,3 +2617,4 @@ impl Node {
 
 #[cfg(test)]
 mod tests;
+mod views;

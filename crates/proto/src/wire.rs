@@ -393,7 +393,34 @@ pub enum Message {
     Prune,
     /// Plumtree: "I got a message only through repair; push eagerly to me again".
     Graft,
+    /// Partial views: "you left my view; forget me too" (keeps views symmetric, so nobody
+    /// keeps sending to a node that no longer holds its certificate).
+    Forget,
+    /// "Send me the member records of these nodes" (authors of group messages this node
+    /// must verify but does not know, in a network larger than its view).
+    WhoIs {
+        /// At most [`MAX_WHOIS`] node ids.
+        ids: Vec<NodeId>,
+    },
+    /// A group message pushed by gossip in a network larger than a view, with its author's
+    /// record (receivers rarely know the author there).
+    GroupFrom {
+        /// Hops travelled so far (0 from the author).
+        hop: u16,
+        /// The message.
+        msg: GroupMsg,
+        /// The author's member record.
+        author: PeerInfo,
+    },
+    /// Answer to `WhoIs`: the records the sender knows.
+    Certs {
+        /// Member records (server-signed certificates inside).
+        peers: Vec<PeerInfo>,
+    },
 }
+
+/// Most ids one `WhoIs` may ask for.
+pub const MAX_WHOIS: usize = 16;
 
 /// Why bytes could not be decoded. Every variant is a peer fault: count and drop.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
@@ -550,6 +577,10 @@ fn validate(msg: &Message) -> Result<(), DecodeError> {
             recent.iter().try_for_each(check_peer)
         }
         Message::Group { msg, .. } => check_group(msg),
+        Message::GroupFrom { msg, author, .. } => {
+            check_group(msg)?;
+            check_peer(author)
+        }
         Message::Repair { msgs, .. } => msgs.iter().try_for_each(check_group),
         Message::Digest {
             lo, hi, entries, ..
@@ -565,15 +596,17 @@ fn validate(msg: &Message) -> Result<(), DecodeError> {
             check(p.seq >= 1, "seq")?;
             check(p.text.len() <= MAX_TEXT_BYTES, "text")
         }
-        Message::Ping { gossip, .. } | Message::Ack { gossip, .. } => {
-            gossip.iter().try_for_each(check_peer)
-        }
+        Message::Ping { gossip, .. }
+        | Message::Ack { gossip, .. }
+        | Message::Certs { peers: gossip } => gossip.iter().try_for_each(check_peer),
+        Message::WhoIs { ids } => check(ids.len() <= MAX_WHOIS, "whois"),
         Message::Fetch { .. }
         | Message::Bye { .. }
         | Message::PrivateAck { .. }
         | Message::PingReq { .. }
         | Message::Prune
-        | Message::Graft => Ok(()),
+        | Message::Graft
+        | Message::Forget => Ok(()),
     }
 }
 
@@ -728,6 +761,15 @@ mod tests {
             any::<u32>().prop_map(|n| Message::Bye { node_id: NodeId(n) }),
             Just(Message::Prune),
             Just(Message::Graft),
+            Just(Message::Forget),
+            proptest::collection::vec(any::<u32>().prop_map(NodeId), 0..=MAX_WHOIS)
+                .prop_map(|ids| Message::WhoIs { ids }),
+            proptest::collection::vec(peer(), 0..3).prop_map(|peers| Message::Certs { peers }),
+            (any::<u16>(), group(), peer()).prop_map(|(hop, msg, author)| Message::GroupFrom {
+                hop,
+                msg,
+                author
+            }),
         ]
     }
 

@@ -66,10 +66,14 @@ pub struct SimConfig {
     pub seed: u64,
     /// Only this many nodes (the first ones) send group messages; 0 means everyone.
     pub talkers: usize,
+    /// Each node's view size (`NodeConfig::view_max`); 0 picks the default: a real node's
+    /// 1,024 up to 1,024 nodes, else 64, so that 10,000 nodes fit one process.
+    pub view: usize,
     /// Gap between two consecutive sends in the talk phase.
     pub send_interval_ms: u64,
-    /// Gap between two node starts in the join phase.
-    pub join_interval_ms: u64,
+    /// Gap between two node starts in the join phase, in microseconds; 0 picks 10 ms, or
+    /// less in networks above 2,000 nodes so that all start within 20 s.
+    pub join_interval_us: u64,
     /// Give up this long after the last send.
     pub settle_deadline_ms: u64,
 }
@@ -91,8 +95,9 @@ impl Default for SimConfig {
             plumtree: NodeConfig::default().plumtree,
             seed: 1,
             talkers: 0,
+            view: 0,
             send_interval_ms: 10,
-            join_interval_ms: 10,
+            join_interval_us: 0,
             settle_deadline_ms: 300_000,
         }
     }
@@ -107,6 +112,23 @@ pub enum SimError {
 }
 
 impl SimConfig {
+    /// The view size each node gets.
+    pub fn view_size(&self) -> usize {
+        match self.view {
+            0 if self.nodes > NodeConfig::default().view_max => 64,
+            0 => NodeConfig::default().view_max,
+            v => v,
+        }
+    }
+
+    /// The gap between two node starts.
+    pub fn join_gap_us(&self) -> u64 {
+        match self.join_interval_us {
+            0 => (20_000_000 / self.nodes.max(1) as u64).clamp(100, 10_000),
+            g => g,
+        }
+    }
+
     /// Checks every parameter.
     pub fn validate(&self) -> Result<(), SimError> {
         let bad = |m: &str| Err(SimError::Invalid(m.to_string()));
@@ -133,6 +155,9 @@ impl SimConfig {
         }
         if self.messages > 1_000_000 || self.private > 1_000_000 {
             return bad("--messages and --private must be at most 1000000");
+        }
+        if self.view != 0 && self.view < 8 {
+            return bad("--view must be 0 (automatic) or at least 8");
         }
         if self.send_interval_ms == 0 {
             return bad("send interval must be positive");
@@ -181,6 +206,14 @@ pub struct Report {
     pub last_delivery_hop: f64,
     /// Crashes performed (nodes, plus one if the auth server crashed).
     pub crashes: usize,
+    /// The view size each node was given (`NodeConfig::view_max`).
+    pub view_max: usize,
+    /// Mean and largest number of members in a node's view at the end.
+    pub view_mean: f64,
+    /// Largest view at the end.
+    pub view_largest: usize,
+    /// Group messages that waited for their author's record (partial views), all nodes.
+    pub parked: u64,
     /// Mean encoded size of a group message's causal metadata (Lamport time + deps), bytes.
     pub clock_bytes_mean: f64,
     /// Largest encoded size of a group message's causal metadata, bytes.
@@ -318,6 +351,7 @@ impl Sim {
             fanout: cfg.fanout,
             plumtree: cfg.plumtree,
             full_clocks: cfg.nodes <= 100,
+            view_max: cfg.view_size(),
             record_hops: true,
             // Simulated users are patient: a lossy network must not make them give up.
             auth_attempts: 100,
@@ -412,7 +446,7 @@ impl Sim {
         ));
         self.drain_auth();
         for i in 1..=self.cfg.nodes {
-            let t = Self::ms(self.cfg.join_interval_ms) * (i as u64 - 1);
+            let t = self.cfg.join_gap_us() * (i as u64 - 1);
             self.at(t, Ev::Start(i));
         }
         self.at(Self::ms(100), Ev::Check);
@@ -542,13 +576,15 @@ impl Sim {
     fn check(&mut self) {
         match self.talk_started {
             None => {
+                // Everyone knows everyone, or (partial views) has at least half a view.
+                let want = (self.cfg.nodes - 1).min(self.cfg.view_size() / 2);
                 let all_in = self.eps[1..].iter().all(|e| {
                     e.node
                         .as_ref()
-                        .is_some_and(|n| n.is_member() && n.member_count() + 1 >= self.cfg.nodes)
+                        .is_some_and(|n| n.is_member() && n.member_count() >= want)
                 });
                 let join_deadline =
-                    Self::ms(self.cfg.join_interval_ms * self.cfg.nodes as u64 + 120_000);
+                    self.cfg.join_gap_us() * self.cfg.nodes as u64 + Self::ms(120_000);
                 if all_in || self.now > join_deadline {
                     self.start_talk();
                 }
@@ -860,11 +896,15 @@ impl Sim {
         let mut payloads = 0u64;
         let mut group_deliveries = 0u64;
         let mut faults = [0u64; 6];
+        let (mut view_sum, mut view_largest, mut parked) = (0usize, 0usize, 0u64);
         let mut reference: Option<Vec<String>> = None;
         let mut mismatches = 0u64;
         for ep in &self.eps[1..] {
             if let Some(n) = &ep.node {
                 let st = n.stats();
+                view_sum += n.member_count();
+                view_largest = view_largest.max(n.member_count());
+                parked += st.parked;
                 payloads += st.group_payloads;
                 group_deliveries += st.group_delivered;
                 for (f, v) in faults.iter_mut().zip([
@@ -929,6 +969,10 @@ impl Sim {
             rmr: round2(rmr),
             last_delivery_hop: round2(ldh),
             crashes: self.crashes,
+            view_max: self.cfg.view_size(),
+            view_mean: view_sum as f64 / self.cfg.nodes as f64,
+            view_largest,
+            parked,
             unauthenticated: faults[0],
             replayed: faults[1],
             unknown_sender: faults[2],

@@ -152,3 +152,28 @@ fn plumtree_cuts_redundancy_and_still_delivers_everything() {
         ..base
     });
 }
+
+#[test]
+fn partial_views_stay_bounded_and_lose_nothing_under_loss_and_crashes() {
+    let cfg = SimConfig {
+        nodes: 240,
+        messages: 60,
+        private: 0,
+        view: 24,
+        loss: 0.05,
+        crash: 40,
+        seed: 8,
+        ..SimConfig::default()
+    };
+    let r = assert_clean(&cfg);
+    assert!(
+        r.view_largest <= 24 && r.view_mean >= 12.0,
+        "seed {}: views mean {} largest {}",
+        cfg.seed,
+        r.view_mean,
+        r.view_largest
+    );
+    // Views stay symmetric (`Forget`), and a restarted node keeps older records as strangers,
+    // so datagrams from peers we no longer know are rare (a Forget lost to a crash).
+    assert!(r.unknown_sender <= 5, "seed {}: {r:?}", cfg.seed);
+}

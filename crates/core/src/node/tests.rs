@@ -714,3 +714,157 @@ fn old_bodies_leave_memory_and_are_read_back_from_the_archive() {
     let (sent, _, _) = drain(&mut n);
     assert!(!sent.is_empty(), "a repair was sent");
 }
+
+/// What node `n` sent to fake peer `p`, opened as `p` would.
+fn sent_to(n: &Node, p: u32, sent: &[(SocketAddr, Vec<u8>)]) -> Vec<Message> {
+    let me = peer_ident(p);
+    let (_, node_dh) = n.public_keys();
+    let node = n.node_id().expect("member");
+    let mut link = Link::new(&me, NodeId(p), node, node_dh);
+    sent.iter()
+        .filter(|(to, _)| *to == addr(7000 + p as u16))
+        .filter_map(|(_, b)| match decode_envelope(b) {
+            Ok(Envelope::Link {
+                from,
+                epoch,
+                counter,
+                sealed,
+                ..
+            }) if from == node => link.open(from, epoch, counter, sealed),
+            _ => None,
+        })
+        .filter_map(|p| decode(&p).ok())
+        .collect()
+}
+
+fn info(p: u32) -> PeerInfo {
+    PeerInfo {
+        node_id: NodeId(p),
+        user: format!("p{p}"),
+        addr: addr(7000 + p as u16),
+        cert: peer_cert(p),
+    }
+}
+
+#[test]
+fn partial_views_stay_bounded_symmetric_and_still_verify_unknown_authors() {
+    let cfg = NodeConfig {
+        view_max: 8,
+        ..NodeConfig::default()
+    };
+    let mut n = Node::new(cfg, params("carol", 6003, true), Duration::ZERO);
+    drain(&mut n);
+    admit(&mut n, 3, 6003);
+    drain(&mut n);
+    let ping = Message::Ping {
+        nonce: 7,
+        gossip: Vec::new(),
+    };
+    // Eight peers fill the view.
+    for p in 10..18 {
+        send_as(&mut n, p, &ping);
+    }
+    drain(&mut n);
+    assert_eq!(n.member_count(), 8);
+
+    // A ninth that merely pings is answered, kept as a stranger, and told to forget us.
+    send_as(&mut n, 20, &ping);
+    let (sent, _, _) = drain(&mut n);
+    let to20 = sent_to(&n, 20, &sent);
+    assert!(
+        to20.iter().any(|m| matches!(m, Message::Forget)),
+        "{to20:?}"
+    );
+    assert!(to20
+        .iter()
+        .any(|m| matches!(m, Message::Ack { nonce: 7, .. })));
+    assert_eq!(n.member_count(), 8);
+
+    // One that says Hello is admitted; a member makes room and is told to forget us.
+    send_as(
+        &mut n,
+        21,
+        &Message::Hello {
+            info: info(21),
+            joined: true,
+        },
+    );
+    let (sent, _, _) = drain(&mut n);
+    assert_eq!(n.member_count(), 8);
+    assert!(sent_to(&n, 21, &sent)
+        .iter()
+        .any(|m| matches!(m, Message::HelloAck { .. })));
+    let told: Vec<u32> = (10..18)
+        .filter(|&p| {
+            sent_to(&n, p, &sent)
+                .iter()
+                .any(|m| matches!(m, Message::Forget))
+        })
+        .collect();
+    assert_eq!(told.len(), 1, "exactly one member evicted");
+
+    // A member that forgets us leaves the view.
+    let member = (10..18).find(|p| !told.contains(p)).expect("a member");
+    send_as(&mut n, member, &Message::Forget);
+    assert_eq!(n.member_count(), 7);
+
+    // A message by an author we do not know waits while we ask the peer that sent it.
+    let m = group(30, 1, 1, &[]);
+    send_as(
+        &mut n,
+        21,
+        &Message::Group {
+            hop: 1,
+            msg: m.clone(),
+        },
+    );
+    let (sent, ev, _) = drain(&mut n);
+    assert!(delivered_ids(&ev).is_empty());
+    assert!(sent_to(&n, 21, &sent)
+        .iter()
+        .any(|m| matches!(m, Message::WhoIs { ids } if ids == &[NodeId(30)])));
+    // A forged record does not help; the real one delivers it.
+    let mut forged = info(30);
+    forged.cert = peer_cert(31);
+    send_as(
+        &mut n,
+        21,
+        &Message::Certs {
+            peers: vec![forged],
+        },
+    );
+    assert!(delivered_ids(&drain(&mut n).1).is_empty());
+    send_as(
+        &mut n,
+        21,
+        &Message::Certs {
+            peers: vec![info(30)],
+        },
+    );
+    assert_eq!(delivered_ids(&drain(&mut n).1), vec!["30.1"]);
+
+    // A push that carries its author's record is delivered at once.
+    send_as(
+        &mut n,
+        21,
+        &Message::GroupFrom {
+            hop: 1,
+            msg: group(32, 1, 2, &[]),
+            author: info(32),
+        },
+    );
+    assert_eq!(delivered_ids(&drain(&mut n).1), vec!["32.1"]);
+    // And we answer WhoIs with what we know.
+    send_as(
+        &mut n,
+        21,
+        &Message::WhoIs {
+            ids: vec![NodeId(32), NodeId(99)],
+        },
+    );
+    let (sent, _, _) = drain(&mut n);
+    assert!(sent_to(&n, 21, &sent).iter().any(
+        |m| matches!(m, Message::Certs { peers } if peers.len() == 1 && peers[0].node_id == NodeId(32))
+    ));
+    assert_eq!(n.stats().unknown_sender + n.stats().unauthenticated, 0);
+}

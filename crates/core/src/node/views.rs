@@ -1,0 +1,295 @@
+//! Partial views: how a node stays useful when the network outgrows `view_max`.
+//!
+//! Up to `view_max` members every node knows every member. Beyond it a node keeps a random
+//! partial view of that size (HyParView's idea, with one table instead of active and passive
+//! views):
+//! - a node that contacts us directly (Hello, HelloAck, the Connect of a bootstrapper, a
+//!   newcomer we bootstrap) is always admitted; a random member (an offline one first) makes
+//!   room and is told `Forget`, so it drops us too and views stay symmetric;
+//! - members learned by gossip join only while there is room;
+//! - any other certified node that contacts us is kept as a *stranger* (enough to
+//!   authenticate its datagrams and answer) and told `Forget`;
+//! - group messages whose author we do not know wait ([`Parked`]) while `WhoIs` asks the
+//!   peer that sent them for the author's record; pushes in a large network carry it
+//!   (`GroupFrom`), so only repairs need to ask.
+//!
+//! Gossip, Plumtree, anti-entropy and probing all run over the view, so memory and join
+//! traffic per node depend on `view_max`, not on the size of the network.
+
+use super::*;
+
+/// Certified nodes outside the view kept to authenticate and verify them.
+pub(super) const STRANGERS_MAX: usize = 1024;
+/// Group messages that may wait for their author's record, in all.
+const PARKED_MAX: usize = 1024;
+/// Least time between two `WhoIs` for the same author.
+const WHOIS_RETRY: Duration = Duration::from_secs(1);
+/// A parked message whose author's record never came is dropped after this long
+/// (anti-entropy brings it again).
+const PARKED_TTL: Duration = Duration::from_secs(30);
+
+/// How a newly learned member may enter a full view.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Admit {
+    /// It contacted us to be in our view: make room.
+    Force,
+    /// Learned second hand: only if there is room.
+    IfRoom,
+    /// It contacted us with something else: if there is no room, keep it as a stranger
+    /// and tell it to forget us.
+    Contact,
+}
+
+/// A group message waiting for its author's record.
+pub(super) struct Parked {
+    pub(super) msg: GroupMsg,
+    pub(super) hop: u16,
+    pub(super) from: Option<SocketAddr>,
+    pub(super) sender: Option<NodeId>,
+    pub(super) forward: bool,
+    pub(super) since: Duration,
+}
+
+impl Node {
+    /// True while the view holds `view_max` members.
+    pub(super) fn view_full(&self) -> bool {
+        self.members.len() >= self.cfg.view_max
+    }
+
+    /// True once the network was seen to be larger than a view (the view filled up, or a
+    /// peer dropped us from its own): from then on the node behaves as one among many.
+    pub(super) fn partial(&self) -> bool {
+        self.partial
+    }
+
+    /// Decides whether the new member `info` enters the view, making room if `how` says so.
+    pub(super) fn admit(&mut self, info: &PeerInfo, how: Admit) -> bool {
+        if !self.view_full() {
+            return true;
+        }
+        self.partial = true;
+        match how {
+            Admit::IfRoom => false,
+            Admit::Contact => {
+                let id = info.node_id;
+                if self.stranger_insert(info.clone()) {
+                    self.send_to(id, info.addr, &Message::Forget);
+                }
+                false
+            }
+            Admit::Force => {
+                self.evict_one(info.node_id);
+                true
+            }
+        }
+    }
+
+    /// Drops one member from the view (an offline one first, else a random one) and tells
+    /// it to forget us.
+    fn evict_one(&mut self, keep: NodeId) {
+        let victim = self
+            .members
+            .iter()
+            .find(|(id, m)| m.status == PeerStatus::Offline && **id != keep)
+            .map(|(id, _)| *id)
+            .or_else(|| self.random_live(&[keep]))
+            .or_else(|| self.members.keys().find(|&&id| id != keep).copied());
+        if let Some(v) = victim {
+            if let Some(addr) = self.members.get(&v).map(|m| m.info.addr) {
+                self.send(addr, &Message::Forget);
+            }
+            self.drop_member(v);
+        }
+    }
+
+    /// Moves a member out of the view into the strangers. It forgets us too (we told it, or
+    /// it told us), so our next datagram to it carries our certificate again.
+    pub(super) fn drop_member(&mut self, id: NodeId) {
+        let Some(m) = self.members.remove(&id) else {
+            return;
+        };
+        self.partial = true;
+        if self.by_addr.get(&m.info.addr) == Some(&id) {
+            self.by_addr.remove(&m.info.addr);
+        }
+        self.live_remove(id);
+        self.probe_order.retain(|&p| p != id);
+        self.recent.retain(|&p| p != id);
+        self.suspects.remove(&id);
+        self.eager.retain(|&p| p != id);
+        self.full_lists_sent.remove(&m.info.addr);
+        if let Some(link) = self.links.get_mut(id) {
+            link.peer_has_cert = false;
+        }
+        self.stranger_insert(m.info);
+    }
+
+    /// Remembers a certified node outside the view; true if it was not known.
+    pub(super) fn stranger_insert(&mut self, info: PeerInfo) -> bool {
+        let id = info.node_id;
+        if let Some(e) = self.strangers.get_mut(&id) {
+            if e.0 != info {
+                *e = (info, None);
+            }
+            return false;
+        }
+        while self.strangers.len() >= STRANGERS_MAX {
+            let Some(old) = self.strangers_fifo.pop_front() else {
+                break;
+            };
+            self.strangers.remove(&old);
+        }
+        self.strangers_fifo.push_back(id);
+        self.strangers.insert(id, (info, None));
+        true
+    }
+
+    /// The record of a member or stranger.
+    pub(super) fn info_of(&self, id: NodeId) -> Option<&PeerInfo> {
+        self.members
+            .get(&id)
+            .map(|m| &m.info)
+            .or_else(|| self.strangers.get(&id).map(|s| &s.0))
+    }
+
+    /// The parsed signing key of a member or stranger (cached).
+    pub(super) fn signing_key(&mut self, id: NodeId) -> Option<VerifyingKey> {
+        if let Some(m) = self.members.get_mut(&id) {
+            if m.vk.is_none() {
+                m.vk = secure::verifying_key(&m.info.cert.sign_pk);
+            }
+            return m.vk;
+        }
+        let s = self.strangers.get_mut(&id)?;
+        if s.1.is_none() {
+            s.1 = secure::verifying_key(&s.0.cert.sign_pk);
+        }
+        s.1
+    }
+
+    /// A record carried by a `GroupFrom` or `Certs`: kept (as a stranger unless it is a
+    /// member) if the server signed it. True if we now know the node.
+    pub(super) fn learn_record(&mut self, info: PeerInfo) -> bool {
+        let id = info.node_id;
+        if Some(id) == self.node_id {
+            return true;
+        }
+        if self.members.contains_key(&id) {
+            return true;
+        }
+        if self
+            .strangers
+            .get(&id)
+            .is_some_and(|s| s.0.cert == info.cert && s.0.user == info.user)
+        {
+            return true;
+        }
+        if !self.cert_acceptable(&info) {
+            return false;
+        }
+        self.stranger_insert(info);
+        true
+    }
+
+    /// Keeps a group message whose author we do not know, and asks the peer that sent it.
+    pub(super) fn park(
+        &mut self,
+        now: Duration,
+        msg: GroupMsg,
+        hop: u16,
+        from: Option<SocketAddr>,
+        forward: bool,
+    ) {
+        let author = msg.author;
+        let dot = msg.dot();
+        let list = self.parked.entry(author).or_default();
+        if list.iter().any(|p| p.msg.dot() == dot) {
+            self.stats.group_duplicates += 1;
+        } else if self.parked_len >= PARKED_MAX {
+            // Anti-entropy brings it back later.
+            self.stats.unverifiable += 1;
+        } else {
+            self.parked_len += 1;
+            self.stats.parked += 1;
+            list.push(Parked {
+                msg,
+                hop,
+                from,
+                sender: self.cur_sender.map(|(_, id)| id),
+                forward,
+                since: now,
+            });
+        }
+        if list.is_empty() {
+            self.parked.remove(&author);
+        }
+        let recently = self
+            .asked
+            .get(&author)
+            .is_some_and(|&t| now.saturating_sub(t) < WHOIS_RETRY);
+        if let (false, Some(addr)) = (recently, from) {
+            self.asked.insert(author, now);
+            self.send(addr, &Message::WhoIs { ids: vec![author] });
+        }
+    }
+
+    /// Answers a `WhoIs` with the records we know.
+    pub(super) fn handle_whois(&mut self, from: SocketAddr, ids: &[NodeId]) {
+        let me = self.my_info();
+        let peers: Vec<PeerInfo> = ids
+            .iter()
+            .take(p2pchat_proto::wire::MAX_WHOIS)
+            .filter_map(|&id| match &me {
+                Some(me) if me.node_id == id => Some(me.clone()),
+                _ => self.info_of(id).cloned(),
+            })
+            .collect();
+        for batch in pack_batches(&peers, BATCH_BUDGET) {
+            self.send(from, &Message::Certs { peers: batch });
+        }
+    }
+
+    /// Takes the records of a `Certs` answer and delivers what waited for them.
+    pub(super) fn handle_certs(&mut self, now: Duration, peers: Vec<PeerInfo>) {
+        for info in peers {
+            let id = info.node_id;
+            if self.learn_record(info) {
+                self.asked.remove(&id);
+                self.unpark(now, id);
+            }
+        }
+    }
+
+    /// Feeds the messages that waited for `author`'s record through the usual path.
+    pub(super) fn unpark(&mut self, now: Duration, author: NodeId) {
+        let Some(list) = self.parked.remove(&author) else {
+            return;
+        };
+        self.parked_len = self.parked_len.saturating_sub(list.len());
+        let saved = self.cur_sender;
+        for p in list {
+            // Counted as a payload when it arrived.
+            self.stats.group_payloads = self.stats.group_payloads.saturating_sub(1);
+            self.cur_sender = p.from.zip(p.sender);
+            self.receive_group(now, p.msg, p.hop, p.from, p.forward);
+        }
+        self.cur_sender = saved;
+    }
+
+    /// Drops parked messages whose author's record never came, and old `WhoIs` marks.
+    pub(super) fn expire_parked(&mut self, now: Duration) {
+        if self.parked_len > 0 {
+            let mut dropped = 0;
+            self.parked.retain(|_, list| {
+                let before = list.len();
+                list.retain(|p| now.saturating_sub(p.since) < PARKED_TTL);
+                dropped += before - list.len();
+                !list.is_empty()
+            });
+            self.parked_len -= dropped;
+            self.stats.unverifiable += dropped as u64;
+        }
+        self.asked
+            .retain(|_, t| now.saturating_sub(*t) < PARKED_TTL);
+    }
+}
