@@ -130,7 +130,7 @@ struct SimArgs {
     /// Only the first K nodes send group messages (0: everyone).
     #[arg(long, default_value_t = 0)]
     talkers: usize,
-    /// Members each node keeps in its view (0: all up to 1024 nodes, else 64 so that 10,000
+    /// Members each node keeps in its view (0: all up to 1024 nodes, else 32 so that 10,000
     /// nodes fit one process).
     #[arg(long, default_value_t = 0)]
     view: usize,

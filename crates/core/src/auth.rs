@@ -559,6 +559,16 @@ impl AuthServer {
         if password.is_empty() || password.len() > MAX_PASSWORD {
             return Err(AuthError::InvalidPassword);
         }
+        // A full queue is checked before an account is made: a refused signup must be able
+        // to ask again. (Someone is live when the queue is full, so this is never `first`.)
+        let queued = |s: &Self| {
+            s.accounts
+                .get(user)
+                .is_some_and(|a| s.queue.iter().any(|w| w.info.node_id == a.node_id))
+        };
+        if self.queue.len() >= self.cfg.queue_limit && !queued(self) {
+            return Err(AuthError::QueueFull);
+        }
         let node_id = if signup {
             if self.accounts.contains_key(user) {
                 return Err(AuthError::UsernameTaken);
@@ -1063,6 +1073,28 @@ mod tests {
         let later = Duration::from_secs(60);
         let c = auth(&mut s, later, 5002, 2, "c", "pw", true).expect("room");
         assert!(c.first);
+    }
+
+    #[test]
+    fn a_full_queue_refuses_before_making_the_account_so_the_signup_can_ask_again() {
+        let mut s = server_with(
+            AuthConfig {
+                queue_limit: 1,
+                ..AuthConfig::default()
+            },
+            &[],
+        );
+        let t = Duration::ZERO;
+        assert!(auth(&mut s, t, 5000, 1, "a", "pw", true).expect("a").first);
+        auth(&mut s, t, 5001, 1, "b", "pw", true).expect("b waits");
+        assert_eq!(
+            auth(&mut s, t, 5002, 1, "c", "pw", true),
+            Err(AuthError::QueueFull)
+        );
+        // b asking again is fine (already queued); c's name is still free once there is room.
+        auth(&mut s, t, 5001, 2, "b", "pw", false).expect("b again");
+        s.queue.clear();
+        auth(&mut s, t, 5002, 2, "c", "pw", true).expect("c, later");
     }
 
     #[test]

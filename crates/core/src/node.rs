@@ -754,13 +754,16 @@ impl Node {
             }
             Message::WhoIs { ids } => self.handle_whois(from, &ids),
             Message::Certs { peers } => self.handle_certs(now, peers),
-            Message::Repair { msgs, more } => {
-                for msg in msgs {
-                    self.receive_group(now, msg, u16::MAX, Some(from), false);
+            Message::Repair { msgs, more } => self.handle_repair(now, from, msgs, more),
+            Message::RepairFrom {
+                msgs,
+                more,
+                authors,
+            } => {
+                for a in authors {
+                    self.learn_record(a);
                 }
-                if more {
-                    self.send_digest(from, NodeId(0), NodeId(u32::MAX), false);
-                }
+                self.handle_repair(now, from, msgs, more);
             }
             Message::Digest {
                 lo,
@@ -1278,6 +1281,15 @@ impl Node {
                 self.auth_cookie = None;
                 self.set_timer(Timer::Auth, now);
             }
+            Err(e @ AuthError::QueueFull) => {
+                // Transient (many newcomers at once): ask again later, as a new request (the
+                // server caches its answer to this one).
+                let wait = Duration::from_millis(self.rng.random_range(1_000..4_000));
+                self.error(format!("{e}; asking again in {} s", wait.as_secs().max(1)));
+                self.auth_req = self.rng.random();
+                self.auth_attempts = 0;
+                self.timers[Timer::Auth.index()] = Some(now + wait);
+            }
             Err(e) => self.fatal(e.to_string()),
         }
     }
@@ -1362,14 +1374,22 @@ impl Node {
             let auth = self.params.auth_addr;
             self.send(auth, &Message::Fetch { node_id });
         }
+        // In a network larger than a view, thousands of members poll: each polls a third as
+        // often (still twice per lease), and newcomers are still picked up at once.
+        let every = if self.partial() {
+            self.cfg.fetch_interval * 3
+        } else {
+            self.cfg.fetch_interval
+        };
+        let unreachable = self.cfg.auth_unreachable_after.max(every * 3);
         let silent = self
             .auth_last_reply
-            .is_none_or(|t| now.saturating_sub(t) > self.cfg.auth_unreachable_after);
+            .is_none_or(|t| now.saturating_sub(t) > unreachable);
         if silent && self.auth_reachable {
             self.auth_reachable = false;
             self.event(Event::AuthServer { reachable: false });
         }
-        self.set_timer(Timer::Fetch, now + self.cfg.fetch_interval);
+        self.set_timer(Timer::Fetch, now + every);
     }
 
     /// An existing member hands a newcomer the member list.
@@ -2349,6 +2369,62 @@ impl Node {
         }
     }
 
+    fn handle_repair(&mut self, now: Duration, from: SocketAddr, msgs: Vec<GroupMsg>, more: bool) {
+        for msg in msgs {
+            self.receive_group(now, msg, u16::MAX, Some(from), false);
+        }
+        if more {
+            self.send_digest(from, NodeId(0), NodeId(u32::MAX), false);
+        }
+    }
+
+    /// Sends one repair datagram; in a network larger than a view it carries the records of
+    /// the messages' authors (the receiver rarely knows them).
+    fn send_repair(&mut self, to: SocketAddr, msgs: Vec<GroupMsg>, more: bool) {
+        if !self.partial() {
+            return self.send(to, &Message::Repair { msgs, more });
+        }
+        let mut authors: Vec<PeerInfo> = Vec::new();
+        for m in &msgs {
+            if authors.iter().all(|a| a.node_id != m.author) {
+                let info = if Some(m.author) == self.node_id {
+                    self.my_info()
+                } else {
+                    self.info_of(m.author).cloned()
+                };
+                authors.extend(info);
+            }
+        }
+        let with = Message::RepairFrom {
+            msgs,
+            more,
+            authors,
+        };
+        match encode(&with) {
+            Ok(p) => self.send_payload(to, &p),
+            // One long message and its author's record may not fit: the receiver asks.
+            Err(_) => {
+                if let Message::RepairFrom { msgs, more, .. } = with {
+                    self.send(to, &Message::Repair { msgs, more });
+                }
+            }
+        }
+    }
+
+    /// The bytes a message adds to a repair datagram: with its author's record, in a network
+    /// larger than a view, when it is the first of that author in the batch.
+    fn repair_cost(&self, msg: &GroupMsg, batch: &[GroupMsg]) -> usize {
+        let mut len = p2pchat_proto::wire::encoded_len(msg);
+        if self.partial() && batch.iter().all(|b| b.author != msg.author) {
+            if let Some(info) = self.info_of(msg.author) {
+                len += p2pchat_proto::wire::encoded_len(info);
+            } else if Some(msg.author) == self.node_id {
+                len += self.my_info().map_or(0, |i| p2pchat_proto::wire::encoded_len(&i));
+            }
+        }
+        len
+    }
+
     fn handle_digest(
         &mut self,
         from: SocketAddr,
@@ -2397,19 +2473,14 @@ impl Node {
                 let Some(msg) = self.find(Dot::new(a, s)).and_then(|x| self.body(x)) else {
                     continue;
                 };
-                let len = p2pchat_proto::wire::encoded_len(&msg);
-                if !batch.is_empty() && size + len > BATCH_BUDGET {
+                let mut len = self.repair_cost(&msg, &batch);
+                // (Two length prefixes more in a RepairFrom.)
+                if !batch.is_empty() && size + len + 4 > BATCH_BUDGET {
                     sent += 1;
                     let last = sent == self.cfg.repair_max_datagrams;
-                    let more = last;
-                    self.send(
-                        from,
-                        &Message::Repair {
-                            msgs: std::mem::take(&mut batch),
-                            more,
-                        },
-                    );
+                    self.send_repair(from, std::mem::take(&mut batch), last);
                     size = 0;
+                    len = self.repair_cost(&msg, &batch);
                     if last {
                         break;
                     }
@@ -2417,13 +2488,7 @@ impl Node {
                 size += len;
                 batch.push(msg);
                 if iter.peek().is_none() {
-                    self.send(
-                        from,
-                        &Message::Repair {
-                            msgs: std::mem::take(&mut batch),
-                            more: false,
-                        },
-                    );
+                    self.send_repair(from, std::mem::take(&mut batch), false);
                 }
             }
         }

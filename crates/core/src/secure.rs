@@ -44,6 +44,7 @@ pub const WINDOW: u64 = 1024;
 pub struct CryptoMemo {
     verified: std::sync::Mutex<std::collections::HashSet<[u8; 32]>>,
     agreed: std::sync::Mutex<std::collections::HashMap<(Key, Key), [u8; 32]>>,
+    parsed: std::sync::Mutex<std::collections::HashMap<Key, VerifyingKey>>,
 }
 
 impl std::fmt::Debug for CryptoMemo {
@@ -109,6 +110,21 @@ impl Identity {
             }
         }
         ok
+    }
+
+    /// [`verifying_key`], memoized when this identity has a memo.
+    pub fn parse_key(&self, pk: &Key) -> Option<VerifyingKey> {
+        let Some(memo) = &self.memo else {
+            return verifying_key(pk);
+        };
+        if let Some(vk) = memo.parsed.lock().ok().and_then(|m| m.get(pk).copied()) {
+            return Some(vk);
+        }
+        let vk = verifying_key(pk)?;
+        if let Ok(mut m) = memo.parsed.lock() {
+            m.insert(*pk, vk);
+        }
+        Some(vk)
     }
 
     /// [`cert_ok`], memoized when this identity has a memo.

@@ -412,6 +412,15 @@ pub enum Message {
         /// The author's member record.
         author: PeerInfo,
     },
+    /// `Repair` in a network larger than a view, with the records of the messages' authors.
+    RepairFrom {
+        /// Messages in a causally consistent order.
+        msgs: Vec<GroupMsg>,
+        /// The sender had more to send than fitted: ask again.
+        more: bool,
+        /// Member records of the authors of `msgs`.
+        authors: Vec<PeerInfo>,
+    },
     /// Answer to `WhoIs`: the records the sender knows.
     Certs {
         /// Member records (server-signed certificates inside).
@@ -582,6 +591,10 @@ fn validate(msg: &Message) -> Result<(), DecodeError> {
             check_peer(author)
         }
         Message::Repair { msgs, .. } => msgs.iter().try_for_each(check_group),
+        Message::RepairFrom { msgs, authors, .. } => {
+            msgs.iter().try_for_each(check_group)?;
+            authors.iter().try_for_each(check_peer)
+        }
         Message::Digest {
             lo, hi, entries, ..
         } => {
@@ -765,6 +778,16 @@ mod tests {
             proptest::collection::vec(any::<u32>().prop_map(NodeId), 0..=MAX_WHOIS)
                 .prop_map(|ids| Message::WhoIs { ids }),
             proptest::collection::vec(peer(), 0..3).prop_map(|peers| Message::Certs { peers }),
+            (
+                proptest::collection::vec(group(), 0..3),
+                any::<bool>(),
+                proptest::collection::vec(peer(), 0..2)
+            )
+                .prop_map(|(msgs, more, authors)| Message::RepairFrom {
+                    msgs,
+                    more,
+                    authors
+                }),
             (any::<u16>(), group(), peer()).prop_map(|(hop, msg, author)| Message::GroupFrom {
                 hop,
                 msg,

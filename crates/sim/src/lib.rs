@@ -67,7 +67,7 @@ pub struct SimConfig {
     /// Only this many nodes (the first ones) send group messages; 0 means everyone.
     pub talkers: usize,
     /// Each node's view size (`NodeConfig::view_max`); 0 picks the default: a real node's
-    /// 1,024 up to 1,024 nodes, else 64, so that 10,000 nodes fit one process.
+    /// 1,024 up to 1,024 nodes, else 32, so that 10,000 nodes fit one process.
     pub view: usize,
     /// Gap between two consecutive sends in the talk phase.
     pub send_interval_ms: u64,
@@ -115,7 +115,7 @@ impl SimConfig {
     /// The view size each node gets.
     pub fn view_size(&self) -> usize {
         match self.view {
-            0 if self.nodes > NodeConfig::default().view_max => 64,
+            0 if self.nodes > NodeConfig::default().view_max => 32,
             0 => NodeConfig::default().view_max,
             v => v,
         }
