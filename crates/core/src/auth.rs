@@ -61,6 +61,8 @@ struct Account {
 
 struct Live {
     last_poll: Duration,
+    /// Where its polls come from (answers `Lookup`).
+    addr: SocketAddr,
 }
 
 struct Waiting {
@@ -272,6 +274,7 @@ impl AuthServer {
                         self.fetch(now, from, node_id)
                     }
                     Ok(Message::Fetch { .. }) => self.stats.impersonation += 1,
+                    Ok(Message::Lookup { user }) => self.lookup(now, from, id, &user),
                     Ok(_) => self.stats.rejected += 1,
                     Err(_) => self.stats.malformed += 1,
                 }
@@ -626,7 +629,13 @@ impl AuthServer {
             cert: cert.clone(),
         };
         if first {
-            self.live.insert(node_id, Live { last_poll: now });
+            self.live.insert(
+                node_id,
+                Live {
+                    last_poll: now,
+                    addr: from,
+                },
+            );
             self.queue.retain(|w| w.info.node_id != node_id);
         } else if let Some(w) = self.queue.iter_mut().find(|w| w.info.node_id == node_id) {
             w.info = info;
@@ -675,12 +684,45 @@ impl AuthServer {
         }
     }
 
+    /// Answers a member's `Lookup` with the user's record if it is online (holds a lease).
+    fn lookup(&mut self, now: Duration, from: SocketAddr, asker: NodeId, user: &str) {
+        if !self.live.contains_key(&asker) {
+            self.stats.rejected += 1;
+            return;
+        }
+        let peers: Vec<PeerInfo> = self
+            .accounts
+            .get(user)
+            .and_then(|a| {
+                let live = self
+                    .live
+                    .get(&a.node_id)
+                    .filter(|l| now.saturating_sub(l.last_poll) < self.cfg.lease)?;
+                let (user, cert) = self.certs.get(&a.node_id)?;
+                Some(PeerInfo {
+                    node_id: a.node_id,
+                    user: user.clone(),
+                    addr: live.addr,
+                    cert: cert.clone(),
+                })
+            })
+            .into_iter()
+            .collect();
+        self.send(from, asker, &Message::Certs { peers });
+    }
+
     fn fetch(&mut self, now: Duration, from: SocketAddr, node_id: NodeId) {
         if !self.ids.contains(&node_id) {
             self.stats.rejected += 1;
             return;
         }
-        self.live.insert(node_id, Live { last_poll: now });
+        self.live.insert(
+            node_id,
+            Live {
+                last_poll: now,
+                addr: from,
+            },
+        );
         // A newcomer that polls is in the network: it no longer waits.
         self.queue.retain(|w| w.info.node_id != node_id);
         let mut newcomers = Vec::new();

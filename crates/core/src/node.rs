@@ -296,6 +296,9 @@ pub struct Node {
     early: Vec<(SocketAddr, Vec<u8>)>,
     /// The authenticated sender of the datagram being handled.
     cur_sender: Option<(SocketAddr, NodeId)>,
+    /// Private texts waiting for the server to say where their recipient is, by username,
+    /// with when we asked.
+    lookups: HashMap<String, (Vec<String>, Duration)>,
 
     /// Certified nodes outside the view (see [`views`]), with their parsed signing keys.
     strangers: HashMap<NodeId, (PeerInfo, Option<VerifyingKey>)>,
@@ -381,6 +384,7 @@ impl Node {
             auth_cookie: None,
             early: Vec::new(),
             cur_sender: None,
+            lookups: HashMap::new(),
             strangers: HashMap::new(),
             strangers_fifo: VecDeque::new(),
             parked: HashMap::new(),
@@ -716,7 +720,7 @@ impl Node {
             Message::Bye { node_id } => Some(*node_id),
             Message::Private(p) => Some(p.from),
             Message::PrivateAck { from: f, .. } => Some(*f),
-            Message::Fetch { .. } | Message::Pending { .. } => {
+            Message::Fetch { .. } | Message::Pending { .. } | Message::Lookup { .. } => {
                 self.stats.rejected += 1;
                 return;
             }
@@ -811,7 +815,7 @@ impl Node {
             }
             Message::Prune => self.eager.retain(|&e| e != sender),
             Message::Graft => self.eager_add(sender),
-            Message::Fetch { .. } | Message::Pending { .. } => {}
+            Message::Fetch { .. } | Message::Pending { .. } | Message::Lookup { .. } => {}
         }
     }
 
@@ -1314,6 +1318,7 @@ impl Node {
                     self.bootstrap(now, newcomer);
                 }
             }
+            Message::Certs { peers } => self.lookup_answer(now, peers),
             _ => self.stats.rejected += 1,
         }
     }
@@ -1851,6 +1856,7 @@ impl Node {
         }
         self.relays.retain(|_, (_, _, until)| *until > now);
         self.expire_parked(now);
+        self.expire_lookups(now);
         // Next target: suspects first (to confirm or clear them quickly), then round-robin.
         let suspect = self
             .suspects
@@ -2419,7 +2425,9 @@ impl Node {
             if let Some(info) = self.info_of(msg.author) {
                 len += p2pchat_proto::wire::encoded_len(info);
             } else if Some(msg.author) == self.node_id {
-                len += self.my_info().map_or(0, |i| p2pchat_proto::wire::encoded_len(&i));
+                len += self
+                    .my_info()
+                    .map_or(0, |i| p2pchat_proto::wire::encoded_len(&i));
             }
         }
         len
@@ -2518,6 +2526,10 @@ impl Node {
             return;
         }
         let Some(peer) = self.member_by_name(to) else {
+            // Outside our view in a large network: the server knows where online users are.
+            if self.partial() && self.lookup(now, to, &text) {
+                return;
+            }
             self.error(format!("unknown user: {to}"));
             return;
         };

@@ -421,7 +421,13 @@ pub enum Message {
         /// Member records of the authors of `msgs`.
         authors: Vec<PeerInfo>,
     },
-    /// Answer to `WhoIs`: the records the sender knows.
+    /// Member -> server: "where is this user?" (a private message to someone outside the
+    /// view, in a network larger than a view). Answered with `Certs`, empty if not online.
+    Lookup {
+        /// The username.
+        user: String,
+    },
+    /// Answer to `WhoIs` or `Lookup`: the records the sender knows.
     Certs {
         /// Member records (server-signed certificates inside).
         peers: Vec<PeerInfo>,
@@ -613,6 +619,7 @@ fn validate(msg: &Message) -> Result<(), DecodeError> {
         | Message::Ack { gossip, .. }
         | Message::Certs { peers: gossip } => gossip.iter().try_for_each(check_peer),
         Message::WhoIs { ids } => check(ids.len() <= MAX_WHOIS, "whois"),
+        Message::Lookup { user } => check(valid_username(user), "username"),
         Message::Fetch { .. }
         | Message::Bye { .. }
         | Message::PrivateAck { .. }
@@ -778,6 +785,7 @@ mod tests {
             proptest::collection::vec(any::<u32>().prop_map(NodeId), 0..=MAX_WHOIS)
                 .prop_map(|ids| Message::WhoIs { ids }),
             proptest::collection::vec(peer(), 0..3).prop_map(|peers| Message::Certs { peers }),
+            "[a-z]{1,32}".prop_map(|user| Message::Lookup { user }),
             (
                 proptest::collection::vec(group(), 0..3),
                 any::<bool>(),

@@ -158,7 +158,8 @@ fn partial_views_stay_bounded_and_lose_nothing_under_loss_and_crashes() {
     let cfg = SimConfig {
         nodes: 240,
         messages: 60,
-        private: 0,
+        // Mostly to users outside the sender's view: found through the server.
+        private: 30,
         view: 24,
         loss: 0.05,
         crash: 40,
@@ -176,4 +177,20 @@ fn partial_views_stay_bounded_and_lose_nothing_under_loss_and_crashes() {
     // Views stay symmetric (`Forget`), and a restarted node keeps older records as strangers,
     // so datagrams from peers we no longer know are rare (a Forget lost to a crash).
     assert!(r.unknown_sender <= 5, "seed {}: {r:?}", cfg.seed);
+}
+
+#[test]
+fn private_messages_reach_users_outside_the_senders_view() {
+    let cfg = SimConfig {
+        nodes: 150,
+        messages: 10,
+        private: 40,
+        view: 12,
+        loss: 0.05,
+        seed: 9,
+        ..SimConfig::default()
+    };
+    let r = assert_clean(&cfg);
+    // Every private message was written (its recipient found) and delivered.
+    assert_eq!(r.expected, 150 * 10 + 40, "seed {}: {r:?}", cfg.seed);
 }

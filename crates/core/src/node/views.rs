@@ -11,7 +11,9 @@
 //!   authenticate its datagrams and answer) and told `Forget`;
 //! - group messages whose author we do not know wait ([`Parked`]) while `WhoIs` asks the
 //!   peer that sent them for the author's record; pushes in a large network carry it
-//!   (`GroupFrom`), so only repairs need to ask.
+//!   (`GroupFrom`, `RepairFrom`), so only a record too long to ride along needs asking;
+//! - a private message to a user outside the view waits while the server (`Lookup`) says
+//!   where that user is, if online.
 //!
 //! Gossip, Plumtree, anti-entropy and probing all run over the view, so memory and join
 //! traffic per node depend on `view_max`, not on the size of the network.
@@ -27,6 +29,14 @@ const WHOIS_RETRY: Duration = Duration::from_secs(1);
 /// A parked message whose author's record never came is dropped after this long
 /// (anti-entropy brings it again).
 const PARKED_TTL: Duration = Duration::from_secs(30);
+
+/// Users whose record we may be asking the server for at once.
+const LOOKUPS_MAX: usize = 16;
+/// Private texts that may wait for one lookup.
+const LOOKUP_TEXTS_MAX: usize = 64;
+/// How long a lookup may take before its texts are reported unsent; it is asked again every
+/// second until then (the request or its answer may be lost).
+const LOOKUP_TIMEOUT: Duration = Duration::from_secs(4);
 
 /// How a newly learned member may enter a full view.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -297,5 +307,71 @@ impl Node {
         }
         self.asked
             .retain(|_, t| now.saturating_sub(*t) < PARKED_TTL);
+    }
+
+    /// Keeps a private text for `user`, who is outside our view, and asks the server where
+    /// it is. False if too many texts already wait (the caller reports "unknown user").
+    pub(super) fn lookup(&mut self, now: Duration, user: &str, text: &str) -> bool {
+        if !self.lookups.contains_key(user) && self.lookups.len() >= LOOKUPS_MAX {
+            return false;
+        }
+        let (texts, _) = self
+            .lookups
+            .entry(user.to_string())
+            .or_insert_with(|| (Vec::new(), now));
+        if texts.len() >= LOOKUP_TEXTS_MAX {
+            return false;
+        }
+        texts.push(text.to_string());
+        if texts.len() == 1 {
+            self.send_lookup(user.to_string());
+        }
+        true
+    }
+
+    fn send_lookup(&mut self, user: String) {
+        let auth = self.params.auth_addr;
+        self.send(auth, &Message::Lookup { user });
+    }
+
+    /// The server's answer to `Lookup`: the record of an online user, or nothing.
+    pub(super) fn lookup_answer(&mut self, now: Duration, peers: Vec<PeerInfo>) {
+        for info in peers {
+            let user = info.user.clone();
+            if self.learn_record(info) {
+                if let Some((texts, _)) = self.lookups.remove(&user) {
+                    for text in texts {
+                        self.send_private(now, &user, text);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Lookups the server did not answer in time: their texts were for nobody online.
+    pub(super) fn expire_lookups(&mut self, now: Duration) {
+        let expired: Vec<String> = self
+            .lookups
+            .iter()
+            .filter(|(_, (_, at))| now.saturating_sub(*at) >= LOOKUP_TIMEOUT)
+            .map(|(u, _)| u.clone())
+            .collect();
+        let waiting: Vec<String> = self
+            .lookups
+            .keys()
+            .filter(|u| !expired.contains(u))
+            .cloned()
+            .collect();
+        for user in waiting {
+            self.send_lookup(user);
+        }
+        for user in expired {
+            if let Some((texts, _)) = self.lookups.remove(&user) {
+                self.error(format!(
+                    "unknown user: {user} (not online, or the auth server did not answer); {} message(s) not sent",
+                    texts.len()
+                ));
+            }
+        }
     }
 }
