@@ -1864,7 +1864,15 @@ impl Node {
             .next()
             .copied()
             .filter(|_| self.rng.random_bool(0.5));
-        let target = suspect.or_else(|| self.next_round_robin());
+        let target = suspect.or_else(|| {
+            // A member heard from within the last round is alive: no need to ask.
+            self.next_round_robin().filter(|id| {
+                self.members.get(id).is_none_or(|m| {
+                    m.status != PeerStatus::Online
+                        || now.saturating_sub(m.last_heard) >= self.cfg.probe_interval
+                })
+            })
+        });
         if let Some(target) = target {
             if let Some(addr) = self.members.get(&target).map(|m| m.info.addr) {
                 let nonce: u64 = self.rng.random();
