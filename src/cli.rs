@@ -233,6 +233,17 @@ fn sim(a: SimArgs) -> ExitCode {
             "  clocks      causal metadata per message: mean {:.1} bytes, max {} bytes",
             report.clock_bytes_mean, report.clock_bytes_max
         );
+        if report.crashes > 0 {
+            println!(
+                "  recovery    by push (not repair) among nodes that never crashed: {:.1}% of deliveries before the crashes, {:.1}% after; {} after the crashes began",
+                report.push_share_before * 100.0,
+                report.push_share_after * 100.0,
+                match report.recovery_broadcasts {
+                    Some(k) => format!("{k} broadcasts until one reached 95% of them by push again"),
+                    None => "no broadcast reached 95% of them by push again".to_string(),
+                }
+            );
+        }
         println!(
             "  views       {:.1} members on average, largest {} (view_max {}); {} messages waited for their author's record",
             report.view_mean, report.view_largest, report.view_max, report.parked

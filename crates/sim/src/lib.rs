@@ -214,6 +214,15 @@ pub struct Report {
     pub view_largest: usize,
     /// Group messages that waited for their author's record (partial views), all nodes.
     pub parked: u64,
+    /// Share of deliveries made by push (not repair) among nodes that never crashed, for
+    /// messages sent before the first crash (or all messages, without crashes).
+    pub push_share_before: f64,
+    /// The same for messages sent after the crashes began.
+    pub push_share_after: f64,
+    /// Messages sent after the crashes began before one reached at least 95% of the nodes
+    /// that never crashed by push again: how many broadcasts the tree took to heal (`None`
+    /// without crashes, or if it never did).
+    pub recovery_broadcasts: Option<usize>,
     /// Mean encoded size of a group message's causal metadata (Lamport time + deps), bytes.
     pub clock_bytes_mean: f64,
     /// Largest encoded size of a group message's causal metadata, bytes.
@@ -327,6 +336,12 @@ struct Sim {
     bytes: u64,
     talk_mark: (u64, u64),
     max_hop: HashMap<Dot, u16>,
+    /// Nodes chosen to crash, and when the first crash happens.
+    crash_set: HashSet<usize>,
+    first_crash: Option<u64>,
+    /// Per group message: when it was sent, and among nodes that never crash, how many
+    /// delivered it and how many of those got it by push (the tree) rather than repair.
+    tree: HashMap<Dot, (u64, u32, u32)>,
     crashes: usize,
     clock_bytes: Vec<u64>,
     done: bool,
@@ -403,6 +418,9 @@ impl Sim {
             bytes: 0,
             talk_mark: (0, 0),
             max_hop: HashMap::new(),
+            crash_set: HashSet::new(),
+            first_crash: None,
+            tree: HashMap::new(),
             crashes: 0,
             clock_bytes: Vec::new(),
             done: false,
@@ -641,7 +659,9 @@ impl Sim {
                 let j = self.rng.random_range(0..=i);
                 ids.swap(i, j);
             }
+            self.first_crash = Some(crash_at);
             for &i in ids.iter().take(self.cfg.crash) {
+                self.crash_set.insert(i);
                 let jitter = self.rng.random_range(0..Self::ms(500));
                 self.at(crash_at + jitter, Ev::Crash(i));
                 self.at(crash_at + jitter + down_for, Ev::Restart(i));
@@ -839,6 +859,7 @@ impl Sim {
                             .map(|n| n.delivered_clock().iter().collect())
                             .unwrap_or_default();
                         self.snapshots.insert(dot, snap);
+                        self.tree.insert(dot, (self.now, 0, 0));
                         self.expected += self.cfg.nodes as u64;
                         self.first_send.get_or_insert(self.now);
                     }
@@ -866,7 +887,14 @@ impl Sim {
                     }
                 }
                 ep.seen.insert(dot.author, dot.seq);
-                if let Some(hop) = ep.node.as_ref().and_then(|n| n.delivery_hop(dot)) {
+                let hop = ep.node.as_ref().and_then(|n| n.delivery_hop(dot));
+                if me != Some(dot.author) && !self.crash_set.contains(&i) {
+                    if let Some(t) = self.tree.get_mut(&dot) {
+                        t.1 += 1;
+                        t.2 += u32::from(hop.is_some_and(|h| h != u16::MAX));
+                    }
+                }
+                if let Some(hop) = hop {
                     if hop != u16::MAX {
                         let h = self.max_hop.entry(dot).or_insert(0);
                         *h = (*h).max(hop);
@@ -934,6 +962,27 @@ impl Sim {
         } else {
             0.0
         };
+        // Tree health around the crashes, in send order.
+        let mut sent: Vec<&(u64, u32, u32)> = self.tree.values().collect();
+        sent.sort_unstable();
+        let cut = self.first_crash.unwrap_or(u64::MAX);
+        let (before, after): (Vec<&&(u64, u32, u32)>, Vec<&&(u64, u32, u32)>) =
+            sent.iter().partition(|t| t.0 < cut);
+        let share = |ts: &[&&(u64, u32, u32)]| {
+            let (all, push) = ts.iter().fold((0u64, 0u64), |(a, p), t| {
+                (a + u64::from(t.1), p + u64::from(t.2))
+            });
+            if all == 0 {
+                0.0
+            } else {
+                push as f64 / all as f64
+            }
+        };
+        let recovery_broadcasts = self.first_crash.and_then(|_| {
+            after.iter().position(|t: &&&(u64, u32, u32)| {
+                t.1 > 0 && f64::from(t.2) >= 0.95 * f64::from(t.1)
+            })
+        });
         let ldh = if self.max_hop.is_empty() {
             0.0
         } else {
@@ -969,6 +1018,9 @@ impl Sim {
             rmr: round2(rmr),
             last_delivery_hop: round2(ldh),
             crashes: self.crashes,
+            push_share_before: share(&before),
+            push_share_after: share(&after),
+            recovery_broadcasts,
             view_max: self.cfg.view_size(),
             view_mean: view_sum as f64 / self.cfg.nodes as f64,
             view_largest,
