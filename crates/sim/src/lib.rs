@@ -35,6 +35,9 @@ use std::net::SocketAddr;
 use std::time::Duration;
 use thiserror::Error;
 
+/// A group message's send time, and among nodes that never crash: deliveries, and those by push.
+type TreeStat = (u64, u32, u32);
+
 /// What to simulate. Times are virtual milliseconds.
 #[derive(Clone, Debug)]
 pub struct SimConfig {
@@ -341,7 +344,7 @@ struct Sim {
     first_crash: Option<u64>,
     /// Per group message: when it was sent, and among nodes that never crash, how many
     /// delivered it and how many of those got it by push (the tree) rather than repair.
-    tree: HashMap<Dot, (u64, u32, u32)>,
+    tree: HashMap<Dot, TreeStat>,
     crashes: usize,
     clock_bytes: Vec<u64>,
     done: bool,
@@ -963,12 +966,12 @@ impl Sim {
             0.0
         };
         // Tree health around the crashes, in send order.
-        let mut sent: Vec<&(u64, u32, u32)> = self.tree.values().collect();
+        let mut sent: Vec<&TreeStat> = self.tree.values().collect();
         sent.sort_unstable();
         let cut = self.first_crash.unwrap_or(u64::MAX);
-        let (before, after): (Vec<&&(u64, u32, u32)>, Vec<&&(u64, u32, u32)>) =
+        let (before, after): (Vec<&&TreeStat>, Vec<&&TreeStat>) =
             sent.iter().partition(|t| t.0 < cut);
-        let share = |ts: &[&&(u64, u32, u32)]| {
+        let share = |ts: &[&&TreeStat]| {
             let (all, push) = ts.iter().fold((0u64, 0u64), |(a, p), t| {
                 (a + u64::from(t.1), p + u64::from(t.2))
             });
