@@ -177,7 +177,8 @@ pub struct Stats {
     pub expired: u64,
     /// Authenticated messages claiming another identity.
     pub impersonation: u64,
-    /// Group messages from authors not yet known (dropped; repaired later).
+    /// Group messages by authors whose record never came (the waiting room was full, or
+    /// 30 s passed): dropped, and repaired later.
     pub unverifiable: u64,
     /// Messages not sent because the destination is no certified member.
     pub unsendable: u64,

@@ -2065,16 +2065,7 @@ impl Node {
         }
         // Encoded once; sealed per link. In a network larger than a view, receivers rarely
         // know the author: its record rides along (when it fits).
-        let author = self
-            .partial()
-            .then(|| {
-                if Some(msg.author) == self.node_id {
-                    self.my_info()
-                } else {
-                    self.info_of(msg.author).cloned()
-                }
-            })
-            .flatten();
+        let author = self.partial().then(|| self.record_of(msg.author)).flatten();
         let wire = match author {
             Some(author) => Message::GroupFrom { hop, msg, author },
             None => Message::Group { hop, msg },
@@ -2401,12 +2392,7 @@ impl Node {
         let mut authors: Vec<PeerInfo> = Vec::new();
         for m in &msgs {
             if authors.iter().all(|a| a.node_id != m.author) {
-                let info = if Some(m.author) == self.node_id {
-                    self.my_info()
-                } else {
-                    self.info_of(m.author).cloned()
-                };
-                authors.extend(info);
+                authors.extend(self.record_of(m.author));
             }
         }
         let with = Message::RepairFrom {
@@ -2430,13 +2416,9 @@ impl Node {
     fn repair_cost(&self, msg: &GroupMsg, batch: &[GroupMsg]) -> usize {
         let mut len = p2pchat_proto::wire::encoded_len(msg);
         if self.partial() && batch.iter().all(|b| b.author != msg.author) {
-            if let Some(info) = self.info_of(msg.author) {
-                len += p2pchat_proto::wire::encoded_len(info);
-            } else if Some(msg.author) == self.node_id {
-                len += self
-                    .my_info()
-                    .map_or(0, |i| p2pchat_proto::wire::encoded_len(&i));
-            }
+            len += self
+                .record_of(msg.author)
+                .map_or(0, |i| p2pchat_proto::wire::encoded_len(&i));
         }
         len
     }

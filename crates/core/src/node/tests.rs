@@ -867,4 +867,28 @@ fn partial_views_stay_bounded_symmetric_and_still_verify_unknown_authors() {
         |m| matches!(m, Message::Certs { peers } if peers.len() == 1 && peers[0].node_id == NodeId(32))
     ));
     assert_eq!(n.stats().unknown_sender + n.stats().unauthenticated, 0);
+
+    // A private message to a user outside the view waits for the server; with no answer it
+    // is reported unsent, not silently dropped.
+    n.handle_command(
+        Duration::from_secs(2),
+        Command::Msg {
+            to: "nobody".into(),
+            text: "hi".into(),
+        },
+    );
+    let (sent, ev, _) = drain(&mut n);
+    assert!(ev.is_empty(), "{ev:?}");
+    assert!(
+        sent.iter().any(|(to, _)| *to == addr(AUTH)),
+        "asked the server"
+    );
+    n.handle_timeout(Duration::from_secs(10));
+    let (_, ev, _) = drain(&mut n);
+    assert!(
+        ev.iter()
+            .any(|e| matches!(e, Event::Error { message, fatal: false }
+            if message.starts_with("unknown user: nobody"))),
+        "{ev:?}"
+    );
 }

@@ -168,6 +168,15 @@ impl Node {
             .or_else(|| self.strangers.get(&id).map(|s| &s.0))
     }
 
+    /// The record of a member, a stranger or ourselves (what rides along with a message).
+    pub(super) fn record_of(&self, id: NodeId) -> Option<PeerInfo> {
+        if Some(id) == self.node_id {
+            self.my_info()
+        } else {
+            self.info_of(id).cloned()
+        }
+    }
+
     /// The parsed signing key of a member or stranger (cached).
     pub(super) fn signing_key(&mut self, id: NodeId) -> Option<VerifyingKey> {
         if let Some(m) = self.members.get_mut(&id) {
@@ -251,14 +260,10 @@ impl Node {
 
     /// Answers a `WhoIs` with the records we know.
     pub(super) fn handle_whois(&mut self, from: SocketAddr, ids: &[NodeId]) {
-        let me = self.my_info();
         let peers: Vec<PeerInfo> = ids
             .iter()
             .take(p2pchat_proto::wire::MAX_WHOIS)
-            .filter_map(|&id| match &me {
-                Some(me) if me.node_id == id => Some(me.clone()),
-                _ => self.info_of(id).cloned(),
-            })
+            .filter_map(|&id| self.record_of(id))
             .collect();
         for batch in pack_batches(&peers, BATCH_BUDGET) {
             self.send(from, &Message::Certs { peers: batch });
