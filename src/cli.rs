@@ -124,6 +124,9 @@ struct SimArgs {
     /// Plain push gossip (fanout random members per hop) instead of Plumtree above 32 members.
     #[arg(long)]
     no_plumtree: bool,
+    /// Time between two consecutive group messages in the talk phase, ms.
+    #[arg(long, default_value_t = p2pchat_sim::SimConfig::default().send_interval_ms)]
+    interval_ms: u64,
     /// Seed of the whole run.
     #[arg(long, default_value_t = 1)]
     seed: u64,
@@ -176,6 +179,7 @@ fn sim(a: SimArgs) -> ExitCode {
         fanout: a.fanout,
         plumtree: !a.no_plumtree,
         seed: a.seed,
+        send_interval_ms: a.interval_ms,
         talkers: a.talkers,
         view: a.view,
         ..p2pchat_sim::SimConfig::default()

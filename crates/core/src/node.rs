@@ -2160,7 +2160,10 @@ impl Node {
         } else {
             hop.saturating_add(1)
         };
-        self.delivery_hops.insert(dot, hop);
+        // Only the simulator asks; a long-running node must not grow a map per message.
+        if self.cfg.record_hops {
+            self.delivery_hops.insert(dot, hop);
+        }
         self.holdback.insert(dot, msg);
         self.try_deliver(now, dot);
     }

@@ -163,7 +163,7 @@ impl SimConfig {
             return bad("--view must be 0 (automatic) or at least 8");
         }
         if self.send_interval_ms == 0 {
-            return bad("send interval must be positive");
+            return bad("--interval-ms (the send interval) must be positive");
         }
         Ok(())
     }
@@ -777,7 +777,9 @@ impl Sim {
             }
         }
         if let Some(d) = deadline {
-            let t = (d.as_micros() as u64).max(self.now);
+            // Rounded up: a deadline between two microseconds must not wake the node early
+            // (it would do nothing and ask for the same wake-up again, forever).
+            let t = (d.as_nanos().div_ceil(1000) as u64).max(self.now);
             let ep = &mut self.eps[i];
             if ep.wake_at.is_none_or(|w| t < w || w < self.now) {
                 ep.wake_at = Some(t);
