@@ -605,7 +605,8 @@ impl Node {
         self.conversations.values().map(|c| c.outbox.len()).sum()
     }
 
-    /// Hops travelled by the copy of `dot` that was delivered here (0 for own messages).
+    /// Hops travelled by the copy of `dot` that was delivered here (0 for own messages;
+    /// recorded only with [`NodeConfig::record_hops`]).
     pub fn delivery_hop(&self, dot: Dot) -> Option<u16> {
         self.delivery_hops.get(&dot).copied()
     }

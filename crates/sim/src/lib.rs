@@ -162,8 +162,8 @@ impl SimConfig {
         if self.view != 0 && self.view < 8 {
             return bad("--view must be 0 (automatic) or at least 8");
         }
-        if self.send_interval_ms == 0 {
-            return bad("--interval-ms (the send interval) must be positive");
+        if self.send_interval_ms == 0 || self.send_interval_ms > 60_000 {
+            return bad("--interval-ms (the send interval) must be between 1 and 60000");
         }
         Ok(())
     }
