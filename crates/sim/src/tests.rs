@@ -119,8 +119,16 @@ fn invalid_configs_are_refused() {
             max_latency_ms: 1,
             ..SimConfig::default()
         },
+        SimConfig {
+            send_interval_ms: 0,
+            ..SimConfig::default()
+        },
+        SimConfig {
+            send_interval_ms: u64::MAX / 2,
+            ..SimConfig::default()
+        },
     ] {
-        assert!(run(&cfg).is_err());
+        assert!(run(&cfg).is_err(), "accepted {cfg:?}");
     }
 }
 
