@@ -124,6 +124,9 @@ struct SimArgs {
     /// Plain push gossip (fanout random members per hop) instead of Plumtree above 32 members.
     #[arg(long)]
     no_plumtree: bool,
+    /// No ring broadcast: Plumtree (or push gossip) above 32 members even with full membership.
+    #[arg(long)]
+    no_ring: bool,
     /// Time between two consecutive group messages in the talk phase, ms.
     #[arg(long, default_value_t = p2pchat_sim::SimConfig::default().send_interval_ms)]
     interval_ms: u64,
@@ -178,6 +181,7 @@ fn sim(a: SimArgs) -> ExitCode {
         crash_auth: a.crash_auth,
         fanout: a.fanout,
         plumtree: !a.no_plumtree,
+        ring: !a.no_ring,
         seed: a.seed,
         send_interval_ms: a.interval_ms,
         talkers: a.talkers,
@@ -230,8 +234,12 @@ fn sim(a: SimArgs) -> ExitCode {
             report.datagrams, report.bytes, report.talk_datagrams
         );
         println!(
-            "  gossip      RMR {:.2}, last delivery hop {:.2}, {} crashes",
-            report.rmr, report.last_delivery_hop, report.crashes
+            "  gossip      RMR {:.2}, last delivery hop {:.2}, {} crashes; ring pushes retried {}, shares handed on {}",
+            report.rmr,
+            report.last_delivery_hop,
+            report.crashes,
+            report.ring_retries,
+            report.ring_handovers
         );
         println!(
             "  clocks      causal metadata per message: mean {:.1} bytes, max {} bytes",
@@ -239,12 +247,16 @@ fn sim(a: SimArgs) -> ExitCode {
         );
         if report.crashes > 0 {
             println!(
-                "  recovery    by push (not repair) among nodes that never crashed: {:.1}% of deliveries before the crashes, {:.1}% after; {} after the crashes began",
+                "  recovery    by push (not repair), among nodes that never crashed: {:.1}% of deliveries before the crashes, {:.1}% while they happen, {:.1}% after; {}",
                 report.push_share_before * 100.0,
+                report.push_share_during * 100.0,
                 report.push_share_after * 100.0,
                 match report.recovery_broadcasts {
-                    Some(k) => format!("{k} broadcasts until one reached 95% of them by push again"),
-                    None => "no broadcast reached 95% of them by push again".to_string(),
+                    Some(k) => format!(
+                        "healed {k} broadcasts after the last crash (the {} from there reached 95% of them by push)",
+                        p2pchat_sim::RECOVERY_WINDOW
+                    ),
+                    None => "never healed (no run of broadcasts reached 95% of them by push)".to_string(),
                 }
             );
         }

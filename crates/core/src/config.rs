@@ -16,6 +16,15 @@ pub struct NodeConfig {
     /// duplicate are pruned, links that deliver only through repair are grafted) instead of
     /// to `fanout` random members per hop.
     pub plumtree: bool,
+    /// Above `flood_below`, while every member knows every other (no partial views): ring
+    /// broadcast, a per-author tree over the ring of member ids with acknowledged pushes (see
+    /// `docs/PROTOCOL.md`, Ring broadcast). Takes precedence over `plumtree` there.
+    pub ring: bool,
+    /// A ring push not acknowledged in time is sent again; after a second silence the member
+    /// is skipped and its share of the ring goes to the next member. "In time" follows the
+    /// measured round trip (as TCP's retransmission timeout, at least 20 ms); this is its
+    /// upper bound, and the wait before any round trip was measured.
+    pub ring_ack_timeout: Duration,
     /// First retry delay for signup/signin; doubles per attempt up to `auth_retry_max`.
     pub auth_retry_initial: Duration,
     /// Largest delay between signup/signin retries.
@@ -78,6 +87,8 @@ impl Default for NodeConfig {
             fanout: 4,
             flood_below: 32,
             plumtree: true,
+            ring: true,
+            ring_ack_timeout: Duration::from_millis(100),
             auth_retry_initial: Duration::from_millis(300),
             auth_retry_max: Duration::from_secs(2),
             auth_attempts: 12,
@@ -127,6 +138,7 @@ impl NodeConfig {
             ("private_rto_initial", self.private_rto_initial),
             ("auth_retry_initial", self.auth_retry_initial),
             ("hello_retry", self.hello_retry),
+            ("ring_ack_timeout", self.ring_ack_timeout),
         ] {
             if d.is_zero() {
                 return Err(format!("{name} must be positive"));

@@ -156,6 +156,10 @@ pub struct Stats {
     pub group_delivered: u64,
     /// Group messages that waited for their author's record (`WhoIs`; partial views).
     pub parked: u64,
+    /// Ring broadcast: pushes sent again for want of an acknowledgement.
+    pub ring_retries: u64,
+    /// Ring broadcast: shares handed to the next member after two unanswered pushes.
+    pub ring_handovers: u64,
     /// Group messages dropped because the hold-back queue was full.
     pub holdback_dropped: u64,
     /// Private messages delivered to this node.

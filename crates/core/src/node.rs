@@ -76,9 +76,11 @@ enum Timer {
     Hello,
     /// Retransmit private messages.
     Private,
+    /// Ring pushes not acknowledged in time.
+    Ring,
 }
 
-const TIMERS: usize = 8;
+const TIMERS: usize = 9;
 
 impl Timer {
     fn index(self) -> usize {
@@ -94,8 +96,20 @@ impl Timer {
             Timer::ProbeTimeout,
             Timer::Hello,
             Timer::Private,
+            Timer::Ring,
         ]
     }
+}
+
+/// How a group message reached us.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Via {
+    /// Anti-entropy repair: not passed on.
+    Repair,
+    /// Gossip or Plumtree push: passed on to our own push targets.
+    Push,
+    /// Ring push: passed on to our fingers up to this limit (see [`ring`]).
+    Ring(NodeId),
 }
 
 /// Who the node is and where it starts.
@@ -250,6 +264,8 @@ pub struct Node {
     /// Plumtree eager-push peers (above `flood_below`).
     eager: Vec<NodeId>,
     eager_init: bool,
+    /// Ring broadcast state (full membership above `flood_below`).
+    ring: ring::Ring,
     /// Where old message bodies are read back from (see [`Archive`]).
     archive: Option<Box<dyn Archive>>,
     /// History entries before this index have had their bodies dropped from memory.
@@ -356,6 +372,7 @@ impl Node {
             delivery_hops: HashMap::new(),
             eager: Vec::new(),
             eager_init: false,
+            ring: ring::Ring::default(),
             archive: None,
             trimmed: 0,
             clock_log: HashMap::new(),
@@ -740,7 +757,14 @@ impl Node {
                 self.handle_hello_ack(now, info);
             }
             Message::Bye { node_id } => self.handle_bye(now, from, node_id),
-            Message::Group { hop, msg } => self.receive_group(now, msg, hop, Some(from), true),
+            Message::Group { hop, msg } => self.receive_group(now, msg, hop, Some(from), Via::Push),
+            Message::Ring { hop, limit, msg } => {
+                // Acknowledged even when a duplicate: the sender need not retry either way.
+                self.send(from, &Message::RingAck { dot: msg.dot() });
+                self.receive_group(now, msg, hop, Some(from), Via::Ring(limit))
+            }
+            Message::RingAck { dot } => self.handle_ring_ack(now, sender, dot),
+            Message::RingDown { ids } => self.handle_ring_down(now, sender, &ids),
             Message::GroupFrom { hop, msg, author } => {
                 // Its sender knows the network is larger than a view: so do we now.
                 self.partial = true;
@@ -749,7 +773,7 @@ impl Node {
                 } else {
                     self.stats.rejected += 1;
                 }
-                self.receive_group(now, msg, hop, Some(from), true)
+                self.receive_group(now, msg, hop, Some(from), Via::Push)
             }
             Message::Forget => {
                 self.partial = true;
@@ -1118,6 +1142,7 @@ impl Node {
             Timer::ProbeTimeout => self.probe_timeout(),
             Timer::Hello => self.hello_timer(now),
             Timer::Private => self.private_timer(now),
+            Timer::Ring => self.ring_timer(now),
         }
     }
 
@@ -1738,6 +1763,7 @@ impl Node {
     }
 
     fn mark_heard_id(&mut self, now: Duration, id: NodeId) {
+        self.ring_heard(id);
         if let Some(m) = self.members.get_mut(&id) {
             m.last_heard = now;
             if m.status != PeerStatus::Online {
@@ -1789,11 +1815,13 @@ impl Node {
         if !self.live_pos.contains_key(&id) {
             self.live_pos.insert(id, self.live.len());
             self.live.push(id);
+            self.ring_join(id);
         }
     }
 
     fn live_remove(&mut self, id: NodeId) {
         if let Some(pos) = self.live_pos.remove(&id) {
+            self.ring_forget(id);
             self.live.swap_remove(pos);
             if let Some(&moved) = self.live.get(pos) {
                 self.live_pos.insert(moved, pos);
@@ -1996,7 +2024,11 @@ impl Node {
         if self.cfg.record_hops {
             self.delivery_hops.insert(dot, 0);
         }
-        self.gossip(msg, 0, &[me]);
+        if self.ring_mode() {
+            self.ring_push(now, msg, 0, me);
+        } else {
+            self.gossip(msg, 0, &[me]);
+        }
     }
 
     fn flooding(&self) -> bool {
@@ -2093,7 +2125,7 @@ impl Node {
         msg: GroupMsg,
         hop: u16,
         from: Option<SocketAddr>,
-        forward: bool,
+        via: Via,
     ) {
         self.stats.group_payloads += 1;
         let dot = msg.dot();
@@ -2101,7 +2133,7 @@ impl Node {
         if self.delivered.get(msg.author) >= msg.seq || self.holdback.contains_key(&dot) {
             self.stats.group_duplicates += 1;
             // Plumtree: an eager link that brings a copy we already had is redundant.
-            if forward && self.plumtree() {
+            if via == Via::Push && self.plumtree() {
                 if let Some(s) = sender {
                     if let Some(pos) = self.eager.iter().position(|&e| e == s) {
                         self.eager.swap_remove(pos);
@@ -2126,12 +2158,12 @@ impl Node {
                 Some(true) => {}
                 Some(false) => return,
                 // Unknown author: wait for its record (see `views`).
-                None => return self.park(now, msg, hop, from, forward),
+                None => return self.park(now, msg, hop, from, via),
             }
         }
-        if self.plumtree() {
+        if self.plumtree() && !self.ring_mode() {
             if let Some(s) = sender {
-                if forward {
+                if via == Via::Push {
                     // The link that delivered first is a tree link, both ways.
                     self.eager_add(s);
                 } else if !self.eager.contains(&s) {
@@ -2146,7 +2178,9 @@ impl Node {
         let sender = sender.or_else(|| from.and_then(|a| self.by_addr.get(&a).copied()));
         // The author of a small group sent everyone a copy: no need to forward.
         let flooded = hop == 0 && sender == Some(msg.author) && self.flooding();
-        if forward && !flooded {
+        if let (Via::Ring(limit), false) = (via, self.partial()) {
+            self.ring_push(now, msg.clone(), hop.saturating_add(1), limit);
+        } else if via != Via::Repair && !flooded {
             let mut exclude = vec![msg.author];
             if let Some(sender) = sender {
                 exclude.push(sender);
@@ -2380,7 +2414,7 @@ impl Node {
 
     fn handle_repair(&mut self, now: Duration, from: SocketAddr, msgs: Vec<GroupMsg>, more: bool) {
         for msg in msgs {
-            self.receive_group(now, msg, u16::MAX, Some(from), false);
+            self.receive_group(now, msg, u16::MAX, Some(from), Via::Repair);
         }
         if more {
             self.send_digest(from, NodeId(0), NodeId(u32::MAX), false);
@@ -2686,6 +2720,7 @@ impl Node {
     }
 }
 
+mod ring;
 #[cfg(test)]
 mod tests;
 mod views;

@@ -20,8 +20,9 @@ use thiserror::Error;
 
 /// First two bytes of every datagram.
 pub const MAGIC: [u8; 2] = *b"pC";
-/// Protocol version carried in the third byte (2: everything sealed or inside Noise).
-pub const VERSION: u8 = 2;
+/// Protocol version carried in the third byte (2: everything sealed or inside Noise; 3: ring
+/// broadcast, `Ring` and `RingAck`).
+pub const VERSION: u8 = 3;
 /// Largest datagram we send or accept: safe under common path MTUs.
 pub const MAX_DATAGRAM: usize = 1200;
 /// Largest envelope overhead: header, link fields, an attached certificate, AEAD tag.
@@ -432,7 +433,33 @@ pub enum Message {
         /// Member records (server-signed certificates inside).
         peers: Vec<PeerInfo>,
     },
+    /// Ring broadcast (full membership above the flooding threshold): a group message the
+    /// receiver delivers and passes on to the members of the ring between itself and `limit`.
+    Ring {
+        /// Hops travelled so far (0 from the author).
+        hop: u16,
+        /// End of the receiver's share of the ring (exclusive; clockwise by node id). The
+        /// receiver itself means the whole ring.
+        limit: NodeId,
+        /// The message.
+        msg: GroupMsg,
+    },
+    /// "Your `Ring` push of this message reached me" (else the sender retries, then hands
+    /// the share to the next member of the ring).
+    RingAck {
+        /// The message received.
+        dot: Dot,
+    },
+    /// "These members did not answer my pushes": sent to the members that push to them, which
+    /// leave them out of their rings until they hear from them (and ping them to see).
+    RingDown {
+        /// At most [`MAX_RING_DOWN`] node ids.
+        ids: Vec<NodeId>,
+    },
 }
+
+/// Most members one `RingDown` may name.
+pub const MAX_RING_DOWN: usize = 16;
 
 /// Most ids one `WhoIs` may ask for.
 pub const MAX_WHOIS: usize = 16;
@@ -592,6 +619,8 @@ fn validate(msg: &Message) -> Result<(), DecodeError> {
             recent.iter().try_for_each(check_peer)
         }
         Message::Group { msg, .. } => check_group(msg),
+        Message::Ring { msg, .. } => check_group(msg),
+        Message::RingDown { ids } => check(ids.len() <= MAX_RING_DOWN, "ring down"),
         Message::GroupFrom { msg, author, .. } => {
             check_group(msg)?;
             check_peer(author)
@@ -627,6 +656,7 @@ fn validate(msg: &Message) -> Result<(), DecodeError> {
         | Message::Prune
         | Message::Graft
         | Message::Forget => Ok(()),
+        Message::RingAck { dot } => check(dot.seq >= 1, "seq"),
     }
 }
 
@@ -800,6 +830,19 @@ mod tests {
                 hop,
                 msg,
                 author
+            }),
+            (any::<u16>(), any::<u32>(), group()).prop_map(|(hop, limit, msg)| Message::Ring {
+                hop,
+                limit: NodeId(limit),
+                msg
+            }),
+            proptest::collection::vec(any::<u32>(), 0..=MAX_RING_DOWN).prop_map(|ids| {
+                Message::RingDown {
+                    ids: ids.into_iter().map(NodeId).collect(),
+                }
+            }),
+            (any::<u32>(), 1u64..).prop_map(|(a, seq)| Message::RingAck {
+                dot: Dot::new(NodeId(a), seq)
             }),
         ]
     }

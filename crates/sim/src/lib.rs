@@ -35,6 +35,9 @@ use std::net::SocketAddr;
 use std::time::Duration;
 use thiserror::Error;
 
+/// Broadcasts over which the push share is taken to decide that the tree has healed.
+pub const RECOVERY_WINDOW: usize = 10;
+
 /// A group message's send time, and among nodes that never crash: deliveries, and those by push.
 type TreeStat = (u64, u32, u32);
 
@@ -65,6 +68,8 @@ pub struct SimConfig {
     pub fanout: usize,
     /// Plumtree above the flooding threshold (else push gossip with `fanout`).
     pub plumtree: bool,
+    /// Ring broadcast while every node knows every other (see `NodeConfig::ring`).
+    pub ring: bool,
     /// The seed of everything.
     pub seed: u64,
     /// Only this many nodes (the first ones) send group messages; 0 means everyone.
@@ -96,6 +101,7 @@ impl Default for SimConfig {
             crash_auth: false,
             fanout: NodeConfig::default().fanout,
             plumtree: NodeConfig::default().plumtree,
+            ring: NodeConfig::default().ring,
             seed: 1,
             talkers: 0,
             view: 0,
@@ -220,12 +226,18 @@ pub struct Report {
     /// Share of deliveries made by push (not repair) among nodes that never crashed, for
     /// messages sent before the first crash (or all messages, without crashes).
     pub push_share_before: f64,
-    /// The same for messages sent after the crashes began.
+    /// The same for messages sent while the crashes happen (they are spread over 0.5 s).
+    pub push_share_during: f64,
+    /// The same for messages sent after the last crash.
     pub push_share_after: f64,
-    /// Messages sent after the crashes began before one reached at least 95% of the nodes
-    /// that never crashed by push again: how many broadcasts the tree took to heal (`None`
-    /// without crashes, or if it never did).
+    /// Messages sent after the last crash before the tree healed: from the next one on,
+    /// [`RECOVERY_WINDOW`] consecutive broadcasts together reached at least 95% of the nodes
+    /// that never crashed by push (`None` without crashes, or if it never did).
     pub recovery_broadcasts: Option<usize>,
+    /// Ring pushes sent again for want of an acknowledgement, all nodes.
+    pub ring_retries: u64,
+    /// Ring shares handed on past a member that did not answer twice, all nodes.
+    pub ring_handovers: u64,
     /// Mean encoded size of a group message's causal metadata (Lamport time + deps), bytes.
     pub clock_bytes_mean: f64,
     /// Largest encoded size of a group message's causal metadata, bytes.
@@ -342,6 +354,11 @@ struct Sim {
     /// Nodes chosen to crash, and when the first crash happens.
     crash_set: HashSet<usize>,
     first_crash: Option<u64>,
+    /// When the last of those crashes happens.
+    last_crash: Option<u64>,
+    /// Counters of crashed node incarnations (a restart starts from zero): group payloads
+    /// received, ring retries, ring handovers.
+    carried: [u64; 3],
     /// Per group message: when it was sent, and among nodes that never crash, how many
     /// delivered it and how many of those got it by push (the tree) rather than repair.
     tree: HashMap<Dot, TreeStat>,
@@ -368,6 +385,7 @@ impl Sim {
         let node_cfg = NodeConfig {
             fanout: cfg.fanout,
             plumtree: cfg.plumtree,
+            ring: cfg.ring,
             full_clocks: cfg.nodes <= 100,
             view_max: cfg.view_size(),
             record_hops: true,
@@ -423,6 +441,8 @@ impl Sim {
             max_hop: HashMap::new(),
             crash_set: HashSet::new(),
             first_crash: None,
+            last_crash: None,
+            carried: [0; 3],
             tree: HashMap::new(),
             crashes: 0,
             clock_bytes: Vec::new(),
@@ -517,6 +537,16 @@ impl Sim {
             Ev::Say => self.say(),
             Ev::Private => self.private(),
             Ev::Crash(i) => {
+                if let Some(n) = &self.eps[i].node {
+                    let st = n.stats();
+                    for (c, v) in self.carried.iter_mut().zip([
+                        st.group_payloads,
+                        st.ring_retries,
+                        st.ring_handovers,
+                    ]) {
+                        *c += v;
+                    }
+                }
                 self.eps[i].node = None;
                 self.eps[i].wake_at = None;
                 self.crashes += 1;
@@ -667,6 +697,7 @@ impl Sim {
                 self.crash_set.insert(i);
                 let jitter = self.rng.random_range(0..Self::ms(500));
                 self.at(crash_at + jitter, Ev::Crash(i));
+                self.last_crash = self.last_crash.max(Some(crash_at + jitter));
                 self.at(crash_at + jitter + down_for, Ev::Restart(i));
             }
         }
@@ -926,10 +957,9 @@ impl Sim {
     }
 
     fn report(&self) -> Report {
-        let mut payloads = 0u64;
-        let mut group_deliveries = 0u64;
         let mut faults = [0u64; 6];
         let (mut view_sum, mut view_largest, mut parked) = (0usize, 0usize, 0u64);
+        let [mut payloads, mut ring_retries, mut ring_handovers] = self.carried;
         let mut reference: Option<Vec<String>> = None;
         let mut mismatches = 0u64;
         for ep in &self.eps[1..] {
@@ -938,8 +968,9 @@ impl Sim {
                 view_sum += n.member_count();
                 view_largest = view_largest.max(n.member_count());
                 parked += st.parked;
+                ring_retries += st.ring_retries;
+                ring_handovers += st.ring_handovers;
                 payloads += st.group_payloads;
-                group_deliveries += st.group_delivered;
                 for (f, v) in faults.iter_mut().zip([
                     st.unauthenticated,
                     st.replayed,
@@ -960,8 +991,10 @@ impl Sim {
                 mismatches += 1;
             }
         }
-        // Own messages are delivered without being received.
-        let received_deliveries = group_deliveries.saturating_sub(self.snapshots.len() as u64);
+        // Own messages are delivered without being received; a restarted node's restored
+        // history is neither received nor delivered again (each endpoint counts a message once).
+        let unique: u64 = self.eps[1..].iter().map(|e| e.group_got.len() as u64).sum();
+        let received_deliveries = unique.saturating_sub(self.snapshots.len() as u64);
         let rmr = if received_deliveries > 0 {
             payloads as f64 / received_deliveries as f64 - 1.0
         } else {
@@ -971,9 +1004,15 @@ impl Sim {
         let mut sent: Vec<&TreeStat> = self.tree.values().collect();
         sent.sort_unstable();
         let cut = self.first_crash.unwrap_or(u64::MAX);
-        let (before, after): (Vec<&&TreeStat>, Vec<&&TreeStat>) =
-            sent.iter().partition(|t| t.0 < cut);
-        let share = |ts: &[&&TreeStat]| {
+        let end = self.last_crash.unwrap_or(u64::MAX);
+        let before: Vec<&TreeStat> = sent.iter().copied().filter(|t| t.0 < cut).collect();
+        let during: Vec<&TreeStat> = sent
+            .iter()
+            .copied()
+            .filter(|t| (cut..=end).contains(&t.0))
+            .collect();
+        let after: Vec<&TreeStat> = sent.iter().copied().filter(|t| t.0 > end).collect();
+        let share = |ts: &[&TreeStat]| {
             let (all, push) = ts.iter().fold((0u64, 0u64), |(a, p), t| {
                 (a + u64::from(t.1), p + u64::from(t.2))
             });
@@ -983,9 +1022,12 @@ impl Sim {
                 push as f64 / all as f64
             }
         };
-        let recovery_broadcasts = self.first_crash.and_then(|_| {
-            after.iter().position(|t: &&&(u64, u32, u32)| {
-                t.1 > 0 && f64::from(t.2) >= 0.95 * f64::from(t.1)
+        // Healed: from this broadcast on, the next RECOVERY_WINDOW together reached 95% of
+        // the nodes that never crashed by push.
+        let recovery_broadcasts = self.last_crash.and_then(|_| {
+            (0..after.len()).find(|&k| {
+                let window = &after[k..(k + RECOVERY_WINDOW).min(after.len())];
+                share(window) >= 0.95
             })
         });
         let ldh = if self.max_hop.is_empty() {
@@ -1024,8 +1066,11 @@ impl Sim {
             last_delivery_hop: round2(ldh),
             crashes: self.crashes,
             push_share_before: share(&before),
+            push_share_during: share(&during),
             push_share_after: share(&after),
             recovery_broadcasts,
+            ring_retries,
+            ring_handovers,
             view_max: self.cfg.view_size(),
             view_mean: view_sum as f64 / self.cfg.nodes as f64,
             view_largest,

@@ -892,3 +892,88 @@ fn partial_views_stay_bounded_symmetric_and_still_verify_unknown_authors() {
         "{ev:?}"
     );
 }
+
+/// The limits of the `Ring` pushes node `n` sent to fake peer `p`.
+fn ring_limits(n: &Node, p: u32, sent: &[(SocketAddr, Vec<u8>)]) -> Vec<NodeId> {
+    sent_to(n, p, sent)
+        .iter()
+        .filter_map(|m| match m {
+            Message::Ring { limit, .. } => Some(*limit),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn ring_pushes_are_acknowledged_passed_on_by_share_and_handed_on_when_unanswered() {
+    let mut n = member_node("carol", 3, 6003);
+    let ping = Message::Ping {
+        nonce: 1,
+        gossip: Vec::new(),
+    };
+    // 42 members, more than `flood_below`, all known: ring broadcast.
+    for p in 10..50 {
+        send_as(&mut n, p, &ping);
+    }
+    drain(&mut n);
+    let mut ring: Vec<NodeId> = [1, 2, 3].into_iter().chain(10..50).map(NodeId).collect();
+    ring.sort_unstable_by_key(|&x| ring::pos(x));
+    let me = NodeId(3);
+    let at = ring.iter().position(|&x| x == me).expect("in ring");
+    // Peer 1 hands us the next 20 members of the ring.
+    let limit = ring[(at + 21) % ring.len()];
+    let expect = ring::shares(&ring, me, limit);
+    assert!(expect.len() >= 3, "{expect:?}");
+    let msg = group(1, 1, 1, &[]);
+    let dot = msg.dot();
+    send_as(&mut n, 1, &Message::Ring { hop: 0, limit, msg });
+    let (sent, events, _) = drain(&mut n);
+    assert_eq!(delivered_ids(&events), vec!["1.1"]);
+    assert!(sent_to(&n, 1, &sent)
+        .iter()
+        .any(|m| matches!(m, Message::RingAck { dot: d } if *d == dot)));
+    // Each finger inside our share gets the part up to the next one; nobody else anything.
+    for &p in &ring {
+        let want: Vec<NodeId> = expect.iter().filter(|s| s.0 == p).map(|s| s.1).collect();
+        assert_eq!(ring_limits(&n, p.0, &sent), want, "to {p:?}");
+    }
+    // A finger whose part holds more members stays silent, the others acknowledge: one
+    // retry, then its part goes to the member after it, and it gets a ping instead.
+    let next_of =
+        |x: NodeId| ring[(ring.iter().position(|&y| y == x).expect("in") + 1) % ring.len()];
+    let &(silent, part) = expect
+        .iter()
+        .find(|&&(f, l)| next_of(f) != l)
+        .expect("a finger with a part to hand on");
+    for &(f, _) in &expect {
+        if f != silent {
+            send_as(&mut n, f.0, &Message::RingAck { dot });
+        }
+    }
+    drain(&mut n);
+    n.handle_timeout(Duration::from_millis(101));
+    let (sent, _, _) = drain(&mut n);
+    assert_eq!(ring_limits(&n, silent.0, &sent), vec![part]);
+    assert_eq!(n.stats().ring_retries, 1);
+    n.handle_timeout(Duration::from_millis(200));
+    let (sent, _, _) = drain(&mut n);
+    assert_eq!(ring_limits(&n, next_of(silent).0, &sent), vec![part]);
+    assert!(sent_to(&n, silent.0, &sent)
+        .iter()
+        .any(|m| matches!(m, Message::Ping { .. })));
+    assert_eq!(n.stats().ring_handovers, 1);
+    // The members that push to the silent one are told (they check for themselves).
+    let told: Vec<NodeId> = ring
+        .iter()
+        .copied()
+        .filter(|&p| {
+            sent_to(&n, p.0, &sent)
+                .iter()
+                .any(|m| matches!(m, Message::RingDown { ids } if ids == &vec![silent]))
+        })
+        .collect();
+    let mut owners = ring::pushing_to(&ring, silent);
+    owners.retain(|&x| x != me);
+    assert!(!owners.is_empty());
+    assert_eq!(told.len(), owners.len(), "{told:?} vs {owners:?}");
+}

@@ -56,7 +56,7 @@ pub(super) struct Parked {
     pub(super) hop: u16,
     pub(super) from: Option<SocketAddr>,
     pub(super) sender: Option<NodeId>,
-    pub(super) forward: bool,
+    pub(super) via: Via,
     pub(super) since: Duration,
 }
 
@@ -223,7 +223,7 @@ impl Node {
         msg: GroupMsg,
         hop: u16,
         from: Option<SocketAddr>,
-        forward: bool,
+        via: Via,
     ) {
         let author = msg.author;
         let dot = msg.dot();
@@ -241,7 +241,7 @@ impl Node {
                 hop,
                 from,
                 sender: self.cur_sender.map(|(_, id)| id),
-                forward,
+                via,
                 since: now,
             });
         }
@@ -292,7 +292,7 @@ impl Node {
             // Counted as a payload when it arrived.
             self.stats.group_payloads = self.stats.group_payloads.saturating_sub(1);
             self.cur_sender = p.from.zip(p.sender);
-            self.receive_group(now, p.msg, p.hop, p.from, p.forward);
+            self.receive_group(now, p.msg, p.hop, p.from, p.via);
         }
         self.cur_sender = saved;
     }

@@ -1,0 +1,506 @@
+//! Ring broadcast: in a group where every member knows every other (full membership, above
+//! `flood_below`), a group message travels a spanning tree that the ring of members defines
+//! for its author, so each member gets one copy, within about log2(n) hops.
+//!
+//! The members, ordered by [`pos`] (their scrambled ids), form a ring. A node's finger j is
+//! the first member at least 2^j past it clockwise, as in Chord. A node that must cover the
+//! part of the ring strictly between itself and `limit` (the author: the whole ring) sends the
+//! message to each of its fingers inside that part, and gives each finger the part up to the
+//! next finger (the farthest gets the rest, up to `limit`): the broadcast of El-Ansary et al.
+//! over Chord ("Efficient broadcast in structured P2P networks", 2003). Every author has its
+//! own tree, for free, so concurrent authors do not disturb each other, which is what undid a
+//! shared Plumtree here (see `docs/PERFORMANCE.md`); and nothing has to learn the tree, so it
+//! is right from the first message after a change of membership.
+//!
+//! The tree needs each node's view of the ring to be right near it: a member that crashed but
+//! is still counted would swallow its part. So each push is acknowledged (`RingAck`); without
+//! an answer in time (a TCP-style timeout over measured round trips) the sender pushes once
+//! more (a lost datagram), then hands the member's part to the next member on the ring, leaves
+//! the member out until it hears from it again, and pings it. It also tells the members that
+//! have the silent one as a finger (`RingDown`), so that the next broadcasts avoid it at once;
+//! each of them leaves it out and pings it too, so a false report (a lost datagram) costs a
+//! round trip, not a member. A node told that it is down pings the members that push to it.
+//! Members that join the ring late, or views that differ, can still leave a node without a
+//! copy: anti-entropy repairs it, as it repairs everything.
+
+use super::*;
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
+
+/// Most members told at once that one of their fingers is silent (about log2 n have it).
+const PUSHING_MAX: usize = 64;
+/// Pushes awaiting an acknowledgement at once (a bound; beyond it, pushes are not retried).
+const PENDING_MAX: usize = 1 << 16;
+/// The shortest acknowledgement timeout, however short the round trip: a busy receiver
+/// answers late, and a needless retry costs a copy.
+const RTO_MIN: Duration = Duration::from_millis(20);
+/// A push awaiting its `RingAck`.
+struct Pending {
+    sent: Duration,
+    limit: NodeId,
+    hop: u16,
+    /// Pushes sent so far (the retry comes after the first timeout).
+    tries: u8,
+}
+
+/// A node's ring broadcast state.
+#[derive(Default)]
+pub(super) struct Ring {
+    /// Live members not skipped, ourselves included, sorted by [`pos`].
+    ids: Vec<NodeId>,
+    /// Members found or reported unresponsive: left out of the ring until heard from.
+    skip: HashSet<NodeId>,
+    /// When we last told the members that push to us that we are alive.
+    refuted: Option<Duration>,
+    /// Smoothed round trip of acknowledged pushes, and its mean deviation.
+    srtt: Option<Duration>,
+    rttvar: Duration,
+    pending: HashMap<(NodeId, Dot), Pending>,
+    due: BinaryHeap<Reverse<(Duration, NodeId, Dot)>>,
+}
+
+impl Ring {
+    fn insert(&mut self, id: NodeId) {
+        if let Err(at) = self.ids.binary_search_by_key(&pos(id), |&x| pos(x)) {
+            self.ids.insert(at, id);
+        }
+    }
+
+    fn remove(&mut self, id: NodeId) {
+        if let Ok(at) = self.ids.binary_search_by_key(&pos(id), |&x| pos(x)) {
+            self.ids.remove(at);
+        }
+    }
+
+    /// Leaves `id` out of the ring; false if it was already out.
+    fn skip(&mut self, id: NodeId) -> bool {
+        self.remove(id);
+        self.skip.insert(id)
+    }
+
+    /// How long to wait for an acknowledgement: the smoothed round trip plus four mean
+    /// deviations (as TCP), within [`RTO_MIN`, `max`].
+    fn rto(&self, max: Duration) -> Duration {
+        match self.srtt {
+            Some(srtt) => (srtt + 4 * self.rttvar).clamp(RTO_MIN.min(max), max),
+            None => max,
+        }
+    }
+
+    /// A round-trip sample from an acknowledgement of a push sent once (Karn).
+    fn sample(&mut self, rtt: Duration) {
+        match self.srtt {
+            None => {
+                self.srtt = Some(rtt);
+                self.rttvar = rtt / 2;
+            }
+            Some(srtt) => {
+                let dev = srtt.abs_diff(rtt);
+                self.rttvar = (self.rttvar * 3 + dev) / 4;
+                self.srtt = Some((srtt * 7 + rtt) / 8);
+            }
+        }
+    }
+
+    fn next_deadline(&self) -> Option<Duration> {
+        self.due.peek().map(|Reverse((at, _, _))| *at)
+    }
+}
+
+/// The key under which a check of `id` (a ping after it went silent) waits for an
+/// answer among the pushes: no message has sequence number 0.
+fn check_dot(id: NodeId) -> Dot {
+    Dot::new(id, 0)
+}
+
+/// Where a member sits on the ring: its id scrambled by a bijection of `u32` (an odd
+/// multiplier), so that the dense ids the server hands out spread evenly around the ring and
+/// the lowest ids are not where every finger wraps to.
+pub(super) fn pos(id: NodeId) -> u32 {
+    id.0.wrapping_mul(0x9E37_79B1)
+}
+
+/// Clockwise distance from `a` to `b` on the ring; a full turn when they are equal.
+fn dist(a: NodeId, b: NodeId) -> u64 {
+    match pos(b).wrapping_sub(pos(a)) {
+        0 => 1 << 32,
+        d => u64::from(d),
+    }
+}
+
+/// The first member of `ring` (sorted by [`pos`]) at least `d` (< 2^32) clockwise past
+/// `from`, other than `from`.
+fn at_least(ring: &[NodeId], from: NodeId, d: u64) -> Option<NodeId> {
+    let target = pos(from).wrapping_add(d as u32);
+    let i = ring.partition_point(|&x| pos(x) < target);
+    let x = *ring.get(i).or(ring.first())?;
+    (x != from).then_some(x)
+}
+
+/// The fingers of `me` on `ring` (sorted by [`pos`]) strictly inside its share up to `limit`,
+/// nearest first, each with the limit of its own share. Finger j is the first member at least
+/// 2^j past `me`, as in Chord: a member leaving the ring moves only the fingers that pointed
+/// to it, to its successor.
+pub(super) fn shares(ring: &[NodeId], me: NodeId, limit: NodeId) -> Vec<(NodeId, NodeId)> {
+    let span = dist(me, limit);
+    let mut fingers: Vec<NodeId> = Vec::new();
+    for j in 0..32 {
+        let d = 1u64 << j;
+        if d >= span {
+            break;
+        }
+        let Some(f) = at_least(ring, me, d) else {
+            break;
+        };
+        if dist(me, f) >= span {
+            break;
+        }
+        if fingers.last() != Some(&f) {
+            fingers.push(f);
+        }
+    }
+    let limits = fingers.iter().skip(1).copied().chain([limit]);
+    fingers.iter().copied().zip(limits).collect()
+}
+
+/// The members of `ring` (sorted by [`pos`]) that have `id` as a finger: those whose finger
+/// j falls between `id`'s predecessor and `id` (at most [`PUSHING_MAX`]), but `id` itself.
+pub(super) fn pushing_to(ring: &[NodeId], id: NodeId) -> Vec<NodeId> {
+    let n = ring.len();
+    let at = ring.partition_point(|&x| pos(x) < pos(id));
+    let Some(pred) = (1..=n)
+        .map(|back| ring[(at + n - back) % n])
+        .find(|&x| x != id)
+    else {
+        return Vec::new();
+    };
+    let gap = pos(id).wrapping_sub(pos(pred));
+    let mut out = Vec::new();
+    for j in 0..32 {
+        // Members x with pos(pred) - 2^j < pos(x) <= pos(id) - 2^j.
+        let lo = pos(pred).wrapping_sub(1 << j);
+        let start = ring.partition_point(|&x| pos(x) <= lo);
+        for k in 0..n {
+            let x = ring[(start + k) % n];
+            let off = pos(x).wrapping_sub(lo);
+            if off == 0 || off > gap || out.len() >= PUSHING_MAX {
+                break;
+            }
+            if x != id && !out.contains(&x) {
+                out.push(x);
+            }
+        }
+    }
+    out
+}
+
+impl Node {
+    /// Whether group messages travel by ring broadcast (see the module doc).
+    pub(super) fn ring_mode(&self) -> bool {
+        self.cfg.ring && !self.flooding() && !self.partial()
+    }
+
+    /// The ring, ourselves included.
+    fn ring_ids(&mut self) -> &[NodeId] {
+        if let Some(me) = self.node_id {
+            self.ring.insert(me);
+        }
+        &self.ring.ids
+    }
+
+    /// A member came online (or back into the view).
+    pub(super) fn ring_join(&mut self, id: NodeId) {
+        if !self.ring.skip.contains(&id) {
+            self.ring.insert(id);
+        }
+    }
+
+    /// Pushes `msg` (received at `hop` hops, or ours at hop 0) to our fingers inside our
+    /// share of the ring, up to `limit`.
+    pub(super) fn ring_push(&mut self, now: Duration, msg: GroupMsg, hop: u16, limit: NodeId) {
+        let Some(me) = self.node_id else { return };
+        let targets = shares(self.ring_ids(), me, limit);
+        let dot = msg.dot();
+        let mut wire = Message::Ring { hop, limit, msg };
+        for (target, share) in targets {
+            if let Message::Ring { limit, .. } = &mut wire {
+                *limit = share;
+            }
+            self.ring_send(now, target, &wire, dot, 1);
+        }
+    }
+
+    /// Sends one ring push and waits for its acknowledgement.
+    fn ring_send(&mut self, now: Duration, target: NodeId, wire: &Message, dot: Dot, tries: u8) {
+        let Message::Ring { hop, limit, .. } = *wire else {
+            return;
+        };
+        let Some(addr) = self.members.get(&target).map(|m| m.info.addr) else {
+            return;
+        };
+        match encode(wire) {
+            Ok(p) => self.send_payload(addr, &p),
+            Err(e) => debug_assert!(false, "the node built an unencodable message: {e}"),
+        }
+        if self.ring.pending.len() < PENDING_MAX {
+            self.ring.pending.insert(
+                (target, dot),
+                Pending {
+                    sent: now,
+                    limit,
+                    hop,
+                    tries,
+                },
+            );
+            let at = now + self.ring.rto(self.cfg.ring_ack_timeout);
+            self.ring.due.push(Reverse((at, target, dot)));
+            self.set_timer(Timer::Ring, at);
+        }
+    }
+
+    /// `RingAck` from `sender`.
+    pub(super) fn handle_ring_ack(&mut self, now: Duration, sender: NodeId, dot: Dot) {
+        if let Some(p) = self.ring.pending.remove(&(sender, dot)) {
+            if p.tries == 1 {
+                self.ring.sample(now.saturating_sub(p.sent));
+            }
+        }
+    }
+
+    /// A member we heard from is back in the ring if we had skipped it.
+    pub(super) fn ring_heard(&mut self, id: NodeId) {
+        if !self.ring.pending.is_empty() {
+            self.ring.pending.remove(&(id, check_dot(id)));
+        }
+        if self.ring.skip.remove(&id) && self.live_pos.contains_key(&id) {
+            self.ring.insert(id);
+        }
+    }
+
+    /// A member left the view or went offline.
+    pub(super) fn ring_forget(&mut self, id: NodeId) {
+        self.ring.skip.remove(&id);
+        self.ring.remove(id);
+    }
+
+    /// `RingDown` from `sender`: these members did not answer it. Leave them out and ping
+    /// them (an answer puts them back); told that we are down, tell those that push to us.
+    pub(super) fn handle_ring_down(&mut self, now: Duration, sender: NodeId, ids: &[NodeId]) {
+        let Some(me) = self.node_id else { return };
+        for &id in ids {
+            if id == me {
+                self.ring_refute(now);
+            } else if id != sender
+                && self.live_pos.contains_key(&id)
+                && !self.ring.skip.contains(&id)
+            {
+                self.ring_doubt(now, id);
+            }
+        }
+    }
+
+    /// The members that have `id` as a finger on our ring, but us.
+    fn pushing_to(&mut self, id: NodeId) -> Vec<NodeId> {
+        let me = self.node_id;
+        let mut out = pushing_to(self.ring_ids(), id);
+        out.retain(|&x| Some(x) != me);
+        out
+    }
+
+    /// Leaves `id` out of the ring at once, and pings it: an answer puts it back.
+    fn ring_doubt(&mut self, now: Duration, id: NodeId) {
+        self.ring.skip(id);
+        self.ring_check(now, id, 1);
+    }
+
+    /// Pings `id` and waits for any answer like for a push (see [`check_dot`]).
+    fn ring_check(&mut self, now: Duration, id: NodeId, tries: u8) {
+        let key = (id, check_dot(id));
+        if tries == 1 && self.ring.pending.contains_key(&key) {
+            return;
+        }
+        self.ring_ping(id);
+        let at = now + self.ring.rto(self.cfg.ring_ack_timeout);
+        self.ring.pending.insert(
+            key,
+            Pending {
+                sent: now,
+                limit: id,
+                hop: 0,
+                tries,
+            },
+        );
+        self.ring.due.push(Reverse((at, id, key.1)));
+        self.set_timer(Timer::Ring, at);
+    }
+
+    /// Pings the members that have us as a finger (they skip us by mistake), at most once
+    /// per `ring_ack_timeout`.
+    fn ring_refute(&mut self, now: Duration) {
+        if self
+            .ring
+            .refuted
+            .is_some_and(|t| now.saturating_sub(t) < self.cfg.ring_ack_timeout)
+        {
+            return;
+        }
+        self.ring.refuted = Some(now);
+        let Some(me) = self.node_id else { return };
+        for id in self.pushing_to(me) {
+            self.ring_ping(id);
+        }
+    }
+
+    fn ring_ping(&mut self, id: NodeId) {
+        if let Some(addr) = self.members.get(&id).map(|m| m.info.addr) {
+            let nonce: u64 = self.rng.random();
+            self.send(
+                addr,
+                &Message::Ping {
+                    nonce,
+                    gossip: Vec::new(),
+                },
+            );
+        }
+    }
+
+    /// Unacknowledged pushes: retry once, then skip the member and hand its share on.
+    pub(super) fn ring_timer(&mut self, now: Duration) {
+        while let Some(&Reverse((at, target, dot))) = self.ring.due.peek() {
+            if at > now {
+                break;
+            }
+            self.ring.due.pop();
+            let Some(p) = self.ring.pending.remove(&(target, dot)) else {
+                continue;
+            };
+            if dot == check_dot(target) {
+                // Still silent after the second ping: it stays out until heard from.
+                if p.tries < 2 {
+                    self.ring_check(now, target, p.tries + 1);
+                }
+                continue;
+            }
+            let msg = match self.holdback.get(&dot) {
+                Some(m) => Some(m.clone()),
+                None => self.find(dot).and_then(|d| self.body(d)),
+            };
+            let Some(msg) = msg else { continue };
+            let wire = Message::Ring {
+                hop: p.hop,
+                limit: p.limit,
+                msg,
+            };
+            if p.tries < 2 {
+                self.stats.ring_retries += 1;
+                self.ring_send(now, target, &wire, dot, p.tries + 1);
+                continue;
+            }
+            // Twice unanswered: crashed, cut off, or unlucky. Its share goes to the next
+            // member; it is left out until a ping shows it alive, and so it is by the members
+            // that push to it, which check for themselves.
+            self.stats.ring_handovers += 1;
+            self.ring_doubt(now, target);
+            let down = Message::RingDown { ids: vec![target] };
+            for id in self.pushing_to(target) {
+                if let Some(addr) = self.members.get(&id).map(|m| m.info.addr) {
+                    self.send(addr, &down);
+                }
+            }
+            let Some(me) = self.node_id else { continue };
+            let ring = self.ring_ids();
+            let after = ring.partition_point(|&id| pos(id) <= pos(target));
+            let Some(&next) = ring.get(after).or_else(|| ring.first()) else {
+                continue;
+            };
+            if next != me && dist(me, next) < dist(me, p.limit) {
+                self.ring_send(now, next, &wire, dot, 1);
+            }
+        }
+        if let Some(at) = self.ring.next_deadline() {
+            self.set_timer(Timer::Ring, at);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// Delivers a broadcast from `author` over `ring` by shares; returns receipt counts.
+    fn broadcast(ring: &[NodeId], author: NodeId) -> (HashMap<NodeId, u32>, u16) {
+        let mut got: HashMap<NodeId, u32> = HashMap::new();
+        let mut queue = vec![(author, author, 0u16)];
+        let mut depth = 0;
+        while let Some((node, limit, hop)) = queue.pop() {
+            depth = depth.max(hop);
+            for (t, l) in shares(ring, node, limit) {
+                *got.entry(t).or_default() += 1;
+                queue.push((t, l, hop + 1));
+            }
+        }
+        (got, depth)
+    }
+
+    fn ring_of(ids: impl IntoIterator<Item = u32>) -> Vec<NodeId> {
+        let mut ring: Vec<NodeId> = ids.into_iter().map(NodeId).collect();
+        ring.sort_unstable_by_key(|&x| pos(x));
+        ring.dedup();
+        ring
+    }
+
+    proptest! {
+        /// With one view of the ring, every member but the author gets exactly one copy,
+        /// within about log2(n) hops.
+        #[test]
+        fn one_copy_each(ids in proptest::collection::btree_set(any::<u32>(), 1..300),
+                         pick in any::<proptest::sample::Index>()) {
+            let ring = ring_of(ids);
+            let author = ring[pick.index(ring.len())];
+            let (got, depth) = broadcast(&ring, author);
+            prop_assert_eq!(got.len(), ring.len() - 1);
+            prop_assert!(got.values().all(|&c| c == 1));
+            prop_assert!(!got.contains_key(&author));
+            let log2 = usize::BITS - (ring.len().max(2) - 1).leading_zeros();
+            prop_assert!(u32::from(depth) <= 2 * log2 + 2, "depth {depth}, n {}", ring.len());
+        }
+
+        /// `pushing_to` finds every member that has a given member as a finger.
+        #[test]
+        fn pushing_to_finds_every_finger_owner(
+            ids in proptest::collection::btree_set(any::<u32>(), 2..200)
+        ) {
+            let ring = ring_of(ids);
+            for &x in &ring {
+                for (f, _) in shares(&ring, x, x) {
+                    prop_assert!(pushing_to(&ring, f).contains(&x), "{x:?} -> {f:?}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn shares_stay_inside_the_limit_and_the_nearest_comes_first() {
+        let ring = ring_of(1..=1000);
+        let me = NodeId(500);
+        let all = shares(&ring, me, me);
+        // Dense ids spread over the ring: about log2(1000) fingers.
+        assert!((8..=14).contains(&all.len()), "{}", all.len());
+        // The first finger is our successor.
+        let at = ring.iter().position(|&x| x == me).expect("in ring");
+        assert_eq!(all[0].0, ring[(at + 1) % ring.len()]);
+        // Each share ends where the next begins; the last ends at the limit.
+        for w in all.windows(2) {
+            assert_eq!(w[0].1, w[1].0);
+            assert!(dist(me, w[0].0) < dist(me, w[1].0));
+        }
+        assert_eq!(all.last().map(|s| s.1), Some(me));
+        // A narrower share keeps only the fingers inside it.
+        let limit = all[3].0;
+        let part = shares(&ring, me, limit);
+        assert_eq!(part.len(), 3);
+        assert_eq!(part[2], (all[2].0, limit));
+        assert!(shares(&ring, me, all[0].0).is_empty());
+    }
+}
