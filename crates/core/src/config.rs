@@ -22,8 +22,9 @@ pub struct NodeConfig {
     pub ring: bool,
     /// A ring push not acknowledged in time is sent again; after a second silence the member
     /// is skipped and its share of the ring goes to the next member. "In time" follows the
-    /// measured round trip (as TCP's retransmission timeout, at least 20 ms); this is its
-    /// upper bound, and the wait before any round trip was measured.
+    /// measured round trip (as TCP's retransmission timeout, 20 ms to 2 s); this is the wait
+    /// before any round trip was measured. A member heard from since the first push is only
+    /// slow: it gets a third try instead, and its part is not handed on.
     pub ring_ack_timeout: Duration,
     /// First retry delay for signup/signin; doubles per attempt up to `auth_retry_max`.
     pub auth_retry_initial: Duration,

@@ -760,10 +760,14 @@ impl Node {
             Message::Group { hop, msg } => self.receive_group(now, msg, hop, Some(from), Via::Push),
             Message::Ring { hop, limit, msg } => {
                 // Acknowledged even when a duplicate: the sender need not retry either way.
-                self.send(from, &Message::RingAck { dot: msg.dot() });
+                self.ring_ack_later(now, sender, msg.dot());
                 self.receive_group(now, msg, hop, Some(from), Via::Ring(limit))
             }
-            Message::RingAck { dot } => self.handle_ring_ack(now, sender, dot),
+            Message::RingAck { dots } => {
+                for dot in dots {
+                    self.handle_ring_ack(now, sender, dot);
+                }
+            }
             Message::RingDown { ids } => self.handle_ring_down(now, sender, &ids),
             Message::GroupFrom { hop, msg, author } => {
                 // Its sender knows the network is larger than a view: so do we now.

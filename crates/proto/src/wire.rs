@@ -444,11 +444,12 @@ pub enum Message {
         /// The message.
         msg: GroupMsg,
     },
-    /// "Your `Ring` push of this message reached me" (else the sender retries, then hands
-    /// the share to the next member of the ring).
+    /// "Your `Ring` pushes of these messages reached me" (else the sender retries, then
+    /// hands the share to the next member of the ring). Pushes that arrive together are
+    /// acknowledged together.
     RingAck {
-        /// The message received.
-        dot: Dot,
+        /// The messages received (at most [`MAX_RING_ACK`]).
+        dots: Vec<Dot>,
     },
     /// "These members did not answer my pushes": sent to the members that push to them, which
     /// leave them out of their rings until they hear from them (and ping them to see).
@@ -457,6 +458,9 @@ pub enum Message {
         ids: Vec<NodeId>,
     },
 }
+
+/// Most messages one `RingAck` may acknowledge.
+pub const MAX_RING_ACK: usize = 64;
 
 /// Most members one `RingDown` may name.
 pub const MAX_RING_DOWN: usize = 16;
@@ -656,7 +660,10 @@ fn validate(msg: &Message) -> Result<(), DecodeError> {
         | Message::Prune
         | Message::Graft
         | Message::Forget => Ok(()),
-        Message::RingAck { dot } => check(dot.seq >= 1, "seq"),
+        Message::RingAck { dots } => {
+            check(dots.len() <= MAX_RING_ACK, "ring ack")?;
+            check(dots.iter().all(|d| d.seq >= 1), "seq")
+        }
     }
 }
 
@@ -841,8 +848,13 @@ mod tests {
                     ids: ids.into_iter().map(NodeId).collect(),
                 }
             }),
-            (any::<u32>(), 1u64..).prop_map(|(a, seq)| Message::RingAck {
-                dot: Dot::new(NodeId(a), seq)
+            proptest::collection::vec((any::<u32>(), 1u64..), 0..=MAX_RING_ACK).prop_map(|dots| {
+                Message::RingAck {
+                    dots: dots
+                        .into_iter()
+                        .map(|(a, seq)| Dot::new(NodeId(a), seq))
+                        .collect(),
+                }
             }),
         ]
     }

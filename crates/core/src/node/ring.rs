@@ -13,10 +13,12 @@
 //! is right from the first message after a change of membership.
 //!
 //! The tree needs each node's view of the ring to be right near it: a member that crashed but
-//! is still counted would swallow its part. So each push is acknowledged (`RingAck`); without
-//! an answer in time (a TCP-style timeout over measured round trips) the sender pushes once
-//! more (a lost datagram), then hands the member's part to the next member on the ring, leaves
-//! the member out until it hears from it again, and pings it. It also tells the members that
+//! is still counted would swallow its part. So each push is acknowledged (`RingAck`, one for
+//! the pushes of a batch); without an answer in time (a TCP-style timeout over measured round
+//! trips) the sender pushes once more (a lost datagram). A member heard from meanwhile is
+//! only slow: one more try, then anti-entropy (handing its part on would feed an overload).
+//! A member silent all along has its part handed to the next member on the ring, is left
+//! out until heard from again, and is pinged. The sender also tells the members that
 //! have the silent one as a finger (`RingDown`), so that the next broadcasts avoid it at once;
 //! each of them leaves it out and pings it too, so a false report (a lost datagram) costs a
 //! round trip, not a member. A node told that it is down pings the members that push to it.
@@ -24,6 +26,7 @@
 //! copy: anti-entropy repairs it, as it repairs everything.
 
 use super::*;
+use p2pchat_proto::wire::MAX_RING_ACK;
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 
@@ -34,8 +37,12 @@ const PENDING_MAX: usize = 1 << 16;
 /// The shortest acknowledgement timeout, however short the round trip: a busy receiver
 /// answers late, and a needless retry costs a copy.
 const RTO_MIN: Duration = Duration::from_millis(20);
+/// The longest: an overloaded receiver answers late, and handing its part on then would only
+/// add copies to the load (congestion collapse).
+const RTO_MAX: Duration = Duration::from_secs(2);
 /// A push awaiting its `RingAck`.
 struct Pending {
+    /// When the first attempt went out.
     sent: Duration,
     limit: NodeId,
     hop: u16,
@@ -56,6 +63,8 @@ pub(super) struct Ring {
     srtt: Option<Duration>,
     rttvar: Duration,
     pending: HashMap<(NodeId, Dot), Pending>,
+    /// Acknowledgements to send once the datagrams at hand are handled, per sender.
+    acks: Vec<(NodeId, Vec<Dot>)>,
     due: BinaryHeap<Reverse<(Duration, NodeId, Dot)>>,
 }
 
@@ -79,11 +88,13 @@ impl Ring {
     }
 
     /// How long to wait for an acknowledgement: the smoothed round trip plus four mean
-    /// deviations (as TCP), within [`RTO_MIN`, `max`].
-    fn rto(&self, max: Duration) -> Duration {
+    /// deviations (as TCP; `initial` before any sample), within [`RTO_MIN`, `RTO_MAX`]. Not
+    /// doubled for the retry: that only kept crashed members in the ring longer (measured),
+    /// and a loaded receiver already shows in the round trip.
+    fn rto(&self, initial: Duration) -> Duration {
         match self.srtt {
-            Some(srtt) => (srtt + 4 * self.rttvar).clamp(RTO_MIN.min(max), max),
-            None => max,
+            Some(srtt) => (srtt + 4 * self.rttvar).clamp(RTO_MIN, RTO_MAX),
+            None => initial,
         }
     }
 
@@ -230,8 +241,13 @@ impl Node {
         }
     }
 
-    /// Sends one ring push and waits for its acknowledgement.
+    /// Sends attempt `tries` of a ring push (the first went out at `first`) and waits for
+    /// its acknowledgement.
     fn ring_send(&mut self, now: Duration, target: NodeId, wire: &Message, dot: Dot, tries: u8) {
+        let first = match self.ring.pending.get(&(target, dot)) {
+            Some(p) if tries > 1 => p.sent,
+            _ => now,
+        };
         let Message::Ring { hop, limit, .. } = *wire else {
             return;
         };
@@ -242,11 +258,11 @@ impl Node {
             Ok(p) => self.send_payload(addr, &p),
             Err(e) => debug_assert!(false, "the node built an unencodable message: {e}"),
         }
-        if self.ring.pending.len() < PENDING_MAX {
+        if self.ring.pending.len() < PENDING_MAX || tries > 1 {
             self.ring.pending.insert(
                 (target, dot),
                 Pending {
-                    sent: now,
+                    sent: first,
                     limit,
                     hop,
                     tries,
@@ -255,6 +271,32 @@ impl Node {
             let at = now + self.ring.rto(self.cfg.ring_ack_timeout);
             self.ring.due.push(Reverse((at, target, dot)));
             self.set_timer(Timer::Ring, at);
+        }
+    }
+
+    /// Queues the acknowledgement of a push from `sender`: the pushes that arrive together
+    /// (the driver hands over a batch of datagrams before the timers) share one `RingAck`.
+    pub(super) fn ring_ack_later(&mut self, now: Duration, sender: NodeId, dot: Dot) {
+        match self.ring.acks.iter_mut().find(|(id, _)| *id == sender) {
+            Some((_, dots)) => dots.push(dot),
+            None => self.ring.acks.push((sender, vec![dot])),
+        }
+        self.set_timer(Timer::Ring, now);
+    }
+
+    fn ring_flush_acks(&mut self) {
+        for (id, dots) in std::mem::take(&mut self.ring.acks) {
+            let Some(addr) = self.members.get(&id).map(|m| m.info.addr) else {
+                continue;
+            };
+            for chunk in dots.chunks(MAX_RING_ACK) {
+                self.send(
+                    addr,
+                    &Message::RingAck {
+                        dots: chunk.to_vec(),
+                    },
+                );
+            }
         }
     }
 
@@ -366,15 +408,18 @@ impl Node {
 
     /// Unacknowledged pushes: retry once, then skip the member and hand its share on.
     pub(super) fn ring_timer(&mut self, now: Duration) {
+        self.ring_flush_acks();
         while let Some(&Reverse((at, target, dot))) = self.ring.due.peek() {
             if at > now {
                 break;
             }
             self.ring.due.pop();
-            let Some(p) = self.ring.pending.remove(&(target, dot)) else {
+            let Some(p) = self.ring.pending.get(&(target, dot)) else {
                 continue;
             };
+            let p = Pending { ..*p };
             if dot == check_dot(target) {
+                self.ring.pending.remove(&(target, dot));
                 // Still silent after the second ping: it stays out until heard from.
                 if p.tries < 2 {
                     self.ring_check(now, target, p.tries + 1);
@@ -385,18 +430,32 @@ impl Node {
                 Some(m) => Some(m.clone()),
                 None => self.find(dot).and_then(|d| self.body(d)),
             };
-            let Some(msg) = msg else { continue };
+            let Some(msg) = msg else {
+                self.ring.pending.remove(&(target, dot));
+                continue;
+            };
             let wire = Message::Ring {
                 hop: p.hop,
                 limit: p.limit,
                 msg,
             };
-            if p.tries < 2 {
+            // A member heard from since the first attempt is alive, only slow or unlucky:
+            // handing its part on would add copies to a load it is already behind with
+            // (congestion collapse). One more try, then anti-entropy.
+            let heard = self
+                .members
+                .get(&target)
+                .is_some_and(|m| m.last_heard > p.sent);
+            if p.tries < 2 || (heard && p.tries < 3) {
                 self.stats.ring_retries += 1;
                 self.ring_send(now, target, &wire, dot, p.tries + 1);
                 continue;
             }
-            // Twice unanswered: crashed, cut off, or unlucky. Its share goes to the next
+            self.ring.pending.remove(&(target, dot));
+            if heard {
+                continue;
+            }
+            // Silent since the first attempt: crashed or cut off. Its part goes to the next
             // member; it is left out until a ping shows it alive, and so it is by the members
             // that push to it, which check for themselves.
             self.stats.ring_handovers += 1;
