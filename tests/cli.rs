@@ -128,6 +128,31 @@ fn bench_runs_real_nodes_and_reports_json() {
     ] {
         assert!(v.get(key).is_some(), "missing {key} in {v}");
     }
+    // Above 32 members a group message travels by ring broadcast: 40 real nodes on real
+    // sockets, everything delivered.
+    let out = Command::new(bin())
+        .args([
+            "bench",
+            "--nodes",
+            "40",
+            "--workload",
+            "latency",
+            "--messages",
+            "30",
+            "--rate",
+            "50",
+            "--json",
+        ])
+        .output()
+        .expect("run p2pchat bench");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("one JSON object");
+    assert_eq!(v["missing"], 0, "{v}");
+    assert_eq!(v["delivered"], 30 * 39, "{v}");
     let bad = Command::new(bin())
         .args(["bench", "--nodes", "1"])
         .output()
