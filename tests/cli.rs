@@ -92,21 +92,12 @@ fn the_demo_passes() {
     assert!(text.contains("carol is back as node 3"), "{text}");
 }
 
-#[test]
-fn bench_runs_real_nodes_and_reports_json() {
+/// Runs `p2pchat bench` with `args` and `--json`; its one JSON object.
+fn bench_json(args: &[&str]) -> serde_json::Value {
     let out = Command::new(bin())
-        .args([
-            "bench",
-            "--nodes",
-            "3",
-            "--workload",
-            "latency",
-            "--messages",
-            "20",
-            "--rate",
-            "200",
-            "--json",
-        ])
+        .arg("bench")
+        .args(args)
+        .arg("--json")
         .output()
         .expect("run p2pchat bench");
     assert!(
@@ -114,7 +105,17 @@ fn bench_runs_real_nodes_and_reports_json() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("one JSON object");
+    serde_json::from_slice(&out.stdout).expect("one JSON object")
+}
+
+#[test]
+fn bench_runs_real_nodes_and_reports_json() {
+    let v = bench_json(&[
+        "--nodes=3",
+        "--workload=latency",
+        "--messages=20",
+        "--rate=200",
+    ]);
     assert_eq!(v["delivered"], 40);
     assert_eq!(v["missing"], 0);
     for key in [
@@ -130,27 +131,12 @@ fn bench_runs_real_nodes_and_reports_json() {
     }
     // Above 32 members a group message travels by ring broadcast: 40 real nodes on real
     // sockets, everything delivered.
-    let out = Command::new(bin())
-        .args([
-            "bench",
-            "--nodes",
-            "40",
-            "--workload",
-            "latency",
-            "--messages",
-            "30",
-            "--rate",
-            "50",
-            "--json",
-        ])
-        .output()
-        .expect("run p2pchat bench");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("one JSON object");
+    let v = bench_json(&[
+        "--nodes=40",
+        "--workload=latency",
+        "--messages=30",
+        "--rate=50",
+    ]);
     assert_eq!(v["missing"], 0, "{v}");
     assert_eq!(v["delivered"], 30 * 39, "{v}");
     let bad = Command::new(bin())
