@@ -76,7 +76,7 @@ enum Timer {
     Hello,
     /// Retransmit private messages.
     Private,
-    /// Ring pushes not acknowledged in time.
+    /// Ring broadcast: send queued acknowledgements; pushes and pings not answered in time.
     Ring,
 }
 

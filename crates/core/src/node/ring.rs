@@ -40,10 +40,13 @@ const RTO_MIN: Duration = Duration::from_millis(20);
 /// The longest: an overloaded receiver answers late, and handing its part on then would only
 /// add copies to the load (congestion collapse).
 const RTO_MAX: Duration = Duration::from_secs(2);
-/// A push awaiting its `RingAck`.
+/// A push awaiting its `RingAck` (or a ping awaiting any answer, under [`check_dot`]).
+#[derive(Clone, Copy)]
 struct Pending {
     /// When the first attempt went out.
     sent: Duration,
+    /// When the current attempt times out (older entries of `Ring::due` are stale).
+    due: Duration,
     limit: NodeId,
     hop: u16,
     /// Pushes sent so far (the retry comes after the first timeout).
@@ -259,16 +262,17 @@ impl Node {
             Err(e) => debug_assert!(false, "the node built an unencodable message: {e}"),
         }
         if self.ring.pending.len() < PENDING_MAX || tries > 1 {
+            let at = now + self.ring.rto(self.cfg.ring_ack_timeout);
             self.ring.pending.insert(
                 (target, dot),
                 Pending {
                     sent: first,
+                    due: at,
                     limit,
                     hop,
                     tries,
                 },
             );
-            let at = now + self.ring.rto(self.cfg.ring_ack_timeout);
             self.ring.due.push(Reverse((at, target, dot)));
             self.set_timer(Timer::Ring, at);
         }
@@ -342,7 +346,7 @@ impl Node {
     }
 
     /// The members that have `id` as a finger on our ring, but us.
-    fn pushing_to(&mut self, id: NodeId) -> Vec<NodeId> {
+    fn others_pushing_to(&mut self, id: NodeId) -> Vec<NodeId> {
         let me = self.node_id;
         let mut out = pushing_to(self.ring_ids(), id);
         out.retain(|&x| Some(x) != me);
@@ -367,6 +371,7 @@ impl Node {
             key,
             Pending {
                 sent: now,
+                due: at,
                 limit: id,
                 hop: 0,
                 tries,
@@ -388,7 +393,7 @@ impl Node {
         }
         self.ring.refuted = Some(now);
         let Some(me) = self.node_id else { return };
-        for id in self.pushing_to(me) {
+        for id in self.others_pushing_to(me) {
             self.ring_ping(id);
         }
     }
@@ -406,7 +411,10 @@ impl Node {
         }
     }
 
-    /// Unacknowledged pushes: retry once, then skip the member and hand its share on.
+    /// Sends the queued acknowledgements; then, for pushes not acknowledged in time: retry,
+    /// then (a member silent since the first attempt) hand its part on and tell the members
+    /// that push to it, or (a member heard from meanwhile) one more try; for pings not
+    /// answered: ping once more.
     pub(super) fn ring_timer(&mut self, now: Duration) {
         self.ring_flush_acks();
         while let Some(&Reverse((at, target, dot))) = self.ring.due.peek() {
@@ -414,10 +422,12 @@ impl Node {
                 break;
             }
             self.ring.due.pop();
-            let Some(p) = self.ring.pending.get(&(target, dot)) else {
+            let Some(&p) = self.ring.pending.get(&(target, dot)) else {
                 continue;
             };
-            let p = Pending { ..*p };
+            if p.due != at {
+                continue;
+            }
             if dot == check_dot(target) {
                 self.ring.pending.remove(&(target, dot));
                 // Still silent after the second ping: it stays out until heard from.
@@ -461,7 +471,7 @@ impl Node {
             self.stats.ring_handovers += 1;
             self.ring_doubt(now, target);
             let down = Message::RingDown { ids: vec![target] };
-            for id in self.pushing_to(target) {
+            for id in self.others_pushing_to(target) {
                 if let Some(addr) = self.members.get(&id).map(|m| m.info.addr) {
                     self.send(addr, &down);
                 }
