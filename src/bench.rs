@@ -338,7 +338,7 @@ async fn run(args: &BenchArgs, messages: usize) -> anyhow::Result<serde_json::Va
         let left = until.saturating_duration_since(Instant::now());
         match tokio::time::timeout(left, rx.recv()).await {
             Ok(Some((_, Event::Status(s), _))) => {
-                datagrams += s.datagrams_out;
+                datagrams += s.stats.datagrams_out;
                 statuses += 1;
             }
             Ok(Some(_)) => {}

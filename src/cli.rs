@@ -32,8 +32,8 @@ enum Cmd {
 /// Arguments of `p2pchat auth-server`.
 #[derive(Args, Debug)]
 pub struct AuthArgs {
-    /// UDP address to listen on.
-    #[arg(long, default_value = "127.0.0.1:12345")]
+    /// UDP address to listen on (HOST:PORT; a hostname is resolved).
+    #[arg(long, default_value = "127.0.0.1:12345", value_parser = resolve)]
     pub listen: SocketAddr,
     /// Where the account database lives (default: the platform data dir, e.g. ~/.local/share/p2pchat).
     #[arg(long)]
@@ -49,8 +49,8 @@ pub struct NodeArgs {
     /// UDP port on 127.0.0.1 (0 picks a free one, reported in the ready event).
     #[arg(long, conflicts_with = "listen")]
     pub port: Option<u16>,
-    /// UDP address to listen on (instead of --port).
-    #[arg(long)]
+    /// UDP address to listen on (instead of --port; HOST:PORT, a hostname is resolved).
+    #[arg(long, value_parser = resolve)]
     pub listen: Option<SocketAddr>,
     /// Username (1-32 characters from A-Z a-z 0-9 _ . -).
     #[arg(long)]
@@ -58,8 +58,8 @@ pub struct NodeArgs {
     /// Create the account (a taken username is an error); without it, sign in.
     #[arg(long)]
     pub signup: bool,
-    /// The auth server's address.
-    #[arg(long, default_value = "127.0.0.1:12345")]
+    /// The auth server's address (HOST:PORT; a hostname is resolved, IPv4 first).
+    #[arg(long, default_value = "127.0.0.1:12345", value_parser = resolve)]
     pub auth: SocketAddr,
     /// Where this node keeps its identity and history (default: the platform data dir).
     #[arg(long)]
@@ -76,6 +76,39 @@ pub struct NodeArgs {
     /// use); either way a server with another key is refused before any password is sent.
     #[arg(long, value_name = "HEX")]
     pub auth_key: Option<String>,
+    /// Script mode, at the end of input: after signing in and carrying out every command,
+    /// wait at most this many seconds for private messages to be acknowledged and group
+    /// messages to reach a peer, then say goodbye. What is still unacknowledged stays in the
+    /// outbox for the next start.
+    #[arg(long, default_value_t = 5.0, value_name = "SECONDS", value_parser = linger)]
+    pub linger: f64,
+}
+
+/// `HOST:PORT` to a socket address: an IP address as is, a hostname through the resolver
+/// (IPv4 addresses first: the loopback and most home networks are IPv4).
+pub fn resolve(s: &str) -> Result<SocketAddr, String> {
+    if let Ok(a) = s.parse::<SocketAddr>() {
+        return Ok(a);
+    }
+    if !s.contains(':') {
+        return Err(format!("{s:?} is not HOST:PORT"));
+    }
+    let addrs: Vec<SocketAddr> = std::net::ToSocketAddrs::to_socket_addrs(s)
+        .map_err(|e| format!("cannot resolve {s:?}: {e}"))?
+        .collect();
+    addrs
+        .iter()
+        .find(|a| a.is_ipv4())
+        .or(addrs.first())
+        .copied()
+        .ok_or_else(|| format!("{s:?} resolves to no address"))
+}
+
+fn linger(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(v) if (0.0..=3600.0).contains(&v) => Ok(v),
+        _ => Err(format!("{s:?}: expected seconds from 0 to 3600")),
+    }
 }
 
 /// Arguments of `p2pchat demo`.

@@ -1,6 +1,6 @@
 //! The script-mode contract: one JSON object per event, each with an `"event"` field.
 
-use p2pchat_core::{Event, HistoryEntry, PeerStatus, Scope, Stats};
+use p2pchat_core::{Event, HistoryEntry, PeerStatus, Scope, Stats, StatusReport};
 use p2pchat_proto::VectorClock;
 use serde_json::{json, Map, Value};
 
@@ -21,8 +21,35 @@ fn scope(s: Scope) -> &'static str {
     }
 }
 
-/// `/status` for people: traffic, deliveries, and every kind of rejected input that occurred.
-pub fn status_text(s: &Stats) -> String {
+/// `/status` for people: who and where, then traffic, deliveries, and every kind of rejected
+/// input that occurred.
+pub fn status_text(r: &StatusReport) -> String {
+    let who = match r.node_id {
+        Some(id) => format!("{} (node {id})", r.user),
+        None => r.user.clone(),
+    };
+    format!(
+        "{who}, {}; {}/{} online; {} private pending; {}{}; {}",
+        r.phase.replace('_', " "),
+        r.online,
+        r.members,
+        r.pending_private,
+        if r.auth_server_reachable {
+            "auth server reachable"
+        } else {
+            "auth server unreachable"
+        },
+        if r.queued_commands > 0 {
+            format!("; {} commands wait for the sign-in", r.queued_commands)
+        } else {
+            String::new()
+        },
+        traffic_text(&r.stats)
+    )
+}
+
+/// Traffic, deliveries, and every kind of rejected input that occurred.
+pub fn traffic_text(s: &Stats) -> String {
     let mut text = format!(
         "{} datagrams in ({} B), {} out ({} B); delivered {} group, {} private",
         s.datagrams_in,
@@ -59,6 +86,7 @@ pub fn status_text(s: &Stats) -> String {
 /// Lower-case status name.
 pub fn status(s: PeerStatus) -> &'static str {
     match s {
+        PeerStatus::Unknown => "unknown",
         PeerStatus::Online => "online",
         PeerStatus::Suspect => "suspect",
         PeerStatus::Offline => "offline",
@@ -74,6 +102,26 @@ fn entry(h: &HistoryEntry) -> Value {
     });
     if let (Some(to), Value::Object(m)) = (&h.to, &mut v) {
         m.insert("to".into(), json!(to));
+    }
+    v
+}
+
+/// `/status` in script mode: who and where, then every counter at the top level.
+fn status_json(r: &StatusReport) -> Value {
+    let mut v = serde_json::to_value(&r.stats).unwrap_or_else(|_| json!({}));
+    if let Value::Object(m) = &mut v {
+        m.insert("event".into(), json!("status"));
+        m.insert("user".into(), json!(r.user));
+        m.insert("node_id".into(), json!(r.node_id.map(|n| n.0)));
+        m.insert("phase".into(), json!(r.phase));
+        m.insert("online".into(), json!(r.online));
+        m.insert("members".into(), json!(r.members));
+        m.insert("pending_private".into(), json!(r.pending_private));
+        m.insert("queued_commands".into(), json!(r.queued_commands));
+        m.insert(
+            "auth_server_reachable".into(),
+            json!(r.auth_server_reachable),
+        );
     }
     v
 }
@@ -120,10 +168,19 @@ pub fn event(e: &Event) -> Value {
         }
         Event::Acked { peer, upto } => json!({"event": "acked", "peer": peer, "upto": upto}),
         Event::AuthServer { reachable } => json!({"event": "auth_server", "reachable": reachable}),
-        Event::Status(stats) => {
-            let mut v = serde_json::to_value(stats).unwrap_or_else(|_| json!({}));
+        Event::Status(report) => status_json(report),
+        Event::Overview {
+            peers,
+            conversations,
+        } => {
+            json!({"event": "overview", "peers": peers.iter().map(|(p, s)| json!({"user": p.user, "node_id": p.node_id.0, "addr": p.addr.to_string(), "status": status(*s)})).collect::<Vec<_>>(), "conversations": conversations})
+        }
+        Event::Settled => json!({"event": "settled"}),
+        Event::Reply { tag, event: inner } => {
+            let mut v = event(inner);
             if let Value::Object(m) = &mut v {
-                m.insert("event".into(), json!("status"));
+                // Not `id`: a message's `id` is its message id.
+                m.insert("cmd_id".into(), json!(tag));
             }
             v
         }
@@ -147,7 +204,7 @@ mod status_tests {
 
     #[test]
     fn status_text_names_every_kind_of_rejection_that_occurred() {
-        let quiet = status_text(&Stats::default());
+        let quiet = traffic_text(&Stats::default());
         assert!(quiet.ends_with("nothing rejected"), "{quiet}");
         let s = Stats {
             datagrams_in: 10,
@@ -155,7 +212,7 @@ mod status_tests {
             replayed: 1,
             ..Stats::default()
         };
-        let text = status_text(&s);
+        let text = traffic_text(&s);
         assert!(text.starts_with("10 datagrams in"), "{text}");
         assert!(
             text.contains("rejected: unauthenticated 2, replayed 1"),

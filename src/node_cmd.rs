@@ -3,13 +3,14 @@
 use crate::cli::{AuthArgs, NodeArgs};
 use crate::commands;
 use anyhow::{bail, Context};
-use p2pchat_core::{AuthConfig, Command, Event, NodeConfig, NodeParams, Scope};
+use p2pchat_core::{AuthConfig, Command, Event, NodeConfig, NodeParams, PeerStatus, Scope};
 use p2pchat_runtime::{spawn_auth_server, spawn_node, Argon2Credentials};
 use p2pchat_store::Store;
 use std::io::{IsTerminal, Write};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::time::Duration;
 use tokio::io::AsyncBufReadExt;
 
 /// Sets up logging to stderr; `RUST_LOG` overrides the default level.
@@ -43,27 +44,54 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
         .context("cannot start the async runtime")
 }
 
-/// Resolves on SIGINT or SIGTERM.
-pub async fn shutdown_signal() {
+/// The signals that stop a process gracefully: SIGINT, SIGTERM and SIGHUP. Unlike a
+/// one-shot future, [`Signals::recv`] may be awaited again (in a `select!` loop) after it
+/// returned: a second signal is seen too.
+pub struct Signals {
     #[cfg(unix)]
-    {
-        use tokio::signal::unix::{signal, SignalKind};
-        match (
-            signal(SignalKind::interrupt()),
-            signal(SignalKind::terminate()),
-        ) {
-            (Ok(mut i), Ok(mut t)) => {
-                tokio::select! {
-                    _ = i.recv() => {},
-                    _ = t.recv() => {},
-                }
-            }
-            _ => std::future::pending::<()>().await,
+    streams: Option<[tokio::signal::unix::Signal; 3]>,
+}
+
+impl Signals {
+    /// Installs the handlers (inside the runtime). Without them the default action (exit)
+    /// stays in force.
+    pub fn new() -> Signals {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{signal, SignalKind};
+            let streams = match (
+                signal(SignalKind::interrupt()),
+                signal(SignalKind::terminate()),
+                signal(SignalKind::hangup()),
+            ) {
+                (Ok(i), Ok(t), Ok(h)) => Some([i, t, h]),
+                _ => None,
+            };
+            Signals { streams }
         }
+        #[cfg(not(unix))]
+        Signals {}
     }
-    #[cfg(not(unix))]
-    {
-        let _ = tokio::signal::ctrl_c().await;
+
+    /// Waits for the next signal and names it.
+    pub async fn recv(&mut self) -> &'static str {
+        #[cfg(unix)]
+        {
+            let Some([i, t, h]) = self.streams.as_mut() else {
+                return std::future::pending().await;
+            };
+            tokio::select! {
+                Some(()) = i.recv() => "SIGINT",
+                Some(()) = t.recv() => "SIGTERM",
+                Some(()) = h.recv() => "SIGHUP",
+                else => std::future::pending().await,
+            }
+        }
+        #[cfg(not(unix))]
+        {
+            let _ = tokio::signal::ctrl_c().await;
+            "Ctrl-C"
+        }
     }
 }
 
@@ -95,8 +123,8 @@ pub fn auth_server(args: AuthArgs) -> anyhow::Result<()> {
         );
         println!("data: {}", dir.display());
         let _ = std::io::stdout().flush();
-        shutdown_signal().await;
-        tracing::info!("stopping");
+        let sig = Signals::new().recv().await;
+        tracing::info!("{sig}: stopping");
         handle.stop().await?;
         Ok(())
     })
@@ -130,6 +158,18 @@ fn read_password(args: &NodeArgs) -> anyhow::Result<String> {
     )
 }
 
+/// A password the auth server will take: checked here, before anything is sent.
+fn check_password(pw: String) -> anyhow::Result<String> {
+    let max = p2pchat_proto::wire::MAX_PASSWORD;
+    if pw.len() > max {
+        bail!(
+            "the password is too long: {} bytes (at most {max})",
+            pw.len()
+        );
+    }
+    Ok(pw)
+}
+
 /// Path of a user's node database inside a data dir.
 pub fn node_db(dir: &Path, user: &str) -> PathBuf {
     dir.join(format!("node-{user}.db"))
@@ -143,11 +183,13 @@ pub fn node(args: NodeArgs) -> ExitCode {
     match run_node(args, script) {
         Ok(code) => code,
         Err(e) => {
+            // Once: as JSON for a program, or as a line for a person.
             if script {
                 let v = serde_json::json!({"event": "error", "message": format!("{e:#}"), "fatal": true});
                 println!("{v}");
+            } else {
+                eprintln!("p2pchat: {e:#}");
             }
-            eprintln!("p2pchat: {e:#}");
             ExitCode::FAILURE
         }
     }
@@ -166,7 +208,7 @@ fn run_node(args: NodeArgs, script: bool) -> anyhow::Result<ExitCode> {
         })?),
         None => None,
     };
-    let password = read_password(&args)?;
+    let password = check_password(read_password(&args)?)?;
     let dir = data_dir(args.data_dir.clone())?;
     let store = Store::open(&node_db(&dir, &args.user))?;
     let bind: SocketAddr = match (args.listen, args.port) {
@@ -196,70 +238,195 @@ fn run_node(args: NodeArgs, script: bool) -> anyhow::Result<ExitCode> {
         let handle = spawn_node(cfg, params, bind, store)
             .await
             .with_context(|| format!("cannot start the node on {bind}"))?;
-        let (control, mut events) = handle.split();
+        let (control, events) = handle.split();
         if !script {
             return crate::tui::run(control, events, &args.user).await;
         }
-        let (line_tx, mut lines) = tokio::sync::mpsc::unbounded_channel::<String>();
-        tokio::spawn(async move {
-            let mut stdin = tokio::io::BufReader::new(tokio::io::stdin()).lines();
-            while let Ok(Some(line)) = stdin.next_line().await {
-                if line_tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
-        let mut printer = Printer {
+        let linger = Duration::from_secs_f64(args.linger);
+        let printer = Printer {
             script,
             me: args.user.clone(),
         };
-        let mut stdin_open = true;
-        let mut fatal = false;
-        let mut signal = Box::pin(shutdown_signal());
-        loop {
-            tokio::select! {
-                ev = events.recv() => match ev {
-                    Some(e) => {
-                        if matches!(e, Event::Error { fatal: true, .. }) {
-                            fatal = true;
-                        }
-                        printer.print(&e);
-                    }
-                    None => break,
-                },
-                line = lines.recv(), if stdin_open => match line {
-                    Some(line) => match commands::parse(&line) {
-                        Ok(Some(cmd)) => { control.command(cmd); }
-                        Ok(None) => {}
-                        Err(message) => printer.print(&Event::Error { message, fatal: false }),
-                    },
-                    None => {
-                        stdin_open = false;
-                        control.command(Command::Quit);
-                    }
-                },
-                _ = &mut signal => {
-                    control.command(Command::Quit);
-                }
-            }
-        }
-        match control.join().await {
-            Ok(()) if !fatal => Ok(ExitCode::SUCCESS),
-            Ok(()) => Ok(ExitCode::FAILURE),
-            Err(e) => {
-                if !fatal {
-                    printer.print(&Event::Error {
-                        message: e.to_string(),
-                        fatal: true,
-                    });
-                }
-                Ok(ExitCode::FAILURE)
-            }
-        }
+        script_loop(control, events, printer, linger).await
     });
     // The stdin reader blocks in a thread of its own: do not wait for it.
     rt.shutdown_background();
     result
+}
+
+/// One line of script input: its number (from 1) and its text, or why it has none.
+enum Input {
+    Line(usize, String),
+    NotUtf8(usize),
+    Failed(String),
+}
+
+/// Reads stdin line by line, as bytes: a line that is not UTF-8 is reported, not fatal.
+fn read_stdin(tx: tokio::sync::mpsc::UnboundedSender<Input>) {
+    tokio::spawn(async move {
+        let mut stdin = tokio::io::BufReader::new(tokio::io::stdin());
+        let mut buf = Vec::new();
+        let mut n = 0;
+        loop {
+            buf.clear();
+            let input = match stdin.read_until(b'\n', &mut buf).await {
+                Ok(0) => break,
+                Ok(_) => {
+                    n += 1;
+                    while matches!(buf.last(), Some(b'\n' | b'\r')) {
+                        buf.pop();
+                    }
+                    match String::from_utf8(std::mem::take(&mut buf)) {
+                        Ok(line) => Input::Line(n, line),
+                        Err(_) => Input::NotUtf8(n),
+                    }
+                }
+                Err(e) => Input::Failed(e.to_string()),
+            };
+            let failed = matches!(input, Input::Failed(_));
+            if tx.send(input).is_err() || failed {
+                break;
+            }
+        }
+    });
+}
+
+/// A script line may carry a tag, `/id TAG COMMAND`: the replies to COMMAND echo TAG as
+/// `cmd_id`. Returns the tag (if any) and the command text.
+fn split_tag(line: &str) -> Result<(Option<String>, &str), String> {
+    let Some(rest) = line.strip_prefix("/id ") else {
+        return Ok((None, line));
+    };
+    let rest = rest.trim_start();
+    let (tag, cmd) = rest.split_once(' ').unwrap_or((rest, ""));
+    let ok = !tag.is_empty()
+        && tag.len() <= 64
+        && tag
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.' | ':'));
+    if !ok {
+        return Err("usage: /id TAG COMMAND (TAG: 1-64 of A-Z a-z 0-9 _ - . :)".into());
+    }
+    Ok((Some(tag.to_string()), cmd))
+}
+
+/// Script mode: commands from stdin, JSON events on stdout. At the end of input it finishes
+/// what was asked (see `--linger`); a signal stops it at once, gracefully.
+async fn script_loop(
+    control: p2pchat_runtime::NodeControl,
+    mut events: tokio::sync::mpsc::UnboundedReceiver<Event>,
+    mut printer: Printer,
+    linger: Duration,
+) -> anyhow::Result<ExitCode> {
+    let (line_tx, mut lines) = tokio::sync::mpsc::unbounded_channel::<Input>();
+    read_stdin(line_tx);
+    let mut signals = Signals::new();
+    let mut stdin_open = true;
+    let mut ready = false;
+    let mut fatal = false;
+    let mut quitting = false;
+    // Set at the end of input once signed in: the latest moment to say goodbye.
+    let mut deadline: Option<tokio::time::Instant> = None;
+    let quit = |quitting: &mut bool| {
+        if !std::mem::replace(quitting, true) {
+            control.command(Command::Quit);
+        }
+    };
+    loop {
+        let linger_until = deadline.unwrap_or_else(tokio::time::Instant::now);
+        tokio::select! {
+            ev = events.recv() => match ev {
+                Some(e) => {
+                    match &e {
+                        Event::Error { fatal: true, .. } => fatal = true,
+                        Event::Ready { .. } => {
+                            ready = true;
+                            if !stdin_open {
+                                deadline = Some(tokio::time::Instant::now() + linger);
+                            }
+                        }
+                        Event::Settled => {
+                            quit(&mut quitting);
+                            continue;
+                        }
+                        _ => {}
+                    }
+                    printer.print(&e);
+                }
+                None => break,
+            },
+            input = lines.recv(), if stdin_open => {
+                let end = match input {
+                    Some(Input::Line(n, line)) => {
+                        let parsed = split_tag(&line)
+                            .and_then(|(tag, text)| commands::parse(text).map(|cmd| (tag, cmd)));
+                        match parsed {
+                            Ok((_, None)) => {}
+                            Ok((Some(tag), Some(cmd))) => {
+                                control.command_tagged(tag, cmd);
+                            }
+                            Ok((None, Some(cmd))) => {
+                                control.command(cmd);
+                            }
+                            Err(message) => printer.print(&Event::Error {
+                                message: format!("line {n}: {message}"),
+                                fatal: false,
+                            }),
+                        }
+                        false
+                    }
+                    Some(Input::NotUtf8(n)) => {
+                        printer.print(&Event::Error {
+                            message: format!("line {n} is not valid UTF-8; ignored"),
+                            fatal: false,
+                        });
+                        false
+                    }
+                    Some(Input::Failed(e)) => {
+                        printer.print(&Event::Error {
+                            message: format!("cannot read standard input: {e}; finishing"),
+                            fatal: false,
+                        });
+                        true
+                    }
+                    None => true,
+                };
+                if end {
+                    // End of input: finish what was asked, then leave.
+                    stdin_open = false;
+                    control.command(Command::Settle);
+                    if ready {
+                        deadline = Some(tokio::time::Instant::now() + linger);
+                    }
+                }
+            }
+            _ = tokio::time::sleep_until(linger_until), if deadline.is_some() && !quitting => {
+                quit(&mut quitting);
+            }
+            sig = signals.recv() => {
+                if quitting {
+                    // A second signal: leave now (records are committed step by step).
+                    tracing::warn!("{sig} again: leaving at once");
+                    return Ok(ExitCode::FAILURE);
+                }
+                tracing::info!("{sig}: saying goodbye");
+                quit(&mut quitting);
+            }
+        }
+    }
+    match control.join().await {
+        Ok(()) if !fatal => Ok(ExitCode::SUCCESS),
+        Ok(()) => Ok(ExitCode::FAILURE),
+        Err(e) => {
+            if !fatal {
+                printer.print(&Event::Error {
+                    message: e.to_string(),
+                    fatal: true,
+                });
+            }
+            Ok(ExitCode::FAILURE)
+        }
+    }
 }
 
 fn seed() -> u64 {
@@ -349,6 +516,12 @@ pub fn human(e: &Event, me: &str) -> Option<String> {
                 format!("! {message}")
             }
         }
-        Event::Admitted { .. } => return None,
+        Event::Overview { peers, .. } => format!(
+            "* {} members known, {} online",
+            peers.len(),
+            peers.iter().filter(|(_, s)| *s == PeerStatus::Online).count()
+        ),
+        Event::Reply { event, .. } => return human(event, me),
+        Event::Admitted { .. } | Event::Settled => return None,
     })
 }

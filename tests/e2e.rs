@@ -256,5 +256,9 @@ fn account_errors_and_bad_input_get_clear_errors() {
         .output()
         .expect("run");
     assert!(!out.status.success());
-    assert!(String::from_utf8_lossy(&out.stderr).contains("P2PCHAT_PASSWORD"));
+    // Once, as the script-mode JSON error (nothing repeated on stderr).
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(stdout.matches("P2PCHAT_PASSWORD").count(), 1, "{stdout}");
+    assert!(stdout.contains(r#""fatal":true"#), "{stdout}");
+    assert!(!String::from_utf8_lossy(&out.stderr).contains("P2PCHAT_PASSWORD"));
 }

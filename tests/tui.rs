@@ -5,61 +5,6 @@ mod common;
 
 use common::*;
 use std::process::Command;
-use std::time::{Duration, Instant};
-
-/// A private tmux server, killed when dropped.
-struct Tmux {
-    socket: String,
-}
-
-impl Tmux {
-    fn new() -> Tmux {
-        Tmux {
-            socket: format!("p2pchat-test-{}", std::process::id()),
-        }
-    }
-
-    fn run(&self, args: &[&str]) -> String {
-        let out = Command::new("tmux")
-            .args(["-L", &self.socket])
-            .args(args)
-            .output()
-            .expect("run tmux (install it: apt-get install tmux)");
-        String::from_utf8_lossy(&out.stdout).to_string()
-    }
-
-    fn screen(&self) -> String {
-        self.run(&["capture-pane", "-p", "-t", "ui"])
-    }
-
-    fn wait_screen(&self, what: &str, pred: impl Fn(&str) -> bool) -> String {
-        let deadline = Instant::now() + TIMEOUT;
-        loop {
-            let s = self.screen();
-            if pred(&s) {
-                return s;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "timed out waiting for {what}; screen:\n{s}"
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
-    }
-
-    fn type_line(&self, text: &str) {
-        self.run(&["send-keys", "-t", "ui", "-l", text]);
-        self.run(&["send-keys", "-t", "ui", "Enter"]);
-    }
-}
-
-impl Drop for Tmux {
-    fn drop(&mut self) {
-        let _ = Command::new("tmux")
-            .args(["-L", &self.socket, "kill-server"])
-            .output();
-    }
-}
 
 #[test]
 fn the_terminal_ui_chats_with_script_mode_nodes() {
@@ -125,4 +70,100 @@ fn the_terminal_ui_chats_with_script_mode_nodes() {
             .trim(),
         "0"
     );
+}
+
+/// The pid of the program the shell in tmux window `ui` runs (the shell's only child).
+fn ui_program_pid(tmux: &Tmux) -> String {
+    let shell = tmux.run(&["display-message", "-p", "-t", "ui", "#{pane_pid}"]);
+    let out = Command::new("pgrep")
+        .args(["-P", shell.trim()])
+        .output()
+        .expect("pgrep");
+    let pid = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    assert!(!pid.is_empty(), "no program under the shell {shell}");
+    pid
+}
+
+#[test]
+fn hostile_text_is_inert_sigterm_is_graceful_and_a_restart_draws_the_history() {
+    if Command::new("tmux").arg("-V").output().is_err() {
+        panic!("tmux is needed for this test (apt-get install tmux; .ci/run installs it)");
+    }
+    let dirs = tempdir();
+    let (_auth, auth) = Proc::auth_server(&dirs.path().join("auth"), "127.0.0.1:0", None, None);
+    let nodes = dirs.path().join("nodes");
+    let mut bob = Proc::node("bob", "pb", &auth, &nodes, true, None, &[]);
+    bob.ready();
+
+    let tmux = Tmux::new();
+    let run = |signup: &str| {
+        format!(
+            "P2PCHAT_PASSWORD=pa {} node --port 0 --user alice{signup} --auth {auth} --data-dir {}; echo EXIT=$?; sleep 60",
+            bin(),
+            nodes.display()
+        )
+    };
+    tmux.start(&run(" --signup"));
+    tmux.wait_screen("signed in", |s| s.contains("signed in as alice"));
+    bob.wait_for("alice online", |v| {
+        v["event"] == "peer" && v["user"] == "alice" && v["status"] == "online"
+    });
+    tmux.type_line("a line before the attack");
+    bob.wait_text("a line before the attack");
+    tmux.type_line("/msg bob kept private");
+    bob.wait_text("kept private");
+
+    // Clear the screen, move the cursor, ring the bell, set the title, reverse the text.
+    let hostile =
+        "innocent \u{1b}[2J\u{1b}[3;20HFAKE\u{7}\u{1b}]0;owned\u{7} \u{202e}txet desrever";
+    bob.send(hostile);
+    let screen = tmux.wait_screen("the hostile message", |s| s.contains("innocent"));
+    assert!(
+        screen.contains("a line before the attack"),
+        "the screen was cleared:\n{screen}"
+    );
+    let line = screen
+        .lines()
+        .find(|l| l.contains("innocent"))
+        .expect("the message line");
+    assert!(
+        line.contains("bob: innocent �[2J�[3;20HFAKE��]0;owned� �txet desrever"),
+        "controls shown inert, in place:\n{screen}"
+    );
+    // Nothing was drawn elsewhere: FAKE appears only inside bob's line.
+    assert_eq!(screen.matches("FAKE").count(), 1, "{screen}");
+    let title = tmux.run(&["display-message", "-p", "-t", "ui", "#{pane_title}"]);
+    assert!(!title.contains("owned"), "title changed to {title}");
+
+    // SIGTERM with the UI up: a goodbye, exit 0, the terminal restored.
+    let pid = ui_program_pid(&tmux);
+    let ok = Command::new("kill").args(["-s", "TERM", &pid]).status();
+    assert!(ok.is_ok_and(|s| s.success()));
+    let screen = tmux.wait_screen("exit", |s| s.contains("EXIT="));
+    assert!(screen.contains("EXIT=0"), "{screen}");
+    bob.wait_for("alice's goodbye", |v| {
+        v["event"] == "peer" && v["user"] == "alice" && v["status"] == "offline"
+    });
+
+    // Back, from the data dir: the stored conversations, people and counts are drawn.
+    tmux.run(&["kill-session", "-t", "ui"]);
+    tmux.start(&run(""));
+    let screen = tmux.wait_screen("stored history and bob online", |s| {
+        s.contains("a line before the attack") && s.contains("● bob") && s.contains("1/1 online")
+    });
+    assert!(screen.contains("bob: innocent"), "{screen}");
+    assert!(
+        screen.contains("@bob"),
+        "the private conversation:\n{screen}"
+    );
+    assert!(screen.contains("1 delivered"), "private counts:\n{screen}");
+    // Oldest first: the history sits above the notices of this start.
+    let (old, notice) = (
+        screen.find("a line before the attack").expect("old line"),
+        screen.find("signed in as alice").expect("notice"),
+    );
+    assert!(old < notice, "{screen}");
+    tmux.type_line("/quit");
+    let screen = tmux.wait_screen("exit", |s| s.contains("EXIT="));
+    assert!(screen.contains("EXIT=0"), "{screen}");
 }

@@ -1,8 +1,12 @@
 //! The terminal UI's state: updated in one place (`on_event`, `on_key`), read by `draw`.
 
+use super::draw::inert;
 use p2pchat_core::{Command, Event, HistoryEntry, PeerStatus, Scope};
 use ratatui::crossterm::event::{KeyCode, KeyEvent, KeyEventKind, KeyModifiers};
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, VecDeque};
+
+/// Stored messages drawn per conversation at start (older ones: `/history`).
+pub const LOAD_LAST: usize = 500;
 
 /// Which conversation is on screen.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -32,6 +36,8 @@ pub enum Item {
     },
     /// A notice from the client (joins, help, errors).
     Notice(String),
+    /// Presence changes in a row, coalesced into one line: each member's latest.
+    Presence(Vec<(String, PeerStatus)>),
 }
 
 /// A member as the sidebar shows it.
@@ -85,6 +91,8 @@ pub struct App {
     pub acked_private: HashMap<String, u64>,
     /// A fatal error to show before leaving.
     pub fatal: Option<String>,
+    /// Conversations whose stored history we asked for, in the order the replies come.
+    pub loading: VecDeque<Conv>,
     /// Set when the UI should exit.
     pub quit: bool,
 }
@@ -96,6 +104,19 @@ const HELP: &[&str] = &[
     "keys: Tab completes names, Up/Down input history, PageUp/PageDown scroll,",
     "  Alt+1 the group, Alt+2.. private conversations, Esc back to the group",
 ];
+
+/// When a message was written, `HH:MM` in local time; `fallback` if it does not say.
+fn written_at(h: &HistoryEntry, fallback: &str) -> String {
+    use chrono::TimeZone;
+    match i64::try_from(h.time_ms)
+        .ok()
+        .filter(|&ms| ms > 0)
+        .and_then(|ms| chrono::Local.timestamp_millis_opt(ms).single())
+    {
+        Some(t) => t.format("%H:%M").to_string(),
+        None => fallback.to_string(),
+    }
+}
 
 impl App {
     /// A fresh UI for `me`.
@@ -110,7 +131,30 @@ impl App {
     }
 
     fn notice(&mut self, conv: Conv, text: String) {
-        self.convs.entry(conv).or_default().push(Item::Notice(text));
+        self.convs
+            .entry(conv)
+            .or_default()
+            .push(Item::Notice(inert(&text)));
+    }
+
+    /// A presence change worth a line: a member going offline, or coming back from offline.
+    /// Consecutive changes share one line; a member that flips back and forth shows once.
+    fn presence(&mut self, user: &str, was: Option<PeerStatus>, now: PeerStatus) {
+        let worth = match now {
+            PeerStatus::Offline => matches!(was, Some(PeerStatus::Online | PeerStatus::Suspect)),
+            PeerStatus::Online => was == Some(PeerStatus::Offline),
+            PeerStatus::Suspect | PeerStatus::Unknown => false,
+        };
+        if !worth {
+            return;
+        }
+        let items = self.convs.entry(Conv::Group).or_default();
+        if let Some(Item::Presence(list)) = items.last_mut() {
+            list.retain(|(u, _)| u != user);
+            list.push((user.to_string(), now));
+            return;
+        }
+        items.push(Item::Presence(vec![(user.to_string(), now)]));
     }
 
     /// Conversations in sidebar order: the group, then private ones by name.
@@ -135,30 +179,28 @@ impl App {
         (online, self.people.len())
     }
 
+    fn msg_item(&self, h: &HistoryEntry, time: &str) -> Item {
+        Item::Msg {
+            time: written_at(h, time),
+            from: h.from.clone(),
+            text: inert(&h.text),
+            own: h.from == self.me,
+            key: (h.order, h.from_id.0, h.seq),
+        }
+    }
+
     fn add_message(&mut self, conv: Conv, h: &HistoryEntry, time: String) {
         let own = h.from == self.me;
+        let item = self.msg_item(h, &time);
         let key = (h.order, h.from_id.0, h.seq);
         let items = self.convs.entry(conv.clone()).or_default();
-        let item = Item::Msg {
-            time,
-            from: h.from.clone(),
-            text: h.text.clone(),
-            own,
-            key,
-        };
-        // Keep the causal display order: usually this is an append.
+        // Keep the causal display order among the messages after the last notice: a late
+        // message moves above the newer messages it precedes, never above a notice (which
+        // stays where it happened). Usually this is an append.
         let pos = items
             .iter()
-            .rposition(|i| matches!(i, Item::Msg { key: k, .. } if *k <= key))
-            .map_or_else(
-                || {
-                    items
-                        .iter()
-                        .take_while(|i| matches!(i, Item::Notice(_)))
-                        .count()
-                },
-                |p| p + 1,
-            );
+            .rposition(|i| !matches!(i, Item::Msg { key: k, .. } if *k > key))
+            .map_or(0, |p| p + 1);
         items.insert(pos, item);
         if conv != self.current && !own {
             *self.unread.entry(conv).or_default() += 1;
@@ -168,8 +210,34 @@ impl App {
         }
     }
 
-    /// Applies an event from the node. `time` is the local time to show.
-    pub fn on_event(&mut self, e: Event, time: String) {
+    /// Stored history that arrived for a conversation: drawn above what is already there,
+    /// without the messages already shown.
+    fn load(&mut self, conv: Conv, messages: Vec<HistoryEntry>, time: &str) {
+        let items = self.convs.entry(conv.clone()).or_default();
+        let shown: std::collections::HashSet<(u64, u32, u64)> = items
+            .iter()
+            .filter_map(|i| match i {
+                Item::Msg { key, .. } => Some(*key),
+                _ => None,
+            })
+            .collect();
+        let older: Vec<Item> = messages
+            .iter()
+            .filter(|h| !shown.contains(&(h.order, h.from_id.0, h.seq)))
+            .map(|h| self.msg_item(h, time))
+            .collect();
+        if let Conv::Private(with) = &conv {
+            let sent = messages.iter().filter(|h| h.from == self.me).count() as u64;
+            let entry = self.sent_private.entry(with.clone()).or_default();
+            *entry = (*entry).max(sent);
+        }
+        let items = self.convs.entry(conv).or_default();
+        items.splice(0..0, older);
+    }
+
+    /// Applies an event from the node. `time` is the local time to show when a message does
+    /// not say when it was written. Returns the commands the UI wants to give in turn.
+    pub fn on_event(&mut self, e: Event, time: String) -> Vec<Command> {
         match e {
             Event::Ready {
                 user,
@@ -220,9 +288,44 @@ impl App {
                 );
                 if joined {
                     self.notice(Conv::Group, format!("{} just joined the chat!", info.user));
-                } else if known.is_some() && known != Some(status) {
-                    let word = crate::json::status(status);
-                    self.notice(Conv::Group, format!("{} is {word}", info.user));
+                } else {
+                    self.presence(&info.user, known, status);
+                }
+            }
+            Event::Overview {
+                peers,
+                conversations,
+            } => {
+                for (p, status) in peers {
+                    self.people.insert(
+                        p.user.clone(),
+                        Person {
+                            status,
+                            node_id: p.node_id.0,
+                        },
+                    );
+                }
+                let mut load = vec![Command::History {
+                    with: None,
+                    last: Some(LOAD_LAST),
+                }];
+                self.loading.push_back(Conv::Group);
+                for c in conversations {
+                    let conv = Conv::Private(c.with.clone());
+                    self.convs.entry(conv.clone()).or_default();
+                    self.sent_private.insert(c.with.clone(), c.sent);
+                    self.acked_private.insert(c.with.clone(), c.acked);
+                    load.push(Command::History {
+                        with: Some(c.with),
+                        last: Some(LOAD_LAST),
+                    });
+                    self.loading.push_back(conv);
+                }
+                return load;
+            }
+            Event::History { messages, .. } if !self.loading.is_empty() => {
+                if let Some(conv) = self.loading.pop_front() {
+                    self.load(conv, messages, &time);
                 }
             }
             Event::Peers(list) => {
@@ -248,6 +351,7 @@ impl App {
                 self.notice(self.current.clone(), title);
                 for m in messages {
                     let clock = m.clock.map(|c| format!("  {c}")).unwrap_or_default();
+                    // (`notice` makes the text inert.)
                     self.notice(
                         self.current.clone(),
                         format!("  <{}> {}{clock}", m.from, m.text),
@@ -262,6 +366,8 @@ impl App {
                 let text = crate::json::status_text(&s);
                 self.notice(self.current.clone(), format!("status: {text}"));
             }
+            Event::Reply { event, .. } => return self.on_event(*event, time),
+            Event::Settled => {}
             Event::Error { message, fatal } => {
                 if fatal {
                     self.fatal = Some(message);
@@ -271,6 +377,7 @@ impl App {
             }
             Event::Admitted { .. } => {}
         }
+        Vec::new()
     }
 
     /// Switches to a conversation (clearing its unread count).

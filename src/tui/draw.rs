@@ -32,6 +32,26 @@ pub fn name_color(name: &str) -> Color {
     PALETTE[(h as usize) % PALETTE.len()]
 }
 
+/// Whether a character could steer the terminal or reorder text when drawn: C0 and C1
+/// controls (ESC starts every ANSI/OSC sequence; BEL, backspace, carriage return...), DEL, and
+/// the bidirectional overrides and isolates (which make text read other than it is).
+fn steers(c: char) -> bool {
+    c.is_control()
+        || matches!(c, '\u{061C}' | '\u{200E}' | '\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}')
+}
+
+/// Other people's text made inert for the screen: every character that [`steers`] becomes
+/// U+FFFD (so the attempt stays visible), tabs and newlines become spaces.
+pub fn inert(text: &str) -> String {
+    text.chars()
+        .map(|c| match c {
+            '\n' | '\t' => ' ',
+            c if steers(c) => '\u{FFFD}',
+            c => c,
+        })
+        .collect()
+}
+
 /// Splits `text` into lines of at most `width` columns (wide characters count two), breaking
 /// after spaces where possible.
 pub fn wrap(text: &str, width: usize) -> Vec<String> {
@@ -41,7 +61,12 @@ pub fn wrap(text: &str, width: usize) -> Vec<String> {
     let mut cols = 0;
     let mut last_space: Option<(usize, usize)> = None; // (byte index after the space, cols there)
     for ch in text.chars() {
-        let ch = if ch == '\n' || ch == '\t' { ' ' } else { ch };
+        // Whatever reaches the screen is inert, even text that skipped `inert`.
+        let ch = match ch {
+            '\n' | '\t' => ' ',
+            c if steers(c) => '\u{FFFD}',
+            c => c,
+        };
         let w = ch.width().unwrap_or(0);
         if cols + w > width && !line.is_empty() {
             match last_space {
@@ -100,6 +125,19 @@ fn item_lines(item: &Item, width: usize) -> Vec<Line<'static>> {
     let mut out = Vec::new();
     {
         match item {
+            Item::Presence(list) => {
+                let text = list
+                    .iter()
+                    .map(|(u, s)| format!("{u} is {}", crate::json::status(*s)))
+                    .collect::<Vec<_>>()
+                    .join(", ");
+                for l in wrap(&format!("-- {text}"), width) {
+                    out.push(Line::from(Span::styled(
+                        l,
+                        Style::default().fg(Color::DarkGray),
+                    )));
+                }
+            }
             Item::Notice(text) => {
                 for l in wrap(&format!("-- {text}"), width) {
                     out.push(Line::from(Span::styled(
@@ -150,6 +188,7 @@ fn item_lines(item: &Item, width: usize) -> Vec<Line<'static>> {
 fn status_symbol(s: PeerStatus) -> (&'static str, Color) {
     match s {
         PeerStatus::Online => ("●", Color::Green),
+        PeerStatus::Unknown => ("?", Color::DarkGray),
         PeerStatus::Suspect => ("◐", Color::Yellow),
         PeerStatus::Offline => ("○", Color::DarkGray),
     }
@@ -375,6 +414,7 @@ mod tests {
             to: None,
             text: text.into(),
             clock: None,
+            time_ms: 0,
             order,
             seq,
         }))
@@ -389,6 +429,7 @@ mod tests {
             to: Some(to.into()),
             text: text.into(),
             clock: None,
+            time_ms: 0,
             order: 1,
             seq: 1,
         }))

@@ -41,17 +41,24 @@ pub async fn run(
     let mut app = App::new(me);
     let mut dirty = true;
     let mut quitting = false;
-    let mut signal = Box::pin(crate::node_cmd::shutdown_signal());
+    let mut signals = crate::node_cmd::Signals::new();
+    // What is stored is drawn at once: people, conversations, pending counts, then history.
+    control.command(Command::Overview);
     let mut tick = tokio::time::interval(FRAME);
     let mut node_running = true;
     let result: anyhow::Result<()> = loop {
         tokio::select! {
             ev = events.recv(), if node_running => match ev {
                 Some(e) => {
-                    app.on_event(e, now_hhmm());
+                    let mut burst = vec![e];
                     // Take a whole burst at once: one render per frame, whatever the flood.
                     while let Ok(e) = events.try_recv() {
-                        app.on_event(e, now_hhmm());
+                        burst.push(e);
+                    }
+                    for e in burst {
+                        for cmd in app.on_event(e, now_hhmm()) {
+                            control.command(cmd);
+                        }
                     }
                     dirty = true;
                 }
@@ -82,7 +89,10 @@ pub async fn run(
                 Some(_) => {}
                 None => break Ok(()),
             },
-            _ = &mut signal => {
+            _ = signals.recv() => {
+                if quitting || !node_running {
+                    break Ok(());
+                }
                 quitting = true;
                 control.command(Command::Quit);
             }

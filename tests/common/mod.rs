@@ -279,9 +279,26 @@ impl Proc {
         matches!(self.child.try_wait(), Ok(None))
     }
 
-    /// Closes stdin: the node quits gracefully.
+    /// Closes stdin: the node finishes what it was asked and quits gracefully.
     pub fn close_stdin(&mut self) {
         self.stdin = None;
+    }
+
+    /// Writes raw bytes to stdin (for input that is not UTF-8).
+    pub fn send_bytes(&mut self, bytes: &[u8]) {
+        if let Some(stdin) = self.stdin.as_mut() {
+            stdin.write_all(bytes).expect("write to node stdin");
+            stdin.flush().expect("flush");
+        }
+    }
+
+    /// Sends a signal by name (`TERM`, `INT`, `HUP`, ...).
+    pub fn signal(&self, sig: &str) {
+        let ok = Command::new("kill")
+            .args(["-s", sig, &self.child.id().to_string()])
+            .status()
+            .is_ok_and(|s| s.success());
+        assert!(ok, "{}: kill -s {sig} failed", self.name);
     }
 }
 
@@ -298,4 +315,80 @@ pub fn tempdir() -> tempfile::TempDir {
 
 pub fn path(d: &tempfile::TempDir) -> PathBuf {
     d.path().to_path_buf()
+}
+
+static NEXT_TMUX: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+/// A private tmux server, killed when dropped.
+pub struct Tmux {
+    socket: String,
+}
+
+impl Tmux {
+    pub fn new() -> Tmux {
+        Tmux {
+            // One server per test, also when tests of one binary run in parallel.
+            socket: format!(
+                "p2pchat-test-{}-{}",
+                std::process::id(),
+                NEXT_TMUX.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+            ),
+        }
+    }
+
+    pub fn run(&self, args: &[&str]) -> String {
+        let out = Command::new("tmux")
+            .args(["-L", &self.socket])
+            .args(args)
+            .output()
+            .expect("run tmux (install it: apt-get install tmux)");
+        String::from_utf8_lossy(&out.stdout).to_string()
+    }
+
+    pub fn screen(&self) -> String {
+        self.run(&["capture-pane", "-p", "-t", "ui"])
+    }
+
+    pub fn wait_screen(&self, what: &str, pred: impl Fn(&str) -> bool) -> String {
+        let deadline = Instant::now() + TIMEOUT;
+        loop {
+            let s = self.screen();
+            if pred(&s) {
+                return s;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "timed out waiting for {what}; screen:\n{s}"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// Starts `cmd` (a shell command line) in a 110x30 window named `ui`.
+    pub fn start(&self, cmd: &str) {
+        self.run(&[
+            "new-session",
+            "-d",
+            "-s",
+            "ui",
+            "-x",
+            "110",
+            "-y",
+            "30",
+            cmd,
+        ]);
+    }
+
+    pub fn type_line(&self, text: &str) {
+        self.run(&["send-keys", "-t", "ui", "-l", text]);
+        self.run(&["send-keys", "-t", "ui", "Enter"]);
+    }
+}
+
+impl Drop for Tmux {
+    fn drop(&mut self) {
+        let _ = Command::new("tmux")
+            .args(["-L", &self.socket, "kill-server"])
+            .output();
+    }
 }

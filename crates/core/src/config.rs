@@ -45,6 +45,10 @@ pub struct NodeConfig {
     pub repair_max_datagrams: usize,
     /// Failure detector period: one peer is probed per period.
     pub probe_interval: Duration,
+    /// Offline members are not probed in the failure detector's round (so the time to notice
+    /// a crash does not grow with them); one of them, in turn, is pinged this often instead,
+    /// and an answer shows it online again (a healed partition, a missed Hello).
+    pub offline_probe_interval: Duration,
     /// Wait for a direct Ack before asking others to probe indirectly (< `probe_interval`).
     pub probe_timeout: Duration,
     /// Members asked to probe indirectly when a direct probe goes unanswered.
@@ -100,6 +104,7 @@ impl Default for NodeConfig {
             repair_max_datagrams: 8,
             probe_interval: Duration::from_secs(1),
             probe_timeout: Duration::from_millis(300),
+            offline_probe_interval: Duration::from_secs(1),
             indirect_probes: 2,
             suspect_timeout: Duration::from_secs(4),
             hello_retry: Duration::from_millis(500),
@@ -136,6 +141,7 @@ impl NodeConfig {
             ("fetch_interval", self.fetch_interval),
             ("anti_entropy_interval", self.anti_entropy_interval),
             ("probe_interval", self.probe_interval),
+            ("offline_probe_interval", self.offline_probe_interval),
             ("private_rto_initial", self.private_rto_initial),
             ("auth_retry_initial", self.auth_retry_initial),
             ("hello_retry", self.hello_retry),

@@ -91,6 +91,9 @@ pub trait Archive: Send {
 #[derive(Copy, Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum PeerStatus {
+    /// Known (from a bootstrap list, gossip or our own records) but not heard from yet: never
+    /// shown as online until it answers.
+    Unknown,
     /// Heard from recently.
     Online,
     /// A probe went unanswered; not yet declared offline.
@@ -131,6 +134,8 @@ pub struct HistoryEntry {
     pub order: u64,
     /// Author sequence number.
     pub seq: u64,
+    /// When the author wrote it, Unix ms by the author's clock (0: unknown).
+    pub time_ms: u64,
 }
 
 /// Counters a node or server keeps about its traffic and the faults it dropped.
@@ -192,6 +197,42 @@ pub struct Stats {
     pub throttled: u64,
 }
 
+/// What `/status` reports: who we are, where we stand, and the counters.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct StatusReport {
+    /// Username.
+    pub user: String,
+    /// Node id, once signed in.
+    pub node_id: Option<NodeId>,
+    /// `signing_in`, `awaiting_bootstrap`, `member` or `stopped`.
+    pub phase: &'static str,
+    /// Members heard from recently.
+    pub online: usize,
+    /// Members known.
+    pub members: usize,
+    /// Private messages written but not yet acknowledged by their recipients.
+    pub pending_private: usize,
+    /// Commands waiting for the sign-in.
+    pub queued_commands: usize,
+    /// Whether the auth server answers.
+    pub auth_server_reachable: bool,
+    /// Traffic and rejection counters.
+    pub stats: Stats,
+}
+
+/// One private conversation, as a front end lists it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct ConversationSummary {
+    /// The other party's username.
+    pub with: String,
+    /// Private messages we wrote to them.
+    pub sent: u64,
+    /// Of those, acknowledged.
+    pub acked: u64,
+    /// Private messages we received from them.
+    pub received: u64,
+}
+
 /// Something for the user interface or log.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Event {
@@ -241,8 +282,25 @@ pub enum Event {
         /// Whether it answers.
         reachable: bool,
     },
-    /// Reply to [`Command::Status`].
-    Status(Stats),
+    /// Reply to [`Command::Status`]. Boxed: it is large and rare.
+    Status(Box<StatusReport>),
+    /// Reply to [`Command::Overview`]: what a front end draws at start.
+    Overview {
+        /// Every member we know, with its presence.
+        peers: Vec<(PeerInfo, PeerStatus)>,
+        /// Private conversations we have, by the other party's username.
+        conversations: Vec<ConversationSummary>,
+    },
+    /// Everything asked before [`Command::Settle`] is done: signed in, a member, commands
+    /// carried out, private messages acknowledged, group messages handed to peers.
+    Settled,
+    /// A reply to a command given with a tag (see `Node::handle_tagged`): the tag echoed.
+    Reply {
+        /// The tag the command came with.
+        tag: String,
+        /// The reply.
+        event: Box<Event>,
+    },
     /// A problem. `fatal` means the machine stopped and the process should exit non-zero.
     Error {
         /// What went wrong, for a human.
@@ -284,8 +342,12 @@ pub enum Command {
         /// Only the newest N.
         last: Option<usize>,
     },
-    /// Report counters.
+    /// Report who we are, where we stand, and the counters.
     Status,
+    /// Report members and conversations (what a front end draws at start).
+    Overview,
+    /// Emit [`Event::Settled`] once nothing asked so far is in flight.
+    Settle,
     /// Say goodbye and stop.
     Quit,
 }

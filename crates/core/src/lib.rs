@@ -26,5 +26,8 @@ pub mod secure;
 
 pub use auth::{AuthServer, Credentials, InsecurePlainCredentials};
 pub use config::{AuthConfig, NodeConfig};
-pub use io::{Archive, Command, Event, HistoryEntry, Output, PeerStatus, Record, Scope, Stats};
+pub use io::{
+    Archive, Command, ConversationSummary, Event, HistoryEntry, Output, PeerStatus, Record, Scope,
+    Stats, StatusReport,
+};
 pub use node::{Node, NodeParams};

@@ -19,13 +19,16 @@
 //! Timers are a fixed deadline table ([`Timer`]); `poll_timeout` is the earliest of them.
 
 use crate::config::NodeConfig;
-use crate::io::{Archive, Command, Event, HistoryEntry, Output, PeerStatus, Record, Scope, Stats};
+use crate::io::{
+    Archive, Command, ConversationSummary, Event, HistoryEntry, Output, PeerStatus, Record, Scope,
+    Stats, StatusReport,
+};
 use crate::secure::{self, Identity, Links, SERVER_ID};
 use ed25519_dalek::VerifyingKey;
 use foldhash::{HashMap, HashMapExt, HashSet};
 use p2pchat_proto::wire::{
-    encode_envelope, from_payload, to_payload, Cert, Envelope, Key, SenderCert, MIN_AUTH_HELLO,
-    MIN_KEY_REQUEST,
+    encode_envelope, from_payload, to_payload, Cert, Envelope, Key, SenderCert, MAX_PASSWORD,
+    MIN_AUTH_HELLO, MIN_KEY_REQUEST,
 };
 use p2pchat_proto::wire::{pack_batches, BATCH_BUDGET, MAX_DEPS};
 use p2pchat_proto::{
@@ -56,6 +59,8 @@ const CLOCK_CHECKPOINT: u64 = 32;
 const EARLY_LIMIT: usize = 64;
 /// Least time between two full member lists sent to the same peer by membership repair.
 const FULL_LIST_COOLDOWN: Duration = Duration::from_secs(10);
+/// Commands kept while signing in (they run, in order, once signed in).
+const QUEUED_COMMANDS_MAX: usize = 10_000;
 
 /// The timers of a node; each has one deadline slot.
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]
@@ -222,6 +227,8 @@ struct Probe {
     target: NodeId,
     nonce: u64,
     acked: bool,
+    /// When the ping left: anything heard from the target since proves it alive.
+    sent: Duration,
 }
 
 /// A chat peer. See the module docs for its parts and `docs/PROTOCOL.md` for the protocol.
@@ -282,6 +289,10 @@ pub struct Node {
     suspects: std::collections::BTreeSet<NodeId>,
     probe_order: Vec<NodeId>,
     probe_next: usize,
+    /// Offline members are pinged on a slow schedule of their own (a partition may heal):
+    /// the next one in turn, and when.
+    offline_next: usize,
+    offline_check_at: Duration,
     probe: Option<Probe>,
     relays: HashMap<u64, (SocketAddr, u64, Duration)>,
 
@@ -315,6 +326,15 @@ pub struct Node {
     /// Private texts waiting for the server to say where their recipient is, by username,
     /// with when we asked.
     lookups: HashMap<String, (Vec<String>, Duration)>,
+    /// Commands given before the sign-in, with their tags: run in order once signed in.
+    queued: VecDeque<(Option<String>, Command)>,
+    /// [`Command::Settle`] was given: emit [`Event::Settled`] once nothing is in flight.
+    settle_asked: bool,
+    /// An own group message was written while no member was reachable: nobody has it yet
+    /// (cleared once a peer's digest shows it has all of ours).
+    own_unspread: bool,
+    /// A changed auth server key was already reported.
+    key_change_reported: bool,
 
     /// Certified nodes outside the view (see [`views`]), with their parsed signing keys.
     strangers: HashMap<NodeId, (PeerInfo, Option<VerifyingKey>)>,
@@ -382,6 +402,8 @@ impl Node {
             suspects: std::collections::BTreeSet::new(),
             probe_order: Vec::new(),
             probe_next: 0,
+            offline_next: 0,
+            offline_check_at: Duration::ZERO,
             probe: None,
             relays: HashMap::new(),
             timers: [None; TIMERS],
@@ -402,6 +424,10 @@ impl Node {
             early: Vec::new(),
             cur_sender: None,
             lookups: HashMap::new(),
+            queued: VecDeque::new(),
+            settle_asked: false,
+            own_unspread: false,
+            key_change_reported: false,
             strangers: HashMap::new(),
             strangers_fifo: VecDeque::new(),
             parked: HashMap::new(),
@@ -452,7 +478,7 @@ impl Node {
         if node.node_id.is_some() {
             node.restored = true;
             node.phase = Phase::AwaitingBootstrap;
-            node.emit_ready();
+            node.emit_ready(now);
             // Rejoin through remembered peers, whether or not the server answers.
             let ids: Vec<NodeId> = node.members.keys().copied().collect();
             for id in ids {
@@ -525,7 +551,26 @@ impl Node {
 
     /// The next output to carry out, in order.
     pub fn poll_output(&mut self) -> Option<Output> {
+        if self.out.is_empty() && self.settle_asked && self.settled() {
+            self.settle_asked = false;
+            return Some(Output::Event(Event::Settled));
+        }
         self.out.pop_front()
+    }
+
+    /// Nothing asked of this node is in flight: signed in (a restored node's sign-in in
+    /// the background included, so a wrong password is still reported) and a member, every
+    /// queued command carried out, every private message acknowledged, every own group
+    /// message handed to a peer (and, in ring broadcast, acknowledged).
+    pub fn settled(&self) -> bool {
+        self.node_id.is_some()
+            && !self.auth_pending
+            && self.phase == Phase::Member
+            && self.queued.is_empty()
+            && self.outbox_len() == 0
+            && self.lookups.is_empty()
+            && self.ring.idle()
+            && !self.own_unspread
     }
 
     /// The earliest timer deadline; call [`Node::handle_timeout`] once it has passed.
@@ -748,7 +793,10 @@ impl Node {
             self.stats.impersonation += 1;
             return;
         }
-        self.mark_heard(now, from);
+        if !matches!(msg, Message::Bye { .. }) {
+            // (A goodbye is no sign of life: it must not show the member online first.)
+            self.mark_heard(now, from);
+        }
         match msg {
             Message::Connect { from: info, peers } => self.handle_connect(now, info, peers),
             Message::Hello { info, joined } => self.handle_hello(now, from, info, joined),
@@ -930,10 +978,118 @@ impl Node {
 
     /// Carries out a user command.
     pub fn handle_command(&mut self, now: Duration, cmd: Command) {
+        self.handle_tagged(now, None, cmd);
+    }
+
+    /// Carries out a user command; with a tag, every reply to it (an error, a listing, the
+    /// echo of the message it sent) comes as [`Event::Reply`] carrying the tag. Commands
+    /// given before the sign-in wait for it and then run in order; `Status`, `Settle` and
+    /// `Quit` are answered at once.
+    pub fn handle_tagged(&mut self, now: Duration, tag: Option<String>, cmd: Command) {
         if self.phase == Phase::Stopped {
             return;
         }
         self.trim_bodies();
+        let at_once = matches!(cmd, Command::Status | Command::Settle | Command::Quit);
+        if !at_once && (!self.ready_sent || !self.queued.is_empty()) {
+            if self.queued.len() < QUEUED_COMMANDS_MAX {
+                self.queued.push_back((tag, cmd));
+            } else {
+                let start = self.out.len();
+                self.error("too many commands waiting for the sign-in; this one is dropped");
+                self.tag_replies(start, tag);
+            }
+            return;
+        }
+        let start = self.out.len();
+        self.run_command(now, cmd);
+        self.tag_replies(start, tag);
+    }
+
+    /// Wraps the replies among the outputs from `start` on in [`Event::Reply`].
+    fn tag_replies(&mut self, start: usize, tag: Option<String>) {
+        let Some(tag) = tag else { return };
+        let me = self.params.user.as_str();
+        for out in self.out.range_mut(start..) {
+            let Output::Event(e) = out else { continue };
+            let reply = match e {
+                Event::Error { fatal, .. } => !*fatal,
+                Event::Peers(_)
+                | Event::History { .. }
+                | Event::Status(_)
+                | Event::Overview { .. } => true,
+                Event::Message(m) => m.from == me,
+                _ => false,
+            };
+            if reply {
+                let event = std::mem::replace(e, Event::Settled);
+                *e = Event::Reply {
+                    tag: tag.clone(),
+                    event: Box::new(event),
+                };
+            }
+        }
+    }
+
+    /// Runs the commands given before the sign-in, in order.
+    fn run_queued(&mut self, now: Duration) {
+        while self.ready_sent && self.phase != Phase::Stopped {
+            let Some((tag, cmd)) = self.queued.pop_front() else {
+                return;
+            };
+            let start = self.out.len();
+            self.run_command(now, cmd);
+            self.tag_replies(start, tag);
+        }
+    }
+
+    fn status_report(&self) -> StatusReport {
+        StatusReport {
+            user: self.params.user.clone(),
+            node_id: self.node_id,
+            phase: match self.phase {
+                Phase::SigningIn => "signing_in",
+                Phase::AwaitingBootstrap => "awaiting_bootstrap",
+                Phase::Member => "member",
+                Phase::Stopped => "stopped",
+            },
+            online: self
+                .members
+                .values()
+                .filter(|m| m.status == PeerStatus::Online)
+                .count(),
+            members: self.members.len(),
+            pending_private: self.outbox_len(),
+            queued_commands: self.queued.len(),
+            auth_server_reachable: self.auth_reachable,
+            stats: self.stats.clone(),
+        }
+    }
+
+    fn overview(&self) -> Event {
+        let peers = self
+            .members
+            .values()
+            .map(|m| (m.info.clone(), m.status))
+            .collect();
+        let conversations = self
+            .conversations
+            .iter()
+            .filter(|(_, c)| c.sent > 0 || c.delivered > 0)
+            .map(|(&id, c)| ConversationSummary {
+                with: self.user_name(id),
+                sent: c.sent,
+                acked: c.acked.min(c.sent),
+                received: c.delivered,
+            })
+            .collect();
+        Event::Overview {
+            peers,
+            conversations,
+        }
+    }
+
+    fn run_command(&mut self, now: Duration, cmd: Command) {
         match cmd {
             Command::Say(text) => self.say(now, text),
             Command::Msg { to, text } => self.send_private(now, &to, text),
@@ -946,7 +1102,9 @@ impl Node {
                 self.event(Event::Peers(list));
             }
             Command::History { with, last } => self.show_history(with, last),
-            Command::Status => self.event(Event::Status(self.stats.clone())),
+            Command::Status => self.event(Event::Status(Box::new(self.status_report()))),
+            Command::Overview => self.event(self.overview()),
+            Command::Settle => self.settle_asked = true,
             Command::Quit => {
                 let ids: Vec<NodeId> = self.live.clone();
                 if let Some(me) = self.node_id {
@@ -1106,7 +1264,7 @@ impl Node {
             .map_or_else(|| format!("#{id}"), |i| i.user.clone())
     }
 
-    fn emit_ready(&mut self) {
+    fn emit_ready(&mut self, now: Duration) {
         if self.ready_sent {
             return;
         }
@@ -1118,6 +1276,7 @@ impl Node {
                 addr: self.advertised,
                 first: self.first,
             });
+            self.run_queued(now);
         }
     }
 
@@ -1156,6 +1315,13 @@ impl Node {
         if !self.auth_pending {
             return;
         }
+        if self.params.password.len() > MAX_PASSWORD {
+            self.fatal(format!(
+                "the password is too long: {} bytes (at most {MAX_PASSWORD})",
+                self.params.password.len()
+            ));
+            return;
+        }
         if self.auth_attempts >= self.cfg.auth_attempts && self.node_id.is_none() {
             self.fatal(format!(
                 "auth server {} unreachable after {} attempts",
@@ -1172,11 +1338,7 @@ impl Node {
                 self.send_hello(key, cookie);
             }
         }
-        let pad = [0u8; MIN_KEY_REQUEST];
-        if let Ok(bytes) = encode_envelope(&Envelope::KeyRequest { pad: &pad }) {
-            let auth = self.params.auth_addr;
-            self.push_datagram(auth, bytes);
-        }
+        self.send_key_request();
         let backoff = self
             .cfg
             .auth_retry_initial
@@ -1184,6 +1346,14 @@ impl Node {
             .min(self.cfg.auth_retry_max);
         self.auth_attempts = self.auth_attempts.saturating_add(1);
         self.set_timer(Timer::Auth, now + backoff);
+    }
+
+    fn send_key_request(&mut self) {
+        let pad = [0u8; MIN_KEY_REQUEST];
+        if let Ok(bytes) = encode_envelope(&Envelope::KeyRequest { pad: &pad }) {
+            let auth = self.params.auth_addr;
+            self.push_datagram(auth, bytes);
+        }
     }
 
     fn server_heard(&mut self, now: Duration) {
@@ -1196,13 +1366,17 @@ impl Node {
 
     /// The server's key and a cookie: check the pin, then send the request inside Noise NK.
     fn key_reply(&mut self, now: Duration, dh_pk: Key, cookie: [u8; 16]) {
-        if !self.auth_pending || self.auth_hello_sent {
+        let changed = self.server_dh.is_some_and(|pinned| pinned != dh_pk);
+        if !changed && (!self.auth_pending || self.auth_hello_sent) {
             return;
         }
-        self.server_heard(now);
         if let Some(pinned) = self.server_dh {
             if pinned != dh_pk {
                 self.stats.bad_server_key += 1;
+                if self.key_change_reported {
+                    return;
+                }
+                self.key_change_reported = true;
                 let msg = format!(
                     "the auth server's key changed: pinned {}, the server at {} offers {}; \
                      refusing to sign in (no password was sent). If the server was re-keyed \
@@ -1214,7 +1388,8 @@ impl Node {
                 if self.node_id.is_none() {
                     self.fatal(msg);
                 } else {
-                    // Already a member: keep chatting with peers, but stop asking this server.
+                    // Already a member: keep chatting with peers, but stop asking this server
+                    // (it could not read our polls anyway: they are sealed to the old key).
                     self.error(msg);
                     self.auth_pending = false;
                     self.timers[Timer::Auth.index()] = None;
@@ -1222,6 +1397,7 @@ impl Node {
                 return;
             }
         }
+        self.server_heard(now);
         self.auth_cookie = Some((cookie, dh_pk, now));
         self.send_hello(dh_pk, cookie);
     }
@@ -1392,7 +1568,7 @@ impl Node {
         }
         self.phase = Phase::Member;
         self.timers[Timer::Bootstrap.index()] = None;
-        self.emit_ready();
+        self.emit_ready(now);
         let jitter = |rng: &mut ChaCha8Rng, d: Duration| {
             Duration::from_micros(rng.random_range(0..=d.as_micros().max(1) as u64))
         };
@@ -1423,6 +1599,11 @@ impl Node {
         if silent && self.auth_reachable {
             self.auth_reachable = false;
             self.event(Event::AuthServer { reachable: false });
+        }
+        if silent && !self.key_change_reported && self.server_dh.is_some() {
+            // A server that answers nothing may be gone, or back with another key (it cannot
+            // open polls sealed to the old one): its key reply tells which.
+            self.send_key_request();
         }
         self.set_timer(Timer::Fetch, now + every);
     }
@@ -1630,12 +1811,17 @@ impl Node {
 
     // ----- membership -------------------------------------------------------------------
 
-    /// Learns a member and shows it as online if it is new.
+    /// Learns a member and shows it if it is new: online if heard from, else unknown.
     fn learn_and_announce(&mut self, now: Duration, info: PeerInfo, heard: bool, how: Admit) {
+        let id = info.node_id;
         if self.learn_member(now, info.clone(), heard, how) {
+            let status = self
+                .members
+                .get(&id)
+                .map_or(PeerStatus::Unknown, |m| m.status);
             self.event(Event::Peer {
                 info,
-                status: PeerStatus::Online,
+                status,
                 joined: false,
             });
         }
@@ -1682,7 +1868,13 @@ impl Node {
                     id,
                     Member {
                         info: info.clone(),
-                        status: PeerStatus::Online,
+                        // Second-hand (a bootstrap list, gossip, our own records): not shown
+                        // online until it answers. It is still tried as if alive.
+                        status: if heard {
+                            PeerStatus::Online
+                        } else {
+                            PeerStatus::Unknown
+                        },
                         last_heard: now,
                         suspect_since: None,
                         hello: None,
@@ -1864,12 +2056,19 @@ impl Node {
     fn probe_timer(&mut self, now: Duration) {
         // Finish the previous probe.
         if let Some(p) = self.probe.take() {
-            if !p.acked {
-                let status = self.members.get(&p.target).map(|m| m.status);
-                if status == Some(PeerStatus::Online) {
-                    self.set_status(now, p.target, PeerStatus::Suspect);
-                }
+            // Anything heard since the ping left also proves it alive (a member that just
+            // came back must not flap to suspect on a probe of its previous run).
+            let silent = self.members.get(&p.target).is_some_and(|m| {
+                matches!(m.status, PeerStatus::Online | PeerStatus::Unknown)
+                    && m.last_heard < p.sent
+            });
+            if !p.acked && silent {
+                self.set_status(now, p.target, PeerStatus::Suspect);
             }
+        }
+        if now >= self.offline_check_at {
+            self.offline_check_at = now + self.cfg.offline_probe_interval;
+            self.ping_offline();
         }
         // Suspects not heard from in time are declared offline.
         let expired: Vec<NodeId> = self
@@ -1915,6 +2114,7 @@ impl Node {
                     target,
                     nonce,
                     acked: false,
+                    sent: now,
                 });
                 self.set_timer(Timer::ProbeTimeout, now + self.cfg.probe_timeout);
             }
@@ -1922,21 +2122,50 @@ impl Node {
         self.set_timer(Timer::Probe, now + self.cfg.probe_interval);
     }
 
+    /// The next member not offline, round-robin: offline members are left to
+    /// [`Node::ping_offline`], so the time to notice a crash does not grow with them.
     fn next_round_robin(&mut self) -> Option<NodeId> {
-        if self.probe_order.is_empty() {
-            return None;
-        }
-        if self.probe_next >= self.probe_order.len() {
-            self.probe_next = 0;
-            // Reshuffle each cycle (Fisher-Yates with the node's seeded RNG).
-            for i in (1..self.probe_order.len()).rev() {
-                let j = self.rng.random_range(0..=i);
-                self.probe_order.swap(i, j);
+        for _ in 0..self.probe_order.len() {
+            if self.probe_next >= self.probe_order.len() {
+                self.probe_next = 0;
+                // Reshuffle each cycle (Fisher-Yates with the node's seeded RNG).
+                for i in (1..self.probe_order.len()).rev() {
+                    let j = self.rng.random_range(0..=i);
+                    self.probe_order.swap(i, j);
+                }
+            }
+            let id = self.probe_order[self.probe_next];
+            self.probe_next += 1;
+            if self.live_pos.contains_key(&id) {
+                return Some(id);
             }
         }
-        let id = self.probe_order[self.probe_next];
-        self.probe_next += 1;
-        Some(id)
+        None
+    }
+
+    /// Pings the next offline member in turn (a partition may have healed, a member may be
+    /// back without our hearing its Hello): any answer shows it online again.
+    fn ping_offline(&mut self) {
+        let n = self.probe_order.len();
+        for k in 0..n {
+            let i = (self.offline_next + k) % n;
+            let id = self.probe_order[i];
+            if self.live_pos.contains_key(&id) {
+                continue;
+            }
+            self.offline_next = i + 1;
+            if let Some(addr) = self.members.get(&id).map(|m| m.info.addr) {
+                let nonce: u64 = self.rng.random();
+                self.send(
+                    addr,
+                    &Message::Ping {
+                        nonce,
+                        gossip: Vec::new(),
+                    },
+                );
+            }
+            return;
+        }
     }
 
     fn probe_timeout(&mut self) {
@@ -2011,6 +2240,7 @@ impl Node {
             lamport: self.max_lamport + 1,
             deps,
             text,
+            time_ms: self.wall(now),
             sig: [0; 64],
         };
         msg.sig = self.ident.sign(&msg.signed_bytes());
@@ -2027,6 +2257,10 @@ impl Node {
         self.try_deliver(now, dot);
         if self.cfg.record_hops {
             self.delivery_hops.insert(dot, 0);
+        }
+        if self.live.is_empty() {
+            // Nobody to hand it to: anti-entropy will, once someone is reachable.
+            self.own_unspread = true;
         }
         if self.ring_mode() {
             self.ring_push(now, msg, 0, me);
@@ -2374,6 +2608,7 @@ impl Node {
             clock,
             order: msg.lamport,
             seq: msg.seq,
+            time_ms: msg.time_ms,
         }
     }
 
@@ -2473,6 +2708,12 @@ impl Node {
         entries: Vec<(NodeId, u64)>,
         reply: bool,
     ) {
+        if let Some(me) = self.node_id.filter(|_| self.own_unspread) {
+            let mine = self.delivered.get(me);
+            if entries.iter().any(|&(a, s)| a == me && s >= mine) {
+                self.own_unspread = false;
+            }
+        }
         // Both sides are sorted by author: walk them together, no allocation but `missing`.
         let mut missing: Vec<(u64, NodeId, u64)> = Vec::new();
         let mut they_are_ahead = false;
@@ -2568,6 +2809,7 @@ impl Node {
         if !self.text_ok(&text) {
             return;
         }
+        let time_ms = self.wall(now);
         let conv = self.conversations.entry(peer).or_default();
         let msg = PrivateMsg {
             from: me,
@@ -2575,6 +2817,7 @@ impl Node {
             seq: conv.sent + 1,
             seen: conv.delivered,
             text,
+            time_ms,
         };
         conv.sent = msg.seq;
         conv.history.push(msg.clone());
@@ -2693,6 +2936,7 @@ impl Node {
             clock: Some(clock),
             order: m.seq + m.seen,
             seq: m.seq,
+            time_ms: m.time_ms,
         }
     }
 

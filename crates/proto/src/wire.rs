@@ -21,8 +21,8 @@ use thiserror::Error;
 /// First two bytes of every datagram.
 pub const MAGIC: [u8; 2] = *b"pC";
 /// Protocol version carried in the third byte (2: everything sealed or inside Noise; 3: ring
-/// broadcast, `Ring` and `RingAck`).
-pub const VERSION: u8 = 3;
+/// broadcast, `Ring` and `RingAck`; 4: group and private messages carry their writing time).
+pub const VERSION: u8 = 4;
 /// Largest datagram we send or accept: safe under common path MTUs.
 pub const MAX_DATAGRAM: usize = 1200;
 /// Largest envelope overhead: header, link fields, an attached certificate, AEAD tag.
@@ -188,6 +188,9 @@ pub struct GroupMsg {
     pub deps: Vec<Dot>,
     /// The text.
     pub text: String,
+    /// When the author wrote it: Unix time in milliseconds by the author's clock (shown to
+    /// readers; orders nothing). 0: unknown (messages from before wire version 4).
+    pub time_ms: u64,
     /// The author's Ed25519 signature over [`GroupMsg::signed_bytes`].
     #[serde(with = "BigArray")]
     pub sig: Sig,
@@ -200,18 +203,35 @@ impl GroupMsg {
     }
 
     /// The canonical bytes the author signs: a domain tag and every field but the signature.
+    /// A message without a time (written before wire version 4, kept in histories) was signed
+    /// under the v1 tag without one; every newer message signs its time under the v2 tag, so
+    /// a time can be neither added to an old message nor stripped from a new one.
     pub fn signed_bytes(&self) -> Vec<u8> {
         #[derive(Serialize)]
-        struct Signed<'a>(&'a [u8], NodeId, u64, u64, &'a [Dot], &'a str);
-        let s = Signed(
-            b"p2pchat-group-v1",
-            self.author,
-            self.seq,
-            self.lamport,
-            &self.deps,
-            &self.text,
-        );
-        postcard::to_allocvec(&s).unwrap_or_default()
+        struct SignedV1<'a>(&'a [u8], NodeId, u64, u64, &'a [Dot], &'a str);
+        #[derive(Serialize)]
+        struct SignedV2<'a>(&'a [u8], NodeId, u64, u64, &'a [Dot], &'a str, u64);
+        let bytes = if self.time_ms == 0 {
+            postcard::to_allocvec(&SignedV1(
+                b"p2pchat-group-v1",
+                self.author,
+                self.seq,
+                self.lamport,
+                &self.deps,
+                &self.text,
+            ))
+        } else {
+            postcard::to_allocvec(&SignedV2(
+                b"p2pchat-group-v2",
+                self.author,
+                self.seq,
+                self.lamport,
+                &self.deps,
+                &self.text,
+                self.time_ms,
+            ))
+        };
+        bytes.unwrap_or_default()
     }
 }
 
@@ -228,6 +248,9 @@ pub struct PrivateMsg {
     pub seen: u64,
     /// The text.
     pub text: String,
+    /// When the sender wrote it: Unix time in milliseconds by the sender's clock (shown
+    /// only). 0: unknown.
+    pub time_ms: u64,
 }
 
 /// The sender's certificate, attached to link traffic until the receiver has answered.
@@ -750,8 +773,9 @@ mod tests {
             proptest::collection::vec((any::<u32>(), 1u64..1000), 0..8),
             ".{0,100}",
             sig(),
+            any::<u64>(),
         )
-            .prop_map(|(a, seq, lamport, deps, text, sig)| GroupMsg {
+            .prop_map(|(a, seq, lamport, deps, text, sig, time_ms)| GroupMsg {
                 author: NodeId(a),
                 seq,
                 lamport,
@@ -760,6 +784,7 @@ mod tests {
                     .map(|(n, s)| Dot::new(NodeId(n), s))
                     .collect(),
                 text,
+                time_ms,
                 sig,
             })
     }
@@ -803,7 +828,8 @@ mod tests {
                     to: NodeId(t),
                     seq,
                     seen,
-                    text
+                    text,
+                    time_ms: 1_700_000_000_000,
                 })),
             (any::<u32>(), any::<u32>(), any::<u64>()).prop_map(|(f, t, upto)| {
                 Message::PrivateAck {
@@ -982,6 +1008,7 @@ mod tests {
                 lamport: 1,
                 deps: vec![],
                 text: "x".repeat(MAX_DATAGRAM),
+                time_ms: 0,
                 sig: [0; 64],
             },
         };
@@ -994,6 +1021,7 @@ mod tests {
                 lamport: 1,
                 deps: vec![],
                 text: "x".repeat(MAX_TEXT_BYTES + 1),
+                time_ms: 0,
                 sig: [0; 64],
             },
         };

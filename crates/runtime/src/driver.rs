@@ -19,7 +19,7 @@ use tokio::time::Instant;
 #[derive(Debug, Error)]
 pub enum RuntimeError {
     /// Binding or using the socket failed.
-    #[error("network: {0}")]
+    #[error("network error")]
     Io(#[from] std::io::Error),
     /// The store failed; the driver stops rather than lose data.
     #[error(transparent)]
@@ -64,14 +64,19 @@ impl NodeHandle {
 pub struct NodeControl {
     /// Where the node's socket is bound.
     pub local_addr: SocketAddr,
-    commands: mpsc::UnboundedSender<Command>,
+    commands: mpsc::UnboundedSender<(Option<String>, Command)>,
     task: JoinHandle<Result<(), RuntimeError>>,
 }
 
 impl NodeControl {
     /// Gives the node a command; false if it has stopped.
     pub fn command(&self, cmd: Command) -> bool {
-        self.commands.send(cmd).is_ok()
+        self.commands.send((None, cmd)).is_ok()
+    }
+
+    /// Gives the node a command whose replies come back as `Event::Reply` with `tag`.
+    pub fn command_tagged(&self, tag: String, cmd: Command) -> bool {
+        self.commands.send((Some(tag), cmd)).is_ok()
     }
 
     /// Waits for the node to stop.
@@ -335,7 +340,8 @@ fn log_event(e: &Event) {
         // Message bodies are never logged above debug.
         Event::Message(m) => tracing::debug!(id = %m.id, from = %m.from, "delivered"),
         Event::AuthServer { reachable } => tracing::info!(reachable, "auth server"),
-        Event::Error { message, fatal } => tracing::warn!(fatal, "{message}"),
+        // The front end shows errors; the log keeps them for debugging only.
+        Event::Error { message, fatal } => tracing::debug!(fatal, "{message}"),
         Event::Admitted {
             user,
             node_id,
@@ -350,7 +356,7 @@ async fn run_node(
     mut node: Node,
     socket: UdpSocket,
     mut store: Arc<Mutex<Store>>,
-    mut commands: mpsc::UnboundedReceiver<Command>,
+    mut commands: mpsc::UnboundedReceiver<(Option<String>, Command)>,
     events: impl EventSink,
     start: Instant,
 ) -> Result<(), RuntimeError> {
@@ -405,7 +411,7 @@ async fn run_node(
                 Err(e) => tracing::debug!("recv failed: {e}"),
             },
             cmd = commands.recv(), if commands_open => match cmd {
-                Some(c) => node.handle_command(start.elapsed(), c),
+                Some((tag, c)) => node.handle_tagged(start.elapsed(), tag, c),
                 None => {
                     commands_open = false;
                     node.handle_command(start.elapsed(), Command::Quit);

@@ -18,7 +18,7 @@ use std::path::Path;
 use thiserror::Error;
 
 /// The schema version this build writes.
-pub const SCHEMA_VERSION: i64 = 2;
+pub const SCHEMA_VERSION: i64 = 3;
 
 /// Storage failures. All are local faults: report and stop, never wipe.
 #[derive(Debug, Error)]
@@ -52,7 +52,7 @@ pub enum StoreError {
         found: i64,
     },
     /// Any other SQLite failure (disk full, permissions...).
-    #[error("storage error: {0}")]
+    #[error("storage error")]
     Sqlite(#[from] rusqlite::Error),
 }
 
@@ -171,11 +171,15 @@ impl Store {
                     kind TEXT NOT NULL,
                     body BLOB NOT NULL
                 );
-                PRAGMA user_version = 2;",
+                PRAGMA user_version = 3;",
             )
             .map_err(|e| classify(&path, e))?;
+        } else if from < 3 {
+            legacy::add_times(&tx, &path)?;
+            tx.execute_batch("PRAGMA user_version = 3;")
+                .map_err(|e| classify(&path, e))?;
         }
-        // Future migrations go here: `if from < 3 { ... PRAGMA user_version = 3; }`.
+        // Future migrations go here: `if from < 4 { ... PRAGMA user_version = 4; }`.
         tx.commit().map_err(|e| classify(&path, e))?;
         Ok(())
     }
@@ -307,6 +311,97 @@ impl Store {
     }
 }
 
+/// Format 2: messages without their writing time. Read back and written again with time 0
+/// ("unknown"), which also keeps their signatures valid (see `GroupMsg::signed_bytes`).
+mod legacy {
+    use super::{classify, StoreError};
+    use p2pchat_core::Record;
+    use p2pchat_proto::{Dot, GroupMsg, NodeId, PrivateMsg};
+    use rusqlite::params;
+    use serde::Deserialize;
+
+    #[derive(Deserialize)]
+    struct GroupV2 {
+        author: NodeId,
+        seq: u64,
+        lamport: u64,
+        deps: Vec<Dot>,
+        text: String,
+        #[serde(with = "serde_big_array::BigArray")]
+        sig: [u8; 64],
+    }
+
+    #[derive(Deserialize)]
+    struct PrivateV2 {
+        from: NodeId,
+        to: NodeId,
+        seq: u64,
+        seen: u64,
+        text: String,
+    }
+
+    /// A format-2 record of a message kind, as this build's record.
+    fn upgrade(kind: &str, body: &[u8]) -> Option<Record> {
+        // A postcard enum is its variant index (a varint) followed by the variant's fields.
+        let (_, fields) = postcard::take_from_bytes::<u32>(body).ok()?;
+        if kind == "group" {
+            let g: GroupV2 = postcard::from_bytes(fields).ok()?;
+            return Some(Record::Group(GroupMsg {
+                author: g.author,
+                seq: g.seq,
+                lamport: g.lamport,
+                deps: g.deps,
+                text: g.text,
+                time_ms: 0,
+                sig: g.sig,
+            }));
+        }
+        let p: PrivateV2 = postcard::from_bytes(fields).ok()?;
+        let msg = PrivateMsg {
+            from: p.from,
+            to: p.to,
+            seq: p.seq,
+            seen: p.seen,
+            text: p.text,
+            time_ms: 0,
+        };
+        Some(match kind {
+            "private_out" => Record::PrivateOut(msg),
+            _ => Record::PrivateIn(msg),
+        })
+    }
+
+    /// Rewrites every message record of a format-2 file (inside the caller's transaction).
+    pub(super) fn add_times(tx: &rusqlite::Transaction, path: &str) -> Result<(), StoreError> {
+        let fail = |e| classify(path, e);
+        let rows: Vec<(i64, String, Vec<u8>)> = {
+            let mut stmt = tx
+                .prepare(
+                    "SELECT id, kind, body FROM records
+                     WHERE kind IN ('group', 'private_out', 'private_in')",
+                )
+                .map_err(fail)?;
+            let rows = stmt
+                .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+                .map_err(fail)?;
+            rows.collect::<Result<_, _>>().map_err(fail)?
+        };
+        let mut update = tx
+            .prepare("UPDATE records SET body = ?1 WHERE id = ?2")
+            .map_err(fail)?;
+        for (id, kind, body) in rows {
+            let bytes = upgrade(&kind, &body)
+                .and_then(|r| postcard::to_allocvec(&r).ok())
+                .ok_or_else(|| StoreError::Corrupt {
+                    path: path.to_string(),
+                    detail: format!("record {id} ({kind}) does not decode as format 2"),
+                })?;
+            update.execute(params![bytes, id]).map_err(fail)?;
+        }
+        Ok(())
+    }
+}
+
 fn kind(r: &Record) -> &'static str {
     match r {
         Record::Identity { .. } => "identity",
@@ -340,6 +435,7 @@ mod tests {
                 lamport: 1,
                 deps: vec![],
                 text: "hi".into(),
+                time_ms: 1,
                 sig: [0; 64],
             }),
         ]

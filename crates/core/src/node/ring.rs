@@ -72,6 +72,11 @@ pub(super) struct Ring {
 }
 
 impl Ring {
+    /// No push is waiting for its acknowledgement.
+    pub(super) fn idle(&self) -> bool {
+        self.pending.is_empty()
+    }
+
     fn insert(&mut self, id: NodeId) {
         if let Err(at) = self.ids.binary_search_by_key(&pos(id), |&x| pos(x)) {
             self.ids.insert(at, id);

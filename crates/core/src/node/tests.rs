@@ -137,6 +137,7 @@ fn group(author: u32, seq: u64, lamport: u64, deps: &[(u32, u64)]) -> GroupMsg {
         lamport,
         deps: deps.iter().map(|&(a, s)| Dot::new(NodeId(a), s)).collect(),
         text: format!("m{author}.{seq}"),
+        time_ms: 0,
         sig: [0; 64],
     };
     m.sig = peer_ident(author).sign(&m.signed_bytes());
@@ -508,6 +509,7 @@ fn forged_replayed_and_impersonating_datagrams_are_counted_and_never_delivered()
         seq: 1,
         seen: 0,
         text: "it is me, 2".into(),
+        time_ms: 0,
     });
     assert!(delivered_ids(&feed(&mut n, 7000, &private)).is_empty());
     assert_eq!(n.stats().impersonation, 1);
