@@ -313,11 +313,11 @@ fn presence_is_never_reported_online_without_hearing_the_member() {
     );
 }
 
-/// The documented bound on noticing a crash (docs/PROTOCOL.md, failure detection): one
-/// probe round per live member, the suspicion timeout, and a round of slack, at the default
-/// 1 s rounds and 4 s suspicion. It does not depend on how many members are offline.
+/// The documented bound on noticing a crash (docs/PROTOCOL.md, failure detection) with L
+/// members not offline: (2L + 2) probe rounds plus the suspicion timeout, at the default 1 s
+/// rounds and 4 s suspicion. It does not depend on how many members are offline.
 fn detection_bound(live_members: u64) -> Duration {
-    Duration::from_secs(live_members + 4 + 2)
+    Duration::from_secs(2 * live_members + 2 + 4)
 }
 
 #[test]
@@ -376,4 +376,93 @@ fn a_crash_is_noticed_in_a_bounded_time_however_many_members_are_offline() {
         detection_bound(1)
     );
     eprintln!("crash noticed after {took:?} with 15 offline members");
+}
+
+#[test]
+fn errors_are_clear_single_and_immediate() {
+    let dirs = tempdir();
+    let auth_dir = dirs.path().join("auth");
+    let (mut auth, addr) = Proc::auth_server(&auth_dir, "127.0.0.1:0", None, None);
+    let port = addr.rsplit(':').next().expect("port").to_string();
+
+    // A hostname resolves.
+    let by_name = format!("localhost:{port}");
+    let mut ann = Proc::node(
+        "ann",
+        "pw",
+        &by_name,
+        &dirs.path().join("ann"),
+        true,
+        None,
+        &[],
+    );
+    ann.ready();
+
+    // A password the server would refuse: said at once, not after 20 s of retries.
+    let long = "p".repeat(300);
+    let started = Instant::now();
+    let mut long_pw = Proc::node(
+        "lpw",
+        &long,
+        &addr,
+        &dirs.path().join("lpw"),
+        true,
+        None,
+        &[],
+    );
+    long_pw.fails_with("password is too long: 300 bytes");
+    assert!(started.elapsed() < Duration::from_secs(10));
+
+    // An OS error is printed once (it used to repeat inside its own message).
+    let out = Command::new(bin())
+        .args([
+            "node", "--user", "dup", "--signup", "--listen", &addr, "--auth", &addr,
+        ])
+        .arg("--data-dir")
+        .arg(dirs.path().join("dup"))
+        .env("P2PCHAT_PASSWORD", "pw")
+        .stdin(Stdio::piped())
+        .output()
+        .expect("run");
+    assert_eq!(out.status.code(), Some(1));
+    let all = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(all.matches("in use").count(), 1, "{all}");
+    assert!(all.contains("cannot start the node on"), "{all}");
+
+    // The server comes back with another key (a reinstall): the member says exactly that,
+    // not just "unreachable", and keeps chatting.
+    auth.kill9();
+    let (_new_auth, _) = Proc::auth_server(
+        &dirs.path().join("other-auth"),
+        &format!("127.0.0.1:{port}"),
+        None,
+        None,
+    );
+    let err = ann.wait_for("key change", |v| {
+        v["event"] == "error"
+            && v["message"]
+                .as_str()
+                .unwrap_or_default()
+                .contains("key changed")
+    });
+    assert_eq!(err["fatal"], false, "{err}");
+    ann.send("/status");
+    let status = ann.wait_for("status", |v| v["event"] == "status");
+    assert!(status["bad_server_key"].as_u64() >= Some(1), "{status}");
+    let repeats = ann
+        .seen
+        .iter()
+        .filter(|v| {
+            v["event"] == "error"
+                && v["message"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .contains("key changed")
+        })
+        .count();
+    assert_eq!(repeats, 1, "said once: {:?}", ann.seen);
 }

@@ -93,6 +93,8 @@ pub struct App {
     pub fatal: Option<String>,
     /// Conversations whose stored history we asked for, in the order the replies come.
     pub loading: VecDeque<Conv>,
+    /// Members seen online in this session: only they get an "is offline" notice.
+    pub seen_online: std::collections::HashSet<String>,
     /// Set when the UI should exit.
     pub quit: bool,
 }
@@ -141,10 +143,15 @@ impl App {
     /// Consecutive changes share one line; a member that flips back and forth shows once.
     fn presence(&mut self, user: &str, was: Option<PeerStatus>, now: PeerStatus) {
         let worth = match now {
-            PeerStatus::Offline => matches!(was, Some(PeerStatus::Online | PeerStatus::Suspect)),
+            PeerStatus::Offline => {
+                was != Some(PeerStatus::Offline) && self.seen_online.contains(user)
+            }
             PeerStatus::Online => was == Some(PeerStatus::Offline),
             PeerStatus::Suspect | PeerStatus::Unknown => false,
         };
+        if now == PeerStatus::Online {
+            self.seen_online.insert(user.to_string());
+        }
         if !worth {
             return;
         }

@@ -622,4 +622,130 @@ mod tests {
         assert!(s.contains("server down"), "{s}");
         assert!(s.contains("alice (node 1)"), "{s}");
     }
+
+    #[test]
+    fn other_peoples_text_is_drawn_inert() {
+        let mut a = app();
+        a.on_event(
+            msg(
+                "bob",
+                2,
+                1,
+                1,
+                "x\u{1b}[2J\u{7}\u{9b}1m\u{202e}y\u{2066}z\tw",
+            ),
+            "t".into(),
+        );
+        let screen = render(&a, 100, 16);
+        assert!(screen.contains("bob: x�[2J��1m�y�z w"), "{screen}");
+        assert_eq!(inert("a\u{1b}]0;t\u{7}b"), "a�]0;t�b");
+        assert_eq!(inert("日本語 ☕"), "日本語 ☕");
+    }
+
+    #[test]
+    fn presence_changes_in_a_row_share_one_line_and_unknown_or_suspect_say_nothing() {
+        let mut a = app();
+        for (name, id) in [("bob", 2), ("carol", 3), ("dave", 4), ("erin", 5)] {
+            a.on_event(peer(name, id, PeerStatus::Unknown, false), "t".into());
+        }
+        a.on_event(peer("bob", 2, PeerStatus::Online, false), "t".into());
+        a.on_event(peer("carol", 3, PeerStatus::Suspect, false), "t".into());
+        a.on_event(peer("carol", 3, PeerStatus::Offline, false), "t".into());
+        a.on_event(peer("dave", 4, PeerStatus::Offline, false), "t".into());
+        let screen = render(&a, 100, 16);
+        // Never heard of online: a newcomer sees no notices about them at all.
+        assert!(!screen.contains("is offline"), "{screen}");
+        assert!(!screen.contains("is suspect"), "{screen}");
+        a.on_event(peer("bob", 2, PeerStatus::Suspect, false), "t".into());
+        a.on_event(peer("bob", 2, PeerStatus::Offline, false), "t".into());
+        a.on_event(peer("carol", 3, PeerStatus::Online, false), "t".into());
+        let screen = render(&a, 100, 16);
+        assert!(
+            screen.contains("-- bob is offline, carol is online"),
+            "{screen}"
+        );
+        assert!(screen.contains("○ dave"), "{screen}");
+        assert!(screen.contains("? erin"), "{screen}");
+        assert!(screen.contains("1/4 online"), "{screen}");
+    }
+
+    #[test]
+    fn a_late_message_never_moves_above_a_notice() {
+        let mut a = app();
+        a.on_event(msg("bob", 2, 1, 5, "five"), "t".into());
+        a.on_event(peer("carol", 3, PeerStatus::Online, true), "t".into());
+        a.on_event(msg("carol", 3, 1, 7, "seven"), "t".into());
+        // Causally before "seven" but after the notice: it goes above "seven" only.
+        a.on_event(msg("dave", 4, 1, 6, "six"), "t".into());
+        let screen = render(&a, 100, 16);
+        let at = |t: &str| screen.find(t).expect(t);
+        assert!(at("five") < at("carol just joined"), "{screen}");
+        assert!(at("carol just joined") < at("six"), "{screen}");
+        assert!(at("six") < at("seven"), "{screen}");
+    }
+
+    #[test]
+    fn a_start_draws_stored_conversations_people_and_counts() {
+        use p2pchat_core::ConversationSummary;
+        let mut a = app();
+        let bob = match peer("bob", 2, PeerStatus::Online, false) {
+            Event::Peer { info, .. } => info,
+            _ => unreachable!(),
+        };
+        let cmds = a.on_event(
+            Event::Overview {
+                peers: vec![(bob, PeerStatus::Unknown)],
+                conversations: vec![ConversationSummary {
+                    with: "bob".into(),
+                    sent: 3,
+                    acked: 2,
+                    received: 1,
+                }],
+            },
+            "t".into(),
+        );
+        assert_eq!(cmds.len(), 2, "the group's and bob's history: {cmds:?}");
+        let mut old = match msg("bob", 2, 1, 1, "stored words") {
+            Event::Message(m) => *m,
+            _ => unreachable!(),
+        };
+        old.time_ms = 1_700_000_000_000;
+        a.on_event(
+            Event::History {
+                scope: Scope::Group,
+                with: None,
+                messages: vec![old],
+            },
+            "t".into(),
+        );
+        a.on_event(
+            Event::History {
+                scope: Scope::Private,
+                with: Some("bob".into()),
+                messages: vec![],
+            },
+            "t".into(),
+        );
+        let screen = render(&a, 100, 16);
+        assert!(screen.contains("bob: stored words"), "{screen}");
+        assert!(screen.contains("@bob"), "{screen}");
+        assert!(
+            screen.contains("private: 1 pending, 2 delivered"),
+            "{screen}"
+        );
+        assert!(screen.contains("0/1 online"), "{screen}");
+        // Stamped with its writing time, not the time it was drawn ("t").
+        assert!(!screen.contains("t   bob: stored words"), "{screen}");
+        // The user's own /history later is a listing, not a reload.
+        a.on_event(
+            Event::History {
+                scope: Scope::Group,
+                with: None,
+                messages: vec![],
+            },
+            "t".into(),
+        );
+        let screen = render(&a, 100, 16);
+        assert!(screen.contains("group history (0 messages)"), "{screen}");
+    }
 }

@@ -1056,4 +1056,25 @@ mod tests {
         assert!(!valid_username("a b"));
         assert!(!valid_username(&"a".repeat(33)));
     }
+
+    #[test]
+    fn a_message_time_is_signed_and_old_messages_keep_their_v1_bytes() {
+        let mut m = GroupMsg {
+            author: NodeId(1),
+            seq: 1,
+            lamport: 1,
+            deps: vec![],
+            text: "hi".into(),
+            time_ms: 0,
+            sig: [0; 64],
+        };
+        let v1 = m.signed_bytes();
+        assert!(v1.windows(16).any(|w| w == b"p2pchat-group-v1"));
+        m.time_ms = 1_700_000_000_000;
+        let v2 = m.signed_bytes();
+        assert!(v2.windows(16).any(|w| w == b"p2pchat-group-v2"));
+        m.time_ms += 1;
+        assert_ne!(m.signed_bytes(), v2, "the time is covered by the signature");
+        assert_ne!(v1, v2);
+    }
 }

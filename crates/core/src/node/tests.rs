@@ -981,3 +981,198 @@ fn ring_pushes_are_acknowledged_passed_on_by_share_and_handed_on_when_unanswered
     assert!(!owners.is_empty());
     assert_eq!(told.len(), owners.len(), "{told:?} vs {owners:?}");
 }
+
+fn events_of(n: &mut Node) -> Vec<Event> {
+    drain(n).1
+}
+
+#[test]
+fn commands_before_the_sign_in_wait_and_run_in_order_with_their_tags() {
+    let mut n = Node::new(
+        NodeConfig::default(),
+        params("carol", 6003, true),
+        Duration::ZERO,
+    );
+    drain(&mut n);
+    n.handle_tagged(
+        Duration::ZERO,
+        Some("t1".into()),
+        Command::Say("early".into()),
+    );
+    n.handle_command(
+        Duration::ZERO,
+        Command::History {
+            with: None,
+            last: None,
+        },
+    );
+    // Nothing refused, nothing run yet; /status answers at once and counts the queue.
+    n.handle_tagged(Duration::ZERO, Some("s".into()), Command::Status);
+    let ev = events_of(&mut n);
+    let [Event::Reply { tag, event }] = &ev[..] else {
+        panic!("only the status reply: {ev:?}")
+    };
+    assert_eq!(tag, "s");
+    let Event::Status(report) = &**event else {
+        panic!("{event:?}")
+    };
+    assert_eq!(report.phase, "signing_in");
+    assert_eq!(report.queued_commands, 2);
+    assert_eq!(report.node_id, None);
+
+    admit(&mut n, 3, 6003);
+    let ev = events_of(&mut n);
+    let ready = ev.iter().position(|e| matches!(e, Event::Ready { .. }));
+    let echo = ev.iter().position(|e| {
+        matches!(e, Event::Reply { tag, event } if tag == "t1"
+            && matches!(&**event, Event::Message(m) if m.text == "early"))
+    });
+    let history = ev.iter().position(|e| {
+        matches!(e, Event::History { messages, .. }
+            if messages.iter().map(|m| m.text.as_str()).collect::<Vec<_>>() == ["early"])
+    });
+    match (ready, echo, history) {
+        (Some(r), Some(e), Some(h)) => assert!(r < e && e < h, "{ev:?}"),
+        _ => panic!("ready, the tagged echo, then the history: {ev:?}"),
+    }
+    // The message carries its writing time.
+    let [h] = &n.group_history()[..] else {
+        panic!("one message")
+    };
+    assert_eq!(h.time_ms, 1_700_000_000_000);
+}
+
+#[test]
+fn settled_waits_for_acknowledgements() {
+    let mut n = member_node("carol", 3, 6003);
+    let t = Duration::from_millis(5);
+    n.handle_command(
+        t,
+        Command::Msg {
+            to: "p1".into(),
+            text: "are you there".into(),
+        },
+    );
+    n.handle_command(t, Command::Settle);
+    let ev = events_of(&mut n);
+    assert!(!ev.contains(&Event::Settled), "{ev:?}");
+    assert!(!n.settled());
+    send_as(
+        &mut n,
+        1,
+        &Message::PrivateAck {
+            from: NodeId(1),
+            to: NodeId(3),
+            upto: 1,
+        },
+    );
+    let ev = events_of(&mut n);
+    assert_eq!(
+        ev.iter().filter(|e| **e == Event::Settled).count(),
+        1,
+        "{ev:?}"
+    );
+    // Said once per Settle.
+    n.handle_timeout(Duration::from_secs(1));
+    assert!(!events_of(&mut n).contains(&Event::Settled));
+}
+
+#[test]
+fn members_heard_of_second_hand_are_unknown_until_they_answer() {
+    let mut n = member_node("carol", 3, 6003);
+    drain(&mut n);
+    send_as(
+        &mut n,
+        1,
+        &Message::Connect {
+            from: info(1),
+            peers: vec![info(4)],
+        },
+    );
+    let ev = events_of(&mut n);
+    let p4: Vec<PeerStatus> = ev
+        .iter()
+        .filter_map(|e| match e {
+            Event::Peer { info, status, .. } if info.node_id == NodeId(4) => Some(*status),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(p4, [PeerStatus::Unknown], "{ev:?}");
+    let ping = Message::Ping {
+        nonce: 1,
+        gossip: Vec::new(),
+    };
+    send_as(&mut n, 4, &ping);
+    let ev = events_of(&mut n);
+    assert!(
+        ev.iter().any(
+            |e| matches!(e, Event::Peer { info, status: PeerStatus::Online, .. }
+            if info.node_id == NodeId(4))
+        ),
+        "{ev:?}"
+    );
+    // A goodbye shows it offline, never online first.
+    send_as(&mut n, 4, &Message::Bye { node_id: NodeId(4) });
+    let ev = events_of(&mut n);
+    let statuses: Vec<PeerStatus> = ev
+        .iter()
+        .filter_map(|e| match e {
+            Event::Peer { status, .. } => Some(*status),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(statuses, [PeerStatus::Offline]);
+}
+
+#[test]
+fn a_crash_is_noticed_in_the_same_time_whatever_the_number_of_offline_members() {
+    fn detection(offline: u32) -> Duration {
+        let mut n = member_node("carol", 3, 6003);
+        for p in 10..10 + offline {
+            send_as(
+                &mut n,
+                p,
+                &Message::Ping {
+                    nonce: 0,
+                    gossip: Vec::new(),
+                },
+            );
+            send_as(&mut n, p, &Message::Bye { node_id: NodeId(p) });
+        }
+        // Peer 2 answers every probe; peer 1 has crashed.
+        drain(&mut n);
+        let mut t = Duration::from_millis(10);
+        loop {
+            n.handle_timeout(t);
+            let (sent, ev, _) = drain(&mut n);
+            for m in sent_to(&n, 2, &sent) {
+                if let Message::Ping { nonce, .. } = m {
+                    let ack = Message::Ack {
+                        nonce,
+                        gossip: Vec::new(),
+                    };
+                    let bytes = sealed_from(&n, 2, &ack);
+                    n.handle_datagram(t, addr(7002), &bytes);
+                }
+            }
+            if ev.iter().any(|e| {
+                matches!(e, Event::Peer { info, status: PeerStatus::Offline, .. }
+                if info.node_id == NodeId(1))
+            }) {
+                return t;
+            }
+            assert!(t < Duration::from_secs(120), "never noticed");
+            t += Duration::from_millis(50);
+        }
+    }
+    let alone = detection(0);
+    let among_many = detection(30);
+    // The documented bound (docs/PROTOCOL.md, failure detection) for L = 2 members not
+    // offline, at the defaults: (2L + 2) rounds of 1 s plus the 4 s suspicion timeout.
+    let bound = Duration::from_secs(2 * 2 + 2 + 4);
+    assert!(alone <= bound, "{alone:?}");
+    assert!(
+        among_many <= bound,
+        "{among_many:?} with 30 offline members"
+    );
+}
