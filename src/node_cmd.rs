@@ -243,11 +243,7 @@ fn run_node(args: NodeArgs, script: bool) -> anyhow::Result<ExitCode> {
             return crate::tui::run(control, events, &args.user).await;
         }
         let linger = Duration::from_secs_f64(args.linger);
-        let printer = Printer {
-            script,
-            me: args.user.clone(),
-        };
-        script_loop(control, events, printer, linger).await
+        script_loop(control, events, Printer, linger).await
     });
     // The stdin reader blocks in a thread of its own: do not wait for it.
     rt.shutdown_background();
@@ -437,19 +433,13 @@ fn seed() -> u64 {
     u64::from_le_bytes(bytes)
 }
 
-struct Printer {
-    script: bool,
-    me: String,
-}
+/// Script mode's output: one JSON object per event, flushed at once.
+struct Printer;
 
 impl Printer {
     fn print(&mut self, e: &Event) {
         let mut out = std::io::stdout().lock();
-        if self.script {
-            let _ = writeln!(out, "{}", crate::json::event(e));
-        } else if let Some(line) = human(e, &self.me) {
-            let _ = writeln!(out, "{line}");
-        }
+        let _ = writeln!(out, "{}", crate::json::event(e));
         let _ = out.flush();
     }
 }

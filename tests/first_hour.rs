@@ -301,6 +301,40 @@ fn presence_is_never_reported_online_without_hearing_the_member() {
             assert_ne!(p["status"], "online", "{peers}");
         }
     }
+    // ...and the others see it come back once, without an online/suspect/online flap.
+    let p1 = &mut ps[1];
+    let n = p1
+        .seen
+        .iter()
+        .filter(|v| v["event"] == "peer" && v["user"] == "p0" && v["status"] == "online")
+        .count();
+    p1.wait_nth("p0 back online", n, |v| {
+        v["event"] == "peer" && v["user"] == "p0" && v["status"] == "online"
+    });
+    back.send("/status");
+    back.wait_for("status", |v| v["event"] == "status");
+    std::thread::sleep(Duration::from_secs(3));
+    p1.send("/status");
+    p1.wait_for("status", |v| v["event"] == "status");
+    let after_return: Vec<String> = p1
+        .seen
+        .iter()
+        .filter(|v| v["event"] == "peer" && v["user"] == "p0")
+        .map(|v| v["status"].as_str().unwrap_or_default().to_string())
+        .collect();
+    assert_eq!(
+        after_return.last().map(String::as_str),
+        Some("online"),
+        "{after_return:?}"
+    );
+    let last_offline = after_return
+        .iter()
+        .rposition(|s| s == "offline")
+        .unwrap_or(0);
+    assert!(
+        !after_return[last_offline..].iter().any(|s| s == "suspect"),
+        "p0 flapped on its return: {after_return:?}"
+    );
     let flapped = back
         .seen
         .iter()
