@@ -29,11 +29,13 @@ pub fn status_text(r: &StatusReport) -> String {
         None => r.user.clone(),
     };
     format!(
-        "{who}, {}; {}/{} online; {} private pending; {}{}; {}",
+        "{who}, {}; {}/{} online; {} private pending ({} in a mailbox); keeping {} for others; {}{}; {}",
         r.phase.replace('_', " "),
         r.online,
         r.members,
         r.pending_private,
+        r.stored_private,
+        r.mailbox,
         if r.auth_server_reachable {
             "auth server reachable"
         } else {
@@ -117,6 +119,8 @@ fn status_json(r: &StatusReport) -> Value {
         m.insert("online".into(), json!(r.online));
         m.insert("members".into(), json!(r.members));
         m.insert("pending_private".into(), json!(r.pending_private));
+        m.insert("stored_private".into(), json!(r.stored_private));
+        m.insert("mailbox".into(), json!(r.mailbox));
         m.insert("queued_commands".into(), json!(r.queued_commands));
         m.insert(
             "auth_server_reachable".into(),
@@ -167,6 +171,7 @@ pub fn event(e: &Event) -> Value {
             v
         }
         Event::Acked { peer, upto } => json!({"event": "acked", "peer": peer, "upto": upto}),
+        Event::Stored { peer, seq } => json!({"event": "stored", "peer": peer, "seq": seq}),
         Event::AuthServer { reachable } => json!({"event": "auth_server", "reachable": reachable}),
         Event::Status(report) => status_json(report),
         Event::Overview {

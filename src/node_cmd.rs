@@ -494,6 +494,9 @@ pub fn human(e: &Event, me: &str) -> Option<String> {
             lines.join("\n")
         }
         Event::Acked { .. } => return None,
+        Event::Stored { peer, seq } => {
+            format!("* private message {seq} to {peer} is kept by a mailbox until {peer} is back")
+        }
         Event::AuthServer { reachable } => format!(
             "* auth server {}",
             if *reachable { "reachable again" } else { "unreachable (the chat goes on)" }

@@ -89,6 +89,8 @@ pub struct App {
     pub sent_private: HashMap<String, u64>,
     /// Private messages acknowledged, per peer.
     pub acked_private: HashMap<String, u64>,
+    /// Private messages a mailbox keeps for a peer who is away, per peer (their counters).
+    pub stored_private: HashMap<String, std::collections::BTreeSet<u64>>,
     /// A fatal error to show before leaving.
     pub fatal: Option<String>,
     /// Conversations whose stored history we asked for, in the order the replies come.
@@ -174,6 +176,17 @@ impl App {
         let sent: u64 = self.sent_private.values().sum();
         let acked: u64 = self.acked_private.values().sum();
         (sent.saturating_sub(acked), acked)
+    }
+
+    /// Private messages not yet delivered that a mailbox keeps for their recipient.
+    pub fn stored_count(&self) -> usize {
+        self.stored_private
+            .iter()
+            .map(|(peer, seqs)| {
+                let acked = self.acked_private.get(peer).copied().unwrap_or(0);
+                seqs.iter().filter(|&&s| s > acked).count()
+            })
+            .sum()
     }
 
     /// Members online, and all members.
@@ -367,6 +380,9 @@ impl App {
             }
             Event::Acked { peer, upto } => {
                 self.acked_private.insert(peer, upto);
+            }
+            Event::Stored { peer, seq } => {
+                self.stored_private.entry(peer).or_default().insert(seq);
             }
             Event::AuthServer { reachable } => self.server_up = Some(reachable),
             Event::Status(s) => {

@@ -205,8 +205,12 @@ pub fn status_line(app: &App) -> String {
     };
     let (online, total) = app.online_counts();
     let (pending, delivered) = app.private_counts();
+    let stored = match app.stored_count() {
+        0 => String::new(),
+        n => format!(" ({n} in a mailbox)"),
+    };
     format!(
-        " {} ({id}) | {} | {server} | {online}/{total} online | private: {pending} pending, {delivered} delivered | /help",
+        " {} ({id}) | {} | {server} | {online}/{total} online | private: {pending} pending{stored}, {delivered} delivered | /help",
         app.me,
         conv_title(&app.current)
     )

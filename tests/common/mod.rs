@@ -101,11 +101,26 @@ impl Proc {
         netns: Option<&str>,
         extra: &[&str],
     ) -> Proc {
+        Self::node_on(0, user, password, auth, dir, signup, netns, extra)
+    }
+
+    /// Starts a node in script mode on this UDP port (0: any free one).
+    #[allow(clippy::too_many_arguments)]
+    pub fn node_on(
+        port: u16,
+        user: &str,
+        password: &str,
+        auth: &str,
+        dir: &Path,
+        signup: bool,
+        netns: Option<&str>,
+        extra: &[&str],
+    ) -> Proc {
         let mut cmd = Self::command(netns);
         cmd.args([
             "node",
             "--port",
-            "0",
+            &port.to_string(),
             "--user",
             user,
             "--auth",

@@ -71,6 +71,16 @@ pub struct NodeConfig {
     pub history_in_memory: usize,
     /// Most out-of-order private messages buffered per conversation.
     pub private_buffer_limit: usize,
+    /// Mailboxes a private message is handed to when its recipient does not answer (the
+    /// members that are up with the highest rendezvous scores for the recipient). 0: none,
+    /// messages wait in the sender's outbox only.
+    pub mailboxes: usize,
+    /// How long a mailbox keeps a message its recipient has not come back for.
+    pub mailbox_ttl: Duration,
+    /// Messages a mailbox keeps from one sender (so one member cannot fill it).
+    pub mailbox_per_sender: usize,
+    /// Messages a mailbox keeps for one recipient.
+    pub mailbox_per_recipient: usize,
     /// Member records piggybacked on each Ping/Ack (membership gossip).
     pub gossip_members: usize,
     /// Most members a node keeps in its view. Up to this size every node knows every member
@@ -114,6 +124,10 @@ impl Default for NodeConfig {
             holdback_limit: 20_000,
             history_in_memory: 1024,
             private_buffer_limit: 1024,
+            mailboxes: 3,
+            mailbox_ttl: Duration::from_secs(14 * 24 * 3600),
+            mailbox_per_sender: 256,
+            mailbox_per_recipient: 1024,
             gossip_members: 2,
             view_max: 1024,
             full_clocks: true,

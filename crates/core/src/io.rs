@@ -1,7 +1,9 @@
 //! What the state machines say to their drivers: outputs, app events, persist records, and
 //! the commands a user gives.
 
-use p2pchat_proto::{Cert, Dot, GroupMsg, Key, NodeId, PeerInfo, PrivateMsg, VectorClock};
+use p2pchat_proto::{
+    Cert, Dot, GroupMsg, Key, MailBlob, NodeId, PeerInfo, PrivateMsg, VectorClock,
+};
 use serde::{Deserialize, Serialize};
 use std::net::SocketAddr;
 
@@ -75,6 +77,19 @@ pub enum Record {
         node_id: NodeId,
         /// The password verifier (a PHC string; never the password).
         password_hash: String,
+    },
+    // New variants go last: a record's variant index is part of the store format.
+    /// Node as a mailbox: a private message kept for an absent recipient.
+    MailboxPut(MailBlob),
+    /// Node as a mailbox: what it kept for `to` from `from`, up to `upto`, is gone
+    /// (acknowledged by the recipient, or expired).
+    MailboxDrop {
+        /// The recipient.
+        to: NodeId,
+        /// The sender.
+        from: NodeId,
+        /// Counters up to this one.
+        upto: u64,
     },
 }
 
@@ -212,6 +227,10 @@ pub struct StatusReport {
     pub members: usize,
     /// Private messages written but not yet acknowledged by their recipients.
     pub pending_private: usize,
+    /// Of those, kept by a mailbox for a recipient who is away.
+    pub stored_private: usize,
+    /// Private messages this node keeps, as a mailbox, for others.
+    pub mailbox: usize,
     /// Commands waiting for the sign-in.
     pub queued_commands: usize,
     /// Whether the auth server answers.
@@ -269,6 +288,14 @@ pub enum Event {
         with: Option<String>,
         /// Messages in display order.
         messages: Vec<HistoryEntry>,
+    },
+    /// A mailbox keeps our private message `seq` to `peer`, who is away: it will be
+    /// handed over when `peer` comes back, even if we are gone by then.
+    Stored {
+        /// The recipient's username.
+        peer: String,
+        /// The message's counter in the conversation.
+        seq: u64,
     },
     /// A peer acknowledged our private messages up to `upto`.
     Acked {

@@ -9,6 +9,7 @@
 //!   delivery, private messages with acknowledgements and retransmission, failure detection.
 //! - [`auth`]: [`AuthServer`]: signup/signin, stable node ids, node cap, newcomer queue.
 //! - [`config`]: every tunable, documented, with defaults.
+//! - [`mail`]: store-and-forward of private messages for absent recipients (mailboxes).
 //! - [`io`]: the shared vocabulary of drivers: [`Output`], [`Event`], [`Record`], [`Command`].
 //!
 //! Driving a machine: feed it with `handle_datagram`, `handle_timeout` (when the deadline from
@@ -21,6 +22,7 @@
 pub mod auth;
 pub mod config;
 pub mod io;
+pub mod mail;
 pub mod node;
 pub mod secure;
 

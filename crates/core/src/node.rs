@@ -23,6 +23,7 @@ use crate::io::{
     Archive, Command, ConversationSummary, Event, HistoryEntry, Output, PeerStatus, Record, Scope,
     Stats, StatusReport,
 };
+use crate::mail::Mailbox;
 use crate::secure::{self, Identity, Links, SERVER_ID};
 use ed25519_dalek::VerifyingKey;
 use foldhash::{HashMap, HashMapExt, HashSet};
@@ -32,8 +33,8 @@ use p2pchat_proto::wire::{
 };
 use p2pchat_proto::wire::{pack_batches, BATCH_BUDGET, MAX_DEPS};
 use p2pchat_proto::{
-    decode, decode_envelope, encode, AuthError, AuthReply, AuthRequest, Dot, GroupMsg, Message,
-    NodeId, PeerInfo, PrivateMsg, VectorClock, MAX_TEXT_BYTES,
+    decode, decode_envelope, encode, AuthError, AuthReply, AuthRequest, Dot, GroupMsg, MailBlob,
+    Message, NodeId, PeerInfo, PrivateMsg, VectorClock, MAX_TEXT_BYTES,
 };
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha20Rng;
@@ -211,6 +212,10 @@ struct Outgoing {
     msg: PrivateMsg,
     next_try: Duration,
     rto: Duration,
+    /// Times it was sent directly.
+    tries: u32,
+    /// A mailbox confirmed it keeps it.
+    stored: bool,
 }
 
 #[derive(Default)]
@@ -335,6 +340,10 @@ pub struct Node {
     own_unspread: bool,
     /// A changed auth server key was already reported.
     key_change_reported: bool,
+    /// What we keep, as a mailbox, for absent recipients (see [`crate::mail`]).
+    mailbox: Mailbox,
+    /// When we last handed each recipient what we keep for it.
+    mail_handed: HashMap<NodeId, Duration>,
 
     /// Certified nodes outside the view (see [`views`]), with their parsed signing keys.
     strangers: HashMap<NodeId, (PeerInfo, Option<VerifyingKey>)>,
@@ -428,6 +437,8 @@ impl Node {
             settle_asked: false,
             own_unspread: false,
             key_change_reported: false,
+            mailbox: Mailbox::default(),
+            mail_handed: HashMap::new(),
             strangers: HashMap::new(),
             strangers_fifo: VecDeque::new(),
             parked: HashMap::new(),
@@ -478,7 +489,7 @@ impl Node {
         if node.node_id.is_some() {
             node.restored = true;
             node.phase = Phase::AwaitingBootstrap;
-            node.emit_ready(now);
+            node.emit_ready();
             // Rejoin through remembered peers, whether or not the server answers.
             let ids: Vec<NodeId> = node.members.keys().copied().collect();
             for id in ids {
@@ -510,6 +521,8 @@ impl Node {
                                 msg: msg.clone(),
                                 next_try: now,
                                 rto: self.cfg.private_rto_initial,
+                                tries: 0,
+                                stored: false,
                             },
                         );
                     }
@@ -540,6 +553,13 @@ impl Node {
                 self.server_sign = secure::verifying_key(sign_pk).map(|vk| (*sign_pk, vk));
             }
             Record::OwnCert(cert) => self.cert = Some(cert.clone()),
+            Record::MailboxPut(blob) => {
+                // Kept as it was kept (expiry runs on the next tick).
+                self.mailbox.put(blob.clone(), self.mail_limits(), 0);
+            }
+            Record::MailboxDrop { to, from, upto } => {
+                self.mailbox.drop_upto(*to, *from, *upto);
+            }
             Record::Keys { .. } | Record::User { .. } => {}
         }
         if !self.conversations.values().all(|c| c.outbox.is_empty()) {
@@ -567,7 +587,10 @@ impl Node {
             && !self.auth_pending
             && self.phase == Phase::Member
             && self.queued.is_empty()
-            && self.outbox_len() == 0
+            && self
+                .conversations
+                .values()
+                .all(|c| c.outbox.values().all(|o| o.stored))
             && self.lookups.is_empty()
             && self.ring.idle()
             && !self.own_unspread
@@ -783,6 +806,7 @@ impl Node {
             Message::Bye { node_id } => Some(*node_id),
             Message::Private(p) => Some(p.from),
             Message::PrivateAck { from: f, .. } => Some(*f),
+            Message::Deposit(b) => Some(b.from),
             Message::Fetch { .. } | Message::Pending { .. } | Message::Lookup { .. } => {
                 self.stats.rejected += 1;
                 return;
@@ -835,6 +859,10 @@ impl Node {
             }
             Message::WhoIs { ids } => self.handle_whois(from, &ids),
             Message::Certs { peers } => self.handle_certs(now, peers),
+            Message::Deposit(blob) => self.handle_deposit(now, sender, blob),
+            Message::Stored { to, seq } => self.handle_stored(to, seq),
+            Message::Mail(blob) => self.handle_mail(from, blob),
+            Message::MailAck { from: f, upto } => self.handle_mail_ack(sender, f, upto),
             Message::Repair { msgs, more } => self.handle_repair(now, from, msgs, more),
             Message::RepairFrom {
                 msgs,
@@ -1060,6 +1088,12 @@ impl Node {
                 .count(),
             members: self.members.len(),
             pending_private: self.outbox_len(),
+            stored_private: self
+                .conversations
+                .values()
+                .map(|c| c.outbox.values().filter(|o| o.stored).count())
+                .sum(),
+            mailbox: self.mailbox.len(),
             queued_commands: self.queued.len(),
             auth_server_reachable: self.auth_reachable,
             stats: self.stats.clone(),
@@ -1264,7 +1298,9 @@ impl Node {
             .map_or_else(|| format!("#{id}"), |i| i.user.clone())
     }
 
-    fn emit_ready(&mut self, now: Duration) {
+    /// Says "ready" once; commands queued before it run once the node is a member (see
+    /// [`Node::become_member`]).
+    fn emit_ready(&mut self) {
         if self.ready_sent {
             return;
         }
@@ -1276,7 +1312,6 @@ impl Node {
                 addr: self.advertised,
                 first: self.first,
             });
-            self.run_queued(now);
         }
     }
 
@@ -1568,7 +1603,7 @@ impl Node {
         }
         self.phase = Phase::Member;
         self.timers[Timer::Bootstrap.index()] = None;
-        self.emit_ready(now);
+        self.emit_ready();
         let jitter = |rng: &mut ChaCha8Rng, d: Duration| {
             Duration::from_micros(rng.random_range(0..=d.as_micros().max(1) as u64))
         };
@@ -1578,6 +1613,8 @@ impl Node {
         self.set_timer(Timer::Fetch, now + f);
         self.set_timer(Timer::AntiEntropy, now + a);
         self.set_timer(Timer::Probe, now + p);
+        // Now that the members are known, what was asked before goes to them.
+        self.run_queued(now);
     }
 
     fn fetch_timer(&mut self, now: Duration) {
@@ -1695,6 +1732,8 @@ impl Node {
             self.stats.rejected += 1;
             return;
         }
+        // "ready" before the members it brings (commands wait for the membership).
+        self.emit_ready();
         let mut ids = vec![from.node_id];
         self.learn_and_announce(now, from, true, Admit::Force);
         for p in peers {
@@ -1988,6 +2027,10 @@ impl Node {
             PeerStatus::Offline => self.live_remove(id),
             _ => self.live_insert(id),
         }
+        if status == PeerStatus::Online {
+            // Back, or heard for the first time: what we keep for it goes out now.
+            self.hand_over(now, id);
+        }
         if status == PeerStatus::Online && was_offline {
             // It is back: flush what we owe it now rather than at the next backoff.
             if let Some(conv) = self.conversations.get_mut(&id) {
@@ -2087,6 +2130,7 @@ impl Node {
             self.set_status(now, id, PeerStatus::Offline);
         }
         self.relays.retain(|_, (_, _, until)| *until > now);
+        self.mail_tick(now);
         self.expire_parked(now);
         self.expire_lookups(now);
         // Next target: suspects first (to confirm or clear them quickly), then round-robin.
@@ -2827,11 +2871,21 @@ impl Node {
                 msg: msg.clone(),
                 next_try: now + self.cfg.private_rto_initial,
                 rto: self.cfg.private_rto_initial,
+                tries: 1,
+                stored: false,
             },
         );
         self.persist(Record::PrivateOut(msg.clone()));
         let entry = self.private_entry(&msg);
         self.event(Event::Message(Box::new(entry)));
+        let away = self
+            .members
+            .get(&peer)
+            .is_some_and(|m| m.status == PeerStatus::Offline);
+        if away {
+            // Known to be gone: straight to its mailboxes as well.
+            self.deposit(now, &msg);
+        }
         if let Some(addr) = self.info_of(peer).map(|i| i.addr) {
             self.send_to(peer, addr, &Message::Private(msg));
         }
@@ -2844,14 +2898,29 @@ impl Node {
         for (peer, conv) in self.conversations.iter_mut() {
             for o in conv.outbox.values_mut() {
                 if o.next_try <= now {
-                    resend.push((*peer, o.msg.clone()));
+                    o.tries = o.tries.saturating_add(1);
+                    resend.push((*peer, o.msg.clone(), !o.stored && o.tries >= 2));
                     o.rto = (o.rto * 2).min(self.cfg.private_rto_max);
                     o.next_try = now + o.rto;
                 }
                 next = Some(next.map_or(o.next_try, |n: Duration| n.min(o.next_try)));
             }
         }
-        for (peer, msg) in resend {
+        for (peer, msg, unanswered) in resend {
+            // Not acknowledged in time: to the mailboxes too once the recipient looks away,
+            // or after three tries whatever it looks like (a crash takes seconds to notice).
+            let away = self
+                .members
+                .get(&peer)
+                .is_none_or(|m| m.status != PeerStatus::Online);
+            let tries = self
+                .conversations
+                .get(&peer)
+                .and_then(|c| c.outbox.get(&msg.seq))
+                .map_or(0, |o| o.tries);
+            if unanswered && (away || tries >= 3) {
+                self.deposit(now, &msg);
+            }
             if let Some(addr) = self.info_of(peer).map(|i| i.addr) {
                 self.stats.private_retransmits += 1;
                 self.send_to(peer, addr, &Message::Private(msg));
@@ -2867,10 +2936,24 @@ impl Node {
             self.stats.rejected += 1;
             return;
         }
+        let (me, peer) = (msg.to, msg.from);
+        let upto = self.accept_private(msg);
+        self.send(
+            from,
+            &Message::PrivateAck {
+                from: me,
+                to: peer,
+                upto,
+            },
+        );
+    }
+
+    /// Delivers an authentic private message to us exactly once and in its conversation's
+    /// order (buffering one that is early); returns how far the conversation is delivered.
+    fn accept_private(&mut self, msg: PrivateMsg) -> u64 {
         let limit = self.cfg.private_buffer_limit;
         let conv = self.conversations.entry(msg.from).or_default();
         let peer = msg.from;
-        let me = msg.to;
         let mut ready = Vec::new();
         if msg.seq <= conv.delivered {
             self.stats.private_duplicates += 1;
@@ -2894,14 +2977,7 @@ impl Node {
             }
             self.event(Event::Message(Box::new(entry)));
         }
-        self.send(
-            from,
-            &Message::PrivateAck {
-                from: me,
-                to: peer,
-                upto,
-            },
-        );
+        upto
     }
 
     fn handle_private_ack(&mut self, peer: NodeId, to: NodeId, upto: u64) {
@@ -2968,6 +3044,7 @@ impl Node {
     }
 }
 
+mod mailbox;
 mod ring;
 #[cfg(test)]
 mod tests;

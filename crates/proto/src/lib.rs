@@ -21,6 +21,6 @@ pub use clock::{Causality, VectorClock};
 pub use ids::{Dot, NodeId};
 pub use wire::{
     decode, decode_envelope, encode, encode_envelope, Admission, AuthError, AuthReply, AuthRequest,
-    Cert, DecodeError, EncodeError, Envelope, GroupMsg, Key, Message, PeerInfo, PrivateMsg,
-    SenderCert, Sig, MAX_DATAGRAM, MAX_PAYLOAD, MAX_TEXT_BYTES,
+    Cert, DecodeError, EncodeError, Envelope, GroupMsg, Key, MailBlob, Message, PeerInfo,
+    PrivateMsg, SenderCert, Sig, MAX_DATAGRAM, MAX_PAYLOAD, MAX_TEXT_BYTES,
 };

@@ -480,7 +480,48 @@ pub enum Message {
         /// At most [`MAX_RING_DOWN`] node ids.
         ids: Vec<NodeId>,
     },
+    /// Sender -> mailbox: keep this private message for its absent recipient.
+    Deposit(MailBlob),
+    /// Mailbox -> sender: "I keep your message `seq` to `to`" (the sender shows it stored).
+    Stored {
+        /// The recipient.
+        to: NodeId,
+        /// The message's counter in the conversation.
+        seq: u64,
+    },
+    /// Mailbox -> recipient: a private message kept for you.
+    Mail(MailBlob),
+    /// Recipient -> mailbox: "I have `from`'s messages up to `upto`: drop them".
+    MailAck {
+        /// The original sender.
+        from: NodeId,
+        /// Cumulative counter of that conversation.
+        upto: u64,
+    },
 }
+
+/// A private message sealed for its recipient alone, as a mailbox keeps it: the mailbox sees
+/// who wrote to whom, the counter, the expiry and the size, and can neither read nor alter
+/// the rest (XChaCha20-Poly1305 under a key only the two parties can derive; the clear
+/// fields are authenticated as associated data).
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct MailBlob {
+    /// The sender.
+    pub from: NodeId,
+    /// The recipient.
+    pub to: NodeId,
+    /// The message's counter in the conversation (`PrivateMsg::seq`).
+    pub seq: u64,
+    /// Unix ms after which mailboxes drop it.
+    pub expires_ms: u64,
+    /// Random per blob.
+    pub nonce: [u8; 24],
+    /// `postcard(PrivateMsg)`, sealed.
+    pub sealed: Vec<u8>,
+}
+
+/// Largest sealed part of a [`MailBlob`]: a whole private message and the tag.
+pub const MAX_MAIL_SEALED: usize = MAX_TEXT_BYTES + 64;
 
 /// Most messages one `RingAck` may acknowledge.
 pub const MAX_RING_ACK: usize = 64;
@@ -687,6 +728,12 @@ fn validate(msg: &Message) -> Result<(), DecodeError> {
             check(dots.len() <= MAX_RING_ACK, "ring ack")?;
             check(dots.iter().all(|d| d.seq >= 1), "seq")
         }
+        Message::Deposit(b) | Message::Mail(b) => {
+            check(b.seq >= 1, "seq")?;
+            check(b.sealed.len() <= MAX_MAIL_SEALED, "sealed")
+        }
+        Message::Stored { seq, .. } => check(*seq >= 1, "seq"),
+        Message::MailAck { .. } => Ok(()),
     }
 }
 
@@ -881,6 +928,35 @@ mod tests {
                         .map(|(a, seq)| Dot::new(NodeId(a), seq))
                         .collect(),
                 }
+            }),
+            (
+                any::<u32>(),
+                any::<u32>(),
+                1u64..,
+                any::<u64>(),
+                any::<[u8; 24]>(),
+                proptest::collection::vec(any::<u8>(), 16..MAX_MAIL_SEALED),
+                any::<bool>()
+            )
+                .prop_map(|(f, t, seq, expires_ms, nonce, sealed, deposit)| {
+                    let b = MailBlob {
+                        from: NodeId(f),
+                        to: NodeId(t),
+                        seq,
+                        expires_ms,
+                        nonce,
+                        sealed,
+                    };
+                    if deposit {
+                        Message::Deposit(b)
+                    } else {
+                        Message::Mail(b)
+                    }
+                }),
+            (any::<u32>(), 1u64..).prop_map(|(t, seq)| Message::Stored { to: NodeId(t), seq }),
+            (any::<u32>(), any::<u64>()).prop_map(|(f, upto)| Message::MailAck {
+                from: NodeId(f),
+                upto
             }),
         ]
     }

@@ -415,6 +415,8 @@ fn kind(r: &Record) -> &'static str {
         Record::Boot { .. } => "boot",
         Record::AuthKey { .. } => "auth_key",
         Record::OwnCert(_) => "own_cert",
+        Record::MailboxPut(_) => "mailbox_put",
+        Record::MailboxDrop { .. } => "mailbox_drop",
     }
 }
 
