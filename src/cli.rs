@@ -151,6 +151,10 @@ struct SimArgs {
     /// Also crash the auth server mid-run and restart it later.
     #[arg(long)]
     crash_auth: bool,
+    /// Offline delivery: this many pairs where the recipient goes away, the sender writes to
+    /// it and leaves, and the recipient returns while the sender is away (mailboxes).
+    #[arg(long, default_value_t = 0)]
+    offline_private: usize,
     /// Gossip fanout.
     #[arg(long, default_value_t = p2pchat_core::NodeConfig::default().fanout)]
     fanout: usize,
@@ -219,6 +223,7 @@ fn sim(a: SimArgs) -> ExitCode {
         send_interval_ms: a.interval_ms,
         talkers: a.talkers,
         view: a.view,
+        offline_private: a.offline_private,
         ..p2pchat_sim::SimConfig::default()
     };
     let started = std::time::Instant::now();
@@ -297,9 +302,18 @@ fn sim(a: SimArgs) -> ExitCode {
             "  views       {:.1} members on average, largest {} (view_max {}); {} messages waited for their author's record",
             report.view_mean, report.view_largest, report.view_max, report.parked
         );
+        if report.offline_private > 0 {
+            println!(
+                "  offline     {} private messages to users away, senders gone when they returned: {} delivered through mailboxes, {} late",
+                report.offline_private,
+                report.offline_private as u64 - report.offline_private_late,
+                report.offline_private_late
+            );
+        }
     }
     eprintln!("wall time: {:.2} s", wall.as_secs_f64());
     let clean = report.missing == 0
+        && report.offline_private_late == 0
         && report.duplicates == 0
         && report.causal_violations == 0
         && report.history_mismatches == 0;

@@ -3,7 +3,8 @@
 //!
 //! - [`seal`] / [`open`]: a private message sealed for its recipient alone (a [`MailBlob`]),
 //!   under a key derived from the two parties' static X25519 keys, so that a mailbox can
-//!   neither read nor alter it and the recipient knows who wrote it.
+//!   neither read nor alter it, and signed by its sender ([`authentic`]), so that any member
+//!   can check who wrote it before keeping it or passing it on.
 //! - [`choose`]: the mailboxes of a recipient, chosen deterministically among the members
 //!   that are up (rendezvous hashing), so every sender picks the same few.
 //! - [`Mailbox`]: what a member keeps for others: bounded per sender and per recipient,
@@ -58,18 +59,28 @@ pub fn seal(
             },
         )
         .ok()?;
-    Some(MailBlob {
+    let mut blob = MailBlob {
         from: msg.from,
         to: msg.to,
         seq: msg.seq,
         expires_ms,
         nonce,
         sealed,
-    })
+        sig: [0; 64],
+    };
+    blob.sig = me.sign(&blob.signed_bytes());
+    Some(blob)
+}
+
+/// Whether `blob` carries its sender's signature (`from_vk`: the sender's Ed25519 key).
+pub fn authentic(me: &Identity, blob: &MailBlob, from_vk: &ed25519_dalek::VerifyingKey) -> bool {
+    me.check(from_vk, &blob.signed_bytes(), &blob.sig)
 }
 
 /// Opens a blob addressed to `me`, written by the holder of `from_dh`: the message, if it is
 /// authentic and says what the clear fields say.
+/// (The signature is checked apart, with [`authentic`]: the seal alone already proves the
+/// sender to the recipient, the signature proves it to everyone.)
 pub fn open(me: &Identity, blob: &MailBlob, from_dh: &Key) -> Option<PrivateMsg> {
     let key = mail_key(&me.agree(from_dh), blob.from, blob.to);
     let plain = key
@@ -259,6 +270,11 @@ mod tests {
         let (alice, bob, carol) = (ident(1), ident(2), ident(3));
         let m = msg(1, "for bob only");
         let blob = seal(&alice, &m, &bob.dh_pk, 1_000, [9; 24]).expect("seal");
+        let alice_vk = secure::verifying_key(&alice.sign_pk).expect("vk");
+        let carol_vk = secure::verifying_key(&carol.sign_pk).expect("vk");
+        // Anyone can check who wrote it; nobody else could have.
+        assert!(authentic(&carol, &blob, &alice_vk));
+        assert!(!authentic(&carol, &blob, &carol_vk));
         assert!(!blob
             .sealed
             .windows(b"for bob only".len())
@@ -278,6 +294,7 @@ mod tests {
                 _ => b.nonce[0] ^= 1,
             }
             assert_eq!(open(&bob, &b, &alice.dh_pk), None, "change {change}");
+            assert!(!authentic(&carol, &b, &alice_vk), "change {change}");
         }
     }
 

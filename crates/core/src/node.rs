@@ -214,8 +214,27 @@ struct Outgoing {
     rto: Duration,
     /// Times it was sent directly.
     tries: u32,
-    /// A mailbox confirmed it keeps it.
-    stored: bool,
+    /// Mailboxes asked to keep it, and those that confirmed (see `node/mailbox.rs`).
+    boxes_asked: Vec<NodeId>,
+    boxes_stored: Vec<NodeId>,
+}
+
+impl Outgoing {
+    fn new(msg: PrivateMsg, next_try: Duration, rto: Duration, tries: u32) -> Self {
+        Outgoing {
+            msg,
+            next_try,
+            rto,
+            tries,
+            boxes_asked: Vec::new(),
+            boxes_stored: Vec::new(),
+        }
+    }
+
+    /// A mailbox keeps it.
+    fn stored(&self) -> bool {
+        !self.boxes_stored.is_empty()
+    }
 }
 
 #[derive(Default)]
@@ -344,6 +363,9 @@ pub struct Node {
     mailbox: Mailbox,
     /// When we last handed each recipient what we keep for it.
     mail_handed: HashMap<NodeId, Duration>,
+    /// Per recipient we keep mail for: the mailboxes known to hold it (its mailbox set when
+    /// we last looked), so that a member joining the set gets a copy.
+    mail_holders: HashMap<NodeId, Vec<NodeId>>,
 
     /// Certified nodes outside the view (see [`views`]), with their parsed signing keys.
     strangers: HashMap<NodeId, (PeerInfo, Option<VerifyingKey>)>,
@@ -439,6 +461,7 @@ impl Node {
             key_change_reported: false,
             mailbox: Mailbox::default(),
             mail_handed: HashMap::new(),
+            mail_holders: HashMap::new(),
             strangers: HashMap::new(),
             strangers_fifo: VecDeque::new(),
             parked: HashMap::new(),
@@ -515,16 +538,8 @@ impl Node {
                     conv.sent = msg.seq;
                     conv.history.push(msg.clone());
                     if msg.seq > conv.acked {
-                        conv.outbox.insert(
-                            msg.seq,
-                            Outgoing {
-                                msg: msg.clone(),
-                                next_try: now,
-                                rto: self.cfg.private_rto_initial,
-                                tries: 0,
-                                stored: false,
-                            },
-                        );
+                        let o = Outgoing::new(msg.clone(), now, self.cfg.private_rto_initial, 0);
+                        conv.outbox.insert(msg.seq, o);
                     }
                 }
             }
@@ -590,7 +605,7 @@ impl Node {
             && self
                 .conversations
                 .values()
-                .all(|c| c.outbox.values().all(|o| o.stored))
+                .all(|c| c.outbox.values().all(Outgoing::stored))
             && self.lookups.is_empty()
             && self.ring.idle()
             && !self.own_unspread
@@ -806,7 +821,6 @@ impl Node {
             Message::Bye { node_id } => Some(*node_id),
             Message::Private(p) => Some(p.from),
             Message::PrivateAck { from: f, .. } => Some(*f),
-            Message::Deposit(b) => Some(b.from),
             Message::Fetch { .. } | Message::Pending { .. } | Message::Lookup { .. } => {
                 self.stats.rejected += 1;
                 return;
@@ -859,8 +873,8 @@ impl Node {
             }
             Message::WhoIs { ids } => self.handle_whois(from, &ids),
             Message::Certs { peers } => self.handle_certs(now, peers),
-            Message::Deposit(blob) => self.handle_deposit(now, sender, blob),
-            Message::Stored { to, seq } => self.handle_stored(to, seq),
+            Message::Deposit(blob) => self.handle_deposit(now, from, blob),
+            Message::Stored { to, seq } => self.handle_stored(sender, to, seq),
             Message::Mail(blob) => self.handle_mail(from, blob),
             Message::MailAck { from: f, upto } => self.handle_mail_ack(sender, f, upto),
             Message::Repair { msgs, more } => self.handle_repair(now, from, msgs, more),
@@ -1091,7 +1105,7 @@ impl Node {
             stored_private: self
                 .conversations
                 .values()
-                .map(|c| c.outbox.values().filter(|o| o.stored).count())
+                .map(|c| c.outbox.values().filter(|o| o.stored()).count())
                 .sum(),
             mailbox: self.mailbox.len(),
             queued_commands: self.queued.len(),
@@ -2865,16 +2879,9 @@ impl Node {
         };
         conv.sent = msg.seq;
         conv.history.push(msg.clone());
-        conv.outbox.insert(
-            msg.seq,
-            Outgoing {
-                msg: msg.clone(),
-                next_try: now + self.cfg.private_rto_initial,
-                rto: self.cfg.private_rto_initial,
-                tries: 1,
-                stored: false,
-            },
-        );
+        let rto = self.cfg.private_rto_initial;
+        conv.outbox
+            .insert(msg.seq, Outgoing::new(msg.clone(), now + rto, rto, 1));
         self.persist(Record::PrivateOut(msg.clone()));
         let entry = self.private_entry(&msg);
         self.event(Event::Message(Box::new(entry)));
@@ -2884,7 +2891,7 @@ impl Node {
             .is_some_and(|m| m.status == PeerStatus::Offline);
         if away {
             // Known to be gone: straight to its mailboxes as well.
-            self.deposit(now, &msg);
+            self.deposit(now, peer, msg.seq);
         }
         if let Some(addr) = self.info_of(peer).map(|i| i.addr) {
             self.send_to(peer, addr, &Message::Private(msg));
@@ -2899,7 +2906,8 @@ impl Node {
             for o in conv.outbox.values_mut() {
                 if o.next_try <= now {
                     o.tries = o.tries.saturating_add(1);
-                    resend.push((*peer, o.msg.clone(), !o.stored && o.tries >= 2));
+                    let unstored = o.boxes_stored.len() < self.cfg.mailboxes;
+                    resend.push((*peer, o.msg.clone(), unstored && o.tries >= 2));
                     o.rto = (o.rto * 2).min(self.cfg.private_rto_max);
                     o.next_try = now + o.rto;
                 }
@@ -2919,7 +2927,7 @@ impl Node {
                 .and_then(|c| c.outbox.get(&msg.seq))
                 .map_or(0, |o| o.tries);
             if unanswered && (away || tries >= 3) {
-                self.deposit(now, &msg);
+                self.deposit(now, peer, msg.seq);
             }
             if let Some(addr) = self.info_of(peer).map(|i| i.addr) {
                 self.stats.private_retransmits += 1;

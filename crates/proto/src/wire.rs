@@ -503,7 +503,8 @@ pub enum Message {
 /// A private message sealed for its recipient alone, as a mailbox keeps it: the mailbox sees
 /// who wrote to whom, the counter, the expiry and the size, and can neither read nor alter
 /// the rest (XChaCha20-Poly1305 under a key only the two parties can derive; the clear
-/// fields are authenticated as associated data).
+/// fields are authenticated as associated data). The sender signs the whole blob, so any
+/// member can check it came from `from` before keeping or passing it on.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct MailBlob {
     /// The sender.
@@ -518,6 +519,27 @@ pub struct MailBlob {
     pub nonce: [u8; 24],
     /// `postcard(PrivateMsg)`, sealed.
     pub sealed: Vec<u8>,
+    /// The sender's Ed25519 signature over [`MailBlob::signed_bytes`].
+    #[serde(with = "BigArray")]
+    pub sig: Sig,
+}
+
+impl MailBlob {
+    /// What the sender signs: a domain tag and every field but the signature.
+    pub fn signed_bytes(&self) -> Vec<u8> {
+        #[derive(Serialize)]
+        struct Signed<'a>(&'a [u8], NodeId, NodeId, u64, u64, &'a [u8; 24], &'a [u8]);
+        postcard::to_allocvec(&Signed(
+            b"p2pchat-mail-v1",
+            self.from,
+            self.to,
+            self.seq,
+            self.expires_ms,
+            &self.nonce,
+            &self.sealed,
+        ))
+        .unwrap_or_default()
+    }
 }
 
 /// Largest sealed part of a [`MailBlob`]: a whole private message and the tag.
@@ -936,9 +958,10 @@ mod tests {
                 any::<u64>(),
                 any::<[u8; 24]>(),
                 proptest::collection::vec(any::<u8>(), 16..MAX_MAIL_SEALED),
-                any::<bool>()
+                any::<bool>(),
+                sig()
             )
-                .prop_map(|(f, t, seq, expires_ms, nonce, sealed, deposit)| {
+                .prop_map(|(f, t, seq, expires_ms, nonce, sealed, deposit, sig)| {
                     let b = MailBlob {
                         from: NodeId(f),
                         to: NodeId(t),
@@ -946,6 +969,7 @@ mod tests {
                         expires_ms,
                         nonce,
                         sealed,
+                        sig,
                     };
                     if deposit {
                         Message::Deposit(b)

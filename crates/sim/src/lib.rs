@@ -84,6 +84,10 @@ pub struct SimConfig {
     pub join_interval_us: u64,
     /// Give up this long after the last send.
     pub settle_deadline_ms: u64,
+    /// Pairs (sender, recipient) where the recipient goes away, the sender writes to it and
+    /// leaves, and the recipient comes back while the sender is still away: the message must
+    /// reach it through mailboxes.
+    pub offline_private: usize,
 }
 
 impl Default for SimConfig {
@@ -107,6 +111,7 @@ impl Default for SimConfig {
             view: 0,
             send_interval_ms: 10,
             join_interval_us: 0,
+            offline_private: 0,
             settle_deadline_ms: 300_000,
         }
     }
@@ -158,6 +163,11 @@ impl SimConfig {
         }
         if self.crash >= self.nodes {
             return bad("--crash must be smaller than --nodes");
+        }
+        if self.crash + 2 * self.offline_private + 3 > self.nodes {
+            return bad(
+                "--offline-private needs two nodes a pair besides --crash, and 3 more (mailboxes)",
+            );
         }
         if self.fanout == 0 || self.fanout > 64 {
             return bad("--fanout must be between 1 and 64");
@@ -254,6 +264,10 @@ pub struct Report {
     pub unverifiable: u64,
     /// Certificates or group messages whose signature did not verify.
     pub bad_signature: u64,
+    /// Private messages written to a user who was away by a sender who then left.
+    pub offline_private: usize,
+    /// Of those, delivered only once their sender was back, or never (mailboxes failed).
+    pub offline_private_late: u64,
     /// The seed.
     pub seed: u64,
 }
@@ -269,6 +283,8 @@ enum Ev {
     Start(usize),
     Say,
     Private,
+    /// A private message from the first node to the second (the offline scenario).
+    PrivateTo(usize, usize),
     Crash(usize),
     Restart(usize),
     CrashAuth,
@@ -364,6 +380,12 @@ struct Sim {
     tree: HashMap<Dot, TreeStat>,
     crashes: usize,
     clock_bytes: Vec<u64>,
+    /// Offline scenario: the node whose private message is being written now, the messages
+    /// written that way (by (author, seq), with their author's index), and how many of them
+    /// arrived while their author was still away.
+    offline_sending: Option<usize>,
+    offline_msgs: HashMap<(NodeId, u64), usize>,
+    offline_early: u64,
     done: bool,
 }
 
@@ -409,7 +431,7 @@ impl Sim {
             .collect();
         Sim {
             rng: ChaCha8Rng::seed_from_u64(cfg.seed),
-            persist: cfg.crash > 0,
+            persist: cfg.crash > 0 || cfg.offline_private > 0,
             sends_left: cfg.messages,
             privates_left: cfg.private,
             node_cfg,
@@ -446,6 +468,9 @@ impl Sim {
             tree: HashMap::new(),
             crashes: 0,
             clock_bytes: Vec::new(),
+            offline_sending: None,
+            offline_msgs: HashMap::new(),
+            offline_early: 0,
             done: false,
         }
     }
@@ -536,6 +561,16 @@ impl Sim {
             }
             Ev::Say => self.say(),
             Ev::Private => self.private(),
+            Ev::PrivateTo(a, b) => {
+                let to = format!("u{b}");
+                if let Some(n) = self.eps[a].node.as_mut() {
+                    let text = format!("while you were away, u{b}: from u{a}");
+                    n.handle_command(Self::dur(self.now), Command::Msg { to, text });
+                }
+                self.offline_sending = Some(a);
+                self.drain(a);
+                self.offline_sending = None;
+            }
             Ev::Crash(i) => {
                 if let Some(n) = &self.eps[i].node {
                     let st = n.stats();
@@ -699,6 +734,26 @@ impl Sim {
                 self.at(crash_at + jitter, Ev::Crash(i));
                 self.last_crash = self.last_crash.max(Some(crash_at + jitter));
                 self.at(crash_at + jitter + down_for, Ev::Restart(i));
+            }
+        }
+        if self.cfg.offline_private > 0 {
+            // (Drawn after the crash set: runs without this option keep their numbers.)
+            let mut ids: Vec<usize> = (1..=self.cfg.nodes)
+                .filter(|i| !self.crash_set.contains(i))
+                .collect();
+            for i in (1..ids.len()).rev() {
+                let j = self.rng.random_range(0..=i);
+                ids.swap(i, j);
+            }
+            let s = Self::ms(1_000);
+            for (k, pair) in ids.chunks(2).take(self.cfg.offline_private).enumerate() {
+                let (a, b) = (pair[0], pair[1]);
+                let t = t0 + Self::ms(50) * k as u64;
+                self.at(t, Ev::Crash(b));
+                self.at(t + 2 * s, Ev::PrivateTo(a, b));
+                self.at(t + 8 * s, Ev::Crash(a));
+                self.at(t + 14 * s, Ev::Restart(b));
+                self.at(t + 40 * s, Ev::Restart(a));
             }
         }
         if self.cfg.crash_auth {
@@ -943,6 +998,9 @@ impl Sim {
                     // Local echo: a private message was written.
                     self.expected += 1;
                     self.first_send.get_or_insert(self.now);
+                    if self.offline_sending == Some(i) {
+                        self.offline_msgs.insert((m.from_id, m.seq), i);
+                    }
                     return;
                 }
                 let ep = &mut self.eps[i];
@@ -952,6 +1010,11 @@ impl Sim {
                 }
                 self.delivered += 1;
                 self.last_delivery = self.now;
+                if let Some(&author) = self.offline_msgs.get(&(m.from_id, m.seq)) {
+                    if self.eps[author].node.is_none() {
+                        self.offline_early += 1;
+                    }
+                }
             }
         }
     }
@@ -1087,6 +1150,9 @@ impl Sim {
                 self.clock_bytes.iter().sum::<u64>() as f64 / self.clock_bytes.len() as f64
             }),
             clock_bytes_max: self.clock_bytes.iter().copied().max().unwrap_or(0),
+            offline_private: self.offline_msgs.len(),
+            offline_private_late: (self.offline_msgs.len() as u64)
+                .saturating_sub(self.offline_early),
             seed: self.cfg.seed,
         }
     }

@@ -240,3 +240,42 @@ fn private_messages_reach_users_outside_the_senders_view() {
     // Every private message was written (its recipient found) and delivered.
     assert_eq!(r.expected, 150 * 10 + 40, "seed {}: {r:?}", cfg.seed);
 }
+
+#[test]
+fn private_messages_reach_users_who_return_after_their_senders_left() {
+    for seed in [1, 2] {
+        let cfg = SimConfig {
+            nodes: 40,
+            messages: 30,
+            private: 10,
+            offline_private: 8,
+            loss: 0.15,
+            dup: 0.05,
+            crash: 4,
+            seed,
+            ..SimConfig::default()
+        };
+        let r = assert_clean(&cfg);
+        assert_eq!(r.offline_private, 8, "seed {seed}: {r:?}");
+        assert_eq!(
+            r.offline_private_late, 0,
+            "seed {seed}: delivered only once the sender was back: {r:?}"
+        );
+    }
+    // Without mailboxes the same messages wait for their senders: the check has teeth.
+    let r = {
+        let cfg = SimConfig {
+            nodes: 20,
+            messages: 10,
+            offline_private: 3,
+            seed: 1,
+            ..SimConfig::default()
+        };
+        let mut sim = Sim::new(cfg);
+        sim.node_cfg.mailboxes = 0;
+        sim.run();
+        sim.report()
+    };
+    assert_eq!(r.offline_private_late, 3, "{r:?}");
+    assert_eq!(r.missing, 0, "delivered once the senders came back: {r:?}");
+}

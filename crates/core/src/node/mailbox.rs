@@ -3,13 +3,18 @@
 //!
 //! - **Sender**: a private message not acknowledged in time (its recipient looks away, or
 //!   three direct tries went unanswered) is also sealed for the recipient alone and deposited
-//!   with the recipient's mailboxes: the `mailboxes` members that are up with the highest
-//!   rendezvous scores for it. A mailbox's `Stored` makes the message *stored* for the user;
-//!   the recipient's `PrivateAck` (directly, once both are online) makes it *delivered*.
-//!   Until then it stays in the outbox, as before.
-//! - **Mailbox**: keeps what it is given (bounded per sender and per recipient, persisted,
-//!   dropped at expiry), and hands it to the recipient as soon as it hears from it, and again
-//!   every couple of seconds while the recipient is up and has not acknowledged.
+//!   with the recipient's mailboxes: the `mailboxes` members not offline with the highest
+//!   rendezvous scores for it. At each retry until that many have confirmed (`Stored`), it
+//!   asks again, passing over those asked before that did not answer (gone, but not noticed
+//!   yet). The first `Stored` makes the message *stored* for the user; the recipient's
+//!   `PrivateAck` (directly, once both are online) makes it *delivered*. Until then it stays
+//!   in the outbox, as before.
+//! - **Mailbox**: keeps what it is given once the sender's signature checks (bounded per
+//!   sender and per recipient, persisted, dropped at expiry), and hands it to the recipient
+//!   as soon as it hears from it, and again every couple of seconds while the recipient is up
+//!   and has not acknowledged. When the recipient's mailbox set changes (a mailbox went
+//!   away, so the next member in rendezvous order takes its place) it deposits a copy with
+//!   the newcomer to the set: what it keeps outlives the mailboxes that leave.
 //! - **Recipient**: opens what a mailbox hands over (only it can), delivers it exactly once
 //!   and in order like a direct private message, and acknowledges to the mailbox (`MailAck`)
 //!   and to the sender.
@@ -30,25 +35,52 @@ impl Node {
         }
     }
 
-    /// Seals `msg` for its recipient and deposits it with the recipient's mailboxes.
-    pub(super) fn deposit(&mut self, now: Duration, msg: &PrivateMsg) {
+    /// Seals our message `seq` to `to` for its recipient and deposits it with the
+    /// recipient's mailboxes that have not confirmed yet, passing over those asked before
+    /// that never answered.
+    pub(super) fn deposit(&mut self, now: Duration, to: NodeId, seq: u64) {
         if self.cfg.mailboxes == 0 {
             return;
         }
-        let Some(to_dh) = self.info_of(msg.to).map(|i| i.cert.dh_pk) else {
+        let Some(to_dh) = self.info_of(to).map(|i| i.cert.dh_pk) else {
             return;
         };
-        let me = msg.from;
-        let candidates: Vec<NodeId> = self
-            .members
+        let Some(o) = self.conversations.get(&to).and_then(|c| c.outbox.get(&seq)) else {
+            return;
+        };
+        let silent: Vec<NodeId> = o
+            .boxes_asked
             .iter()
-            .filter(|(&id, m)| id != msg.to && m.status == PeerStatus::Online)
-            .map(|(&id, _)| id)
+            .copied()
+            .filter(|b| !o.boxes_stored.contains(b))
             .collect();
-        let boxes = mail::choose(msg.to, candidates.into_iter(), self.cfg.mailboxes);
+        let stored = o.boxes_stored.clone();
+        let msg = o.msg.clone();
+        let live = self
+            .live
+            .iter()
+            .copied()
+            .filter(|id| *id != to && !silent.contains(id));
+        let boxes: Vec<NodeId> = mail::choose(to, live, self.cfg.mailboxes)
+            .into_iter()
+            .filter(|b| !stored.contains(b))
+            .collect();
         if boxes.is_empty() {
             return;
         }
+        if let Some(o) = self
+            .conversations
+            .get_mut(&to)
+            .and_then(|c| c.outbox.get_mut(&seq))
+        {
+            for b in &boxes {
+                if !o.boxes_asked.contains(b) {
+                    o.boxes_asked.push(*b);
+                }
+            }
+        }
+        let msg = &msg;
+        let me = msg.from;
         let expires_ms = self
             .wall(now)
             .saturating_add(self.cfg.mailbox_ttl.as_millis() as u64);
@@ -66,18 +98,41 @@ impl Node {
         }
     }
 
-    /// A member asks us to keep a message for its recipient (`blob.from` is the
-    /// authenticated sender: checked by the caller).
-    pub(super) fn handle_deposit(&mut self, now: Duration, sender: NodeId, blob: MailBlob) {
+    /// The members that keep mail for `to`: those not offline with the highest rendezvous
+    /// scores, ourselves included or not.
+    fn mailboxes_of(&self, to: NodeId, with_me: bool) -> Vec<NodeId> {
+        let me = self.node_id.filter(|_| with_me);
+        let live = self.live.iter().copied().filter(|&id| id != to);
+        mail::choose(to, live.chain(me), self.cfg.mailboxes)
+    }
+
+    /// Whether the blob carries its sender's signature (whoever passes it on).
+    fn mail_signed(&mut self, blob: &MailBlob) -> bool {
+        let vk = if Some(blob.from) == self.node_id {
+            self.my_vk
+        } else {
+            self.signing_key(blob.from)
+        };
+        let ok = vk.is_some_and(|vk| mail::authentic(&self.ident, blob, &vk));
+        if !ok {
+            self.stats.bad_signature += 1;
+        }
+        ok
+    }
+
+    /// A member (the sender, or a mailbox passing a copy on) asks us to keep a message for
+    /// its recipient.
+    pub(super) fn handle_deposit(&mut self, now: Duration, from: SocketAddr, blob: MailBlob) {
+        if !self.mail_signed(&blob) {
+            return;
+        }
         let (to, seq) = (blob.to, blob.seq);
         if Some(to) == self.node_id {
             // For us after all: it is the message itself.
             return self.receive_mail(None, blob);
         }
-        match self
-            .mailbox
-            .put(blob.clone(), self.mail_limits(), self.wall(now))
-        {
+        let now_ms = self.wall(now);
+        match self.mailbox.put(blob.clone(), self.mail_limits(), now_ms) {
             Put::Stored => self.persist(Record::MailboxPut(blob)),
             Put::Duplicate => {}
             Put::Refused => {
@@ -85,25 +140,33 @@ impl Node {
                 return;
             }
         }
-        if let Some(addr) = self.info_of(sender).map(|i| i.addr) {
-            self.send_to(sender, addr, &Message::Stored { to, seq });
+        // To whoever gave it: the sender shows it stored, a mailbox ignores it.
+        self.send(from, &Message::Stored { to, seq });
+        if !self.mail_holders.contains_key(&to) {
+            // The set as the sender saw it (it deposited with each of them).
+            let holders = self.mailboxes_of(to, true);
+            self.mail_holders.insert(to, holders);
         }
         // The recipient may be up after all (the sender only failed to reach it).
         self.mail_handed.remove(&to);
         self.hand_over(now, to);
     }
 
-    /// A mailbox keeps our message `seq` to `to`.
-    pub(super) fn handle_stored(&mut self, to: NodeId, seq: u64) {
+    /// Mailbox `sender` keeps our message `seq` to `to`.
+    pub(super) fn handle_stored(&mut self, sender: NodeId, to: NodeId, seq: u64) {
         let Some(o) = self
             .conversations
             .get_mut(&to)
             .and_then(|c| c.outbox.get_mut(&seq))
         else {
-            // Acknowledged meanwhile, or never ours.
+            // Acknowledged meanwhile, never ours, or a mailbox's copy for another.
             return;
         };
-        if !std::mem::replace(&mut o.stored, true) {
+        if !o.boxes_asked.contains(&sender) || o.boxes_stored.contains(&sender) {
+            return;
+        }
+        o.boxes_stored.push(sender);
+        if o.boxes_stored.len() == 1 {
             let peer = self.user_name(to);
             self.event(Event::Stored { peer, seq });
         }
@@ -140,9 +203,11 @@ impl Node {
         }
     }
 
-    /// Once a probe round: drop what expired, hand over again what is not acknowledged.
+    /// Once a probe round: drop what expired, hand over again what is not acknowledged,
+    /// and give a copy to members that joined a recipient's mailbox set.
     pub(super) fn mail_tick(&mut self, now: Duration) {
         if self.mailbox.is_empty() {
+            self.mail_holders.clear();
             return;
         }
         for (to, from, seq) in self.mailbox.expire(self.wall(now)) {
@@ -152,8 +217,48 @@ impl Node {
                 upto: seq,
             });
         }
-        for to in self.mailbox.recipients() {
+        let recipients = self.mailbox.recipients();
+        self.mail_holders.retain(|to, _| recipients.contains(to));
+        for to in recipients {
             self.hand_over(now, to);
+            self.replicate(to);
+        }
+    }
+
+    /// Deposits our copies of `to`'s mail with members new to its mailbox set (while `to`
+    /// is away: once it is up, the hand-over settles it).
+    fn replicate(&mut self, to: NodeId) {
+        let up = self
+            .members
+            .get(&to)
+            .is_some_and(|m| m.status == PeerStatus::Online);
+        if up {
+            return;
+        }
+        let set = self.mailboxes_of(to, true);
+        let me = self.node_id;
+        let known = self.mail_holders.entry(to).or_insert_with(|| set.clone());
+        let new: Vec<NodeId> = set
+            .iter()
+            .copied()
+            .filter(|id| !known.contains(id) && Some(*id) != me)
+            .collect();
+        if new.is_empty() {
+            return;
+        }
+        known.extend(new.iter().copied());
+        let blobs: Vec<MailBlob> = self
+            .mailbox
+            .for_recipient(to)
+            .take(HAND_OVER_MAX)
+            .cloned()
+            .collect();
+        for id in new {
+            if let Some(addr) = self.members.get(&id).map(|m| m.info.addr) {
+                for blob in &blobs {
+                    self.send_to(id, addr, &Message::Deposit(blob.clone()));
+                }
+            }
         }
     }
 
@@ -176,6 +281,9 @@ impl Node {
             self.stats.unverifiable += 1;
             return;
         };
+        if !self.mail_signed(&blob) {
+            return;
+        }
         let Some(msg) = mail::open(&self.ident, &blob, &from_dh) else {
             self.stats.unauthenticated += 1;
             return;
