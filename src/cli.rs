@@ -76,6 +76,10 @@ pub struct NodeArgs {
     /// use); either way a server with another key is refused before any password is sent.
     #[arg(long, value_name = "HEX")]
     pub auth_key: Option<String>,
+    /// How many days private messages for absent users are kept: the expiry this node puts
+    /// on what it hands to mailboxes (1 to 365).
+    #[arg(long, default_value_t = 14, value_parser = clap::value_parser!(u64).range(1..=365))]
+    pub mailbox_days: u64,
     /// Script mode, at the end of input: after signing in and carrying out every command,
     /// wait at most this many seconds for private messages to be acknowledged and group
     /// messages to reach a peer, then say goodbye. What is still unacknowledged stays in the

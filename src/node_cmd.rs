@@ -233,6 +233,7 @@ fn run_node(args: NodeArgs, script: bool) -> anyhow::Result<ExitCode> {
     let result = rt.block_on(async move {
         let cfg = NodeConfig {
             auth_attempts: args.auth_attempts,
+            mailbox_ttl: Duration::from_secs(args.mailbox_days.saturating_mul(24 * 3600)),
             ..NodeConfig::default()
         };
         let handle = spawn_node(cfg, params, bind, store)

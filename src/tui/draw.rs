@@ -623,6 +623,18 @@ mod tests {
         a.on_event(Event::AuthServer { reachable: false }, "t".into());
         let s = status_line(&a);
         assert!(s.contains("private: 1 pending, 1 delivered"), "{s}");
+        a.on_event(
+            Event::Stored {
+                peer: "bob".into(),
+                seq: 2,
+            },
+            "t".into(),
+        );
+        let s = status_line(&a);
+        assert!(
+            s.contains("private: 1 pending (1 in a mailbox), 1 delivered"),
+            "{s}"
+        );
         assert!(s.contains("server down"), "{s}");
         assert!(s.contains("alice (node 1)"), "{s}");
     }

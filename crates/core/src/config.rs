@@ -156,6 +156,7 @@ impl NodeConfig {
             ("anti_entropy_interval", self.anti_entropy_interval),
             ("probe_interval", self.probe_interval),
             ("offline_probe_interval", self.offline_probe_interval),
+            ("mailbox_ttl", self.mailbox_ttl),
             ("private_rto_initial", self.private_rto_initial),
             ("auth_retry_initial", self.auth_retry_initial),
             ("hello_retry", self.hello_retry),
