@@ -6,35 +6,8 @@ mod common;
 
 use common::*;
 use serde_json::Value;
-use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
-
-/// An auth server and `names` signed up and ready, each knowing every other as online.
-fn network(dir: &Path, names: &[&str]) -> (Proc, String, Vec<Proc>) {
-    let (auth, addr) = Proc::auth_server(&dir.join("auth"), "127.0.0.1:0", None, None);
-    let mut ps: Vec<Proc> = Vec::new();
-    for n in names {
-        let mut p = Proc::node(n, "pw", &addr, &dir.join(n), true, None, &[]);
-        p.ready();
-        ps.push(p);
-    }
-    for p in ps.iter_mut() {
-        for other in names {
-            if *other != p.name {
-                wait_status(p, other, "online");
-            }
-        }
-    }
-    (auth, addr, ps)
-}
-
-/// Waits until `p` reports `user` with this status.
-fn wait_status(p: &mut Proc, user: &str, status: &str) -> Value {
-    p.wait_for(&format!("{user} {status}"), |v| {
-        v["event"] == "peer" && v["user"] == user && v["status"] == status
-    })
-}
 
 #[test]
 fn sigterm_sigint_and_sighup_stop_a_node_gracefully_with_stdin_open() {

@@ -8,28 +8,6 @@ use serde_json::Value;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-fn wait_status(p: &mut Proc, user: &str, status: &str) {
-    p.wait_for(&format!("{user} {status}"), |v| {
-        v["event"] == "peer" && v["user"] == user && v["status"] == status
-    });
-}
-
-fn files_contain(dir: &Path, needle: &[u8]) -> bool {
-    std::fs::read_dir(dir)
-        .expect("data dir")
-        .flatten()
-        .any(|e| {
-            std::fs::read(e.path())
-                .is_ok_and(|bytes| bytes.windows(needle.len()).any(|w| w == needle))
-        })
-}
-
-fn status(p: &mut Proc) -> Value {
-    let n = p.seen.iter().filter(|v| v["event"] == "status").count();
-    p.send("/status");
-    p.wait_nth("status", n, |v| v["event"] == "status")
-}
-
 /// Private texts `p` delivered from `from`, in order.
 fn private_from(p: &Proc, from: &str) -> Vec<String> {
     p.seen
@@ -37,25 +15,6 @@ fn private_from(p: &Proc, from: &str) -> Vec<String> {
         .filter(|v| v["event"] == "message" && v["scope"] == "private" && v["from"] == from)
         .map(|v| v["text"].as_str().unwrap_or_default().to_string())
         .collect()
-}
-
-/// Starts an auth server and `names`, each seeing every other online.
-fn network(dir: &Path, names: &[&str]) -> (Proc, String, Vec<Proc>) {
-    let (auth, addr) = Proc::auth_server(&dir.join("auth"), "127.0.0.1:0", None, None);
-    let mut ps: Vec<Proc> = Vec::new();
-    for n in names {
-        let mut p = Proc::node(n, "pw", &addr, &dir.join(n), true, None, &[]);
-        p.ready();
-        ps.push(p);
-    }
-    for p in ps.iter_mut() {
-        for other in names {
-            if *other != p.name {
-                wait_status(p, other, "online");
-            }
-        }
-    }
-    (auth, addr, ps)
 }
 
 /// alice writes to bob while bob is away, then leaves; returns alice's events.

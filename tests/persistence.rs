@@ -4,7 +4,6 @@ mod common;
 
 use common::*;
 use serde_json::Value;
-use std::path::Path;
 
 fn entries(msgs: &[Value]) -> Vec<(String, String)> {
     msgs.iter()
@@ -15,16 +14,6 @@ fn entries(msgs: &[Value]) -> Vec<(String, String)> {
             )
         })
         .collect()
-}
-
-fn files_contain(dir: &Path, needle: &[u8]) -> bool {
-    std::fs::read_dir(dir)
-        .expect("data dir")
-        .flatten()
-        .any(|e| {
-            std::fs::read(e.path())
-                .is_ok_and(|bytes| bytes.windows(needle.len()).any(|w| w == needle))
-        })
 }
 
 #[test]

@@ -8,9 +8,7 @@ use std::process::Command;
 
 #[test]
 fn the_terminal_ui_chats_with_script_mode_nodes() {
-    if Command::new("tmux").arg("-V").output().is_err() {
-        panic!("tmux is needed for this test (apt-get install tmux; .ci/run installs it)");
-    }
+    require_tmux();
     let dirs = tempdir();
     let (_auth, auth) = Proc::auth_server(&dirs.path().join("auth"), "127.0.0.1:0", None, None);
     let nodes = dirs.path().join("nodes");
@@ -86,9 +84,7 @@ fn ui_program_pid(tmux: &Tmux) -> String {
 
 #[test]
 fn hostile_text_is_inert_sigterm_is_graceful_and_a_restart_draws_the_history() {
-    if Command::new("tmux").arg("-V").output().is_err() {
-        panic!("tmux is needed for this test (apt-get install tmux; .ci/run installs it)");
-    }
+    require_tmux();
     let dirs = tempdir();
     let (_auth, auth) = Proc::auth_server(&dirs.path().join("auth"), "127.0.0.1:0", None, None);
     let nodes = dirs.path().join("nodes");

@@ -324,6 +324,58 @@ impl Drop for Proc {
     }
 }
 
+/// Waits until `p` reports `user` with this status.
+pub fn wait_status(p: &mut Proc, user: &str, status: &str) -> Value {
+    p.wait_for(&format!("{user} {status}"), |v| {
+        v["event"] == "peer" && v["user"] == user && v["status"] == status
+    })
+}
+
+/// Asks for `/status` and returns the reply.
+pub fn status(p: &mut Proc) -> Value {
+    let n = p.seen.iter().filter(|v| v["event"] == "status").count();
+    p.send("/status");
+    p.wait_nth("status", n, |v| v["event"] == "status")
+}
+
+/// An auth server and `names` signed up and ready (each in `dir/NAME`, password `pw`), each
+/// seeing every other online.
+pub fn network(dir: &Path, names: &[&str]) -> (Proc, String, Vec<Proc>) {
+    let (auth, addr) = Proc::auth_server(&dir.join("auth"), "127.0.0.1:0", None, None);
+    let mut ps: Vec<Proc> = Vec::new();
+    for n in names {
+        let mut p = Proc::node(n, "pw", &addr, &dir.join(n), true, None, &[]);
+        p.ready();
+        ps.push(p);
+    }
+    for p in ps.iter_mut() {
+        for other in names {
+            if *other != p.name {
+                wait_status(p, other, "online");
+            }
+        }
+    }
+    (auth, addr, ps)
+}
+
+/// Whether any file directly in `dir` contains `needle`.
+pub fn files_contain(dir: &Path, needle: &[u8]) -> bool {
+    std::fs::read_dir(dir)
+        .expect("data dir")
+        .flatten()
+        .any(|e| {
+            std::fs::read(e.path())
+                .is_ok_and(|bytes| bytes.windows(needle.len()).any(|w| w == needle))
+        })
+}
+
+/// Panics with the install hint when tmux is missing.
+pub fn require_tmux() {
+    if Command::new("tmux").arg("-V").output().is_err() {
+        panic!("tmux is needed for this test (apt-get install tmux; .ci/run installs it)");
+    }
+}
+
 pub fn tempdir() -> tempfile::TempDir {
     tempfile::tempdir().expect("tempdir")
 }

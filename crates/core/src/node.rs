@@ -2212,16 +2212,7 @@ impl Node {
                 continue;
             }
             self.offline_next = i + 1;
-            if let Some(addr) = self.members.get(&id).map(|m| m.info.addr) {
-                let nonce: u64 = self.rng.random();
-                self.send(
-                    addr,
-                    &Message::Ping {
-                        nonce,
-                        gossip: Vec::new(),
-                    },
-                );
-            }
+            self.ring_ping(id);
             return;
         }
     }

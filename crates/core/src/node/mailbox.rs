@@ -177,6 +177,15 @@ impl Node {
         }
     }
 
+    /// What we keep for `to`, at most what one hand-over carries.
+    fn mail_for(&self, to: NodeId) -> Vec<MailBlob> {
+        self.mailbox
+            .for_recipient(to)
+            .take(HAND_OVER_MAX)
+            .cloned()
+            .collect()
+    }
+
     /// Hands `to` what we keep for it, if it is up and was not handed it just now.
     pub(super) fn hand_over(&mut self, now: Duration, to: NodeId) {
         if !self.mailbox.has_mail_for(to) {
@@ -197,12 +206,7 @@ impl Node {
             return;
         }
         self.mail_handed.insert(to, now);
-        let blobs: Vec<MailBlob> = self
-            .mailbox
-            .for_recipient(to)
-            .take(HAND_OVER_MAX)
-            .cloned()
-            .collect();
+        let blobs = self.mail_for(to);
         for blob in blobs {
             self.send_to(to, addr, &Message::Mail(blob));
         }
@@ -252,12 +256,7 @@ impl Node {
             return;
         }
         known.extend(new.iter().copied());
-        let blobs: Vec<MailBlob> = self
-            .mailbox
-            .for_recipient(to)
-            .take(HAND_OVER_MAX)
-            .cloned()
-            .collect();
+        let blobs = self.mail_for(to);
         for id in new {
             if let Some(addr) = self.members.get(&id).map(|m| m.info.addr) {
                 for blob in &blobs {

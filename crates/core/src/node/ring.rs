@@ -403,7 +403,9 @@ impl Node {
         }
     }
 
-    fn ring_ping(&mut self, id: NodeId) {
+    /// A plain ping to a member (any answer marks it heard): used for ring members reported
+    /// down, and for offline members on their slow schedule.
+    pub(super) fn ring_ping(&mut self, id: NodeId) {
         if let Some(addr) = self.members.get(&id).map(|m| m.info.addr) {
             let nonce: u64 = self.rng.random();
             self.send(
