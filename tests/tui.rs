@@ -6,32 +6,53 @@ mod common;
 use common::*;
 use std::process::Command;
 
+/// An auth server, bob in script mode, and a tmux server; `alice(signup)` is the shell
+/// command that runs alice's UI in it (and then prints its exit code).
+struct Setup {
+    _dirs: tempfile::TempDir,
+    _auth: Proc,
+    auth: String,
+    nodes: std::path::PathBuf,
+    bob: Proc,
+    tmux: Tmux,
+}
+
+impl Setup {
+    fn new() -> Setup {
+        require_tmux();
+        let dirs = tempdir();
+        let (auth_proc, auth) =
+            Proc::auth_server(&dirs.path().join("auth"), "127.0.0.1:0", None, None);
+        let nodes = dirs.path().join("nodes");
+        let mut bob = Proc::node("bob", "pb", &auth, &nodes, true, None, &[]);
+        bob.ready();
+        Setup {
+            _dirs: dirs,
+            _auth: auth_proc,
+            auth,
+            nodes,
+            bob,
+            tmux: Tmux::new(),
+        }
+    }
+
+    fn alice(&self, signup: bool) -> String {
+        format!(
+            "P2PCHAT_PASSWORD=pa {} node --port 0 --user alice{} --auth {} --data-dir {}; echo EXIT=$?; sleep 60",
+            bin(),
+            if signup { " --signup" } else { "" },
+            self.auth,
+            self.nodes.display()
+        )
+    }
+}
+
 #[test]
 fn the_terminal_ui_chats_with_script_mode_nodes() {
-    require_tmux();
-    let dirs = tempdir();
-    let (_auth, auth) = Proc::auth_server(&dirs.path().join("auth"), "127.0.0.1:0", None, None);
-    let nodes = dirs.path().join("nodes");
-    let mut bob = Proc::node("bob", "pb", &auth, &nodes, true, None, &[]);
-    bob.ready();
-
-    let tmux = Tmux::new();
-    let cmd = format!(
-        "P2PCHAT_PASSWORD=pa {} node --port 0 --user alice --signup --auth {auth} --data-dir {}; echo EXIT=$?; sleep 60",
-        bin(),
-        nodes.display()
-    );
-    tmux.run(&[
-        "new-session",
-        "-d",
-        "-s",
-        "ui",
-        "-x",
-        "110",
-        "-y",
-        "30",
-        &cmd,
-    ]);
+    let setup = Setup::new();
+    setup.tmux.start(&setup.alice(true));
+    // (The rest of `setup` lives to the end of the test.)
+    let Setup { mut bob, tmux, .. } = setup;
     tmux.wait_screen("signed in", |s| s.contains("signed in as alice"));
     bob.wait_for("alice online", |v| {
         v["event"] == "peer" && v["user"] == "alice"
@@ -84,22 +105,10 @@ fn ui_program_pid(tmux: &Tmux) -> String {
 
 #[test]
 fn hostile_text_is_inert_sigterm_is_graceful_and_a_restart_draws_the_history() {
-    require_tmux();
-    let dirs = tempdir();
-    let (_auth, auth) = Proc::auth_server(&dirs.path().join("auth"), "127.0.0.1:0", None, None);
-    let nodes = dirs.path().join("nodes");
-    let mut bob = Proc::node("bob", "pb", &auth, &nodes, true, None, &[]);
-    bob.ready();
-
-    let tmux = Tmux::new();
-    let run = |signup: &str| {
-        format!(
-            "P2PCHAT_PASSWORD=pa {} node --port 0 --user alice{signup} --auth {auth} --data-dir {}; echo EXIT=$?; sleep 60",
-            bin(),
-            nodes.display()
-        )
-    };
-    tmux.start(&run(" --signup"));
+    let setup = Setup::new();
+    let (first, again) = (setup.alice(true), setup.alice(false));
+    setup.tmux.start(&first);
+    let Setup { mut bob, tmux, .. } = setup;
     tmux.wait_screen("signed in", |s| s.contains("signed in as alice"));
     bob.wait_for("alice online", |v| {
         v["event"] == "peer" && v["user"] == "alice" && v["status"] == "online"
@@ -143,7 +152,7 @@ fn hostile_text_is_inert_sigterm_is_graceful_and_a_restart_draws_the_history() {
 
     // Back, from the data dir: the stored conversations, people and counts are drawn.
     tmux.run(&["kill-session", "-t", "ui"]);
-    tmux.start(&run(""));
+    tmux.start(&again);
     let screen = tmux.wait_screen("stored history and bob online", |s| {
         s.contains("a line before the attack") && s.contains("● bob") && s.contains("1/1 online")
     });
