@@ -439,6 +439,9 @@ struct Printer;
 
 impl Printer {
     fn print(&mut self, e: &Event) {
+        if matches!(e, Event::Message(m) if m.is_merge()) {
+            return;
+        }
         let mut out = std::io::stdout().lock();
         let _ = writeln!(out, "{}", crate::json::event(e));
         let _ = out.flush();
@@ -452,6 +455,7 @@ pub fn human(e: &Event, me: &str) -> Option<String> {
             "* signed in as {user} (node {node_id}) on {addr}{}. Type to chat; /msg USER TEXT, /peers, /history [USER], /quit",
             if *first { ", first node of the network" } else { "" }
         ),
+        Event::Message(m) if m.is_merge() => return None,
         Event::Message(m) => {
             let clock = m.clock.as_ref().map(|c| format!("  {c}")).unwrap_or_default();
             match m.scope {

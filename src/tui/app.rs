@@ -276,6 +276,7 @@ impl App {
                     format!("signed in as {user}, node {node_id}{how}. /help for help"),
                 );
             }
+            Event::Message(h) if h.is_merge() => {}
             Event::Message(h) => {
                 let conv = match h.scope {
                     Scope::Group => Conv::Group,

@@ -153,6 +153,15 @@ pub struct HistoryEntry {
     pub time_ms: u64,
 }
 
+impl HistoryEntry {
+    /// A group message without text: a merge, written only to fold a large causal frontier
+    /// (many authors talking at once) into references a message can carry. Front ends do not
+    /// show it; it is delivered and counted like any other.
+    pub fn is_merge(&self) -> bool {
+        self.scope == Scope::Group && self.text.is_empty()
+    }
+}
+
 /// Counters a node or server keeps about its traffic and the faults it dropped.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
 pub struct Stats {

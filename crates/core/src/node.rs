@@ -1060,7 +1060,7 @@ impl Node {
                 | Event::History { .. }
                 | Event::Status(_)
                 | Event::Overview { .. } => true,
-                Event::Message(m) => m.from == me,
+                Event::Message(m) => m.from == me && !m.is_merge(),
                 _ => false,
             };
             if reply {
@@ -2273,17 +2273,45 @@ impl Node {
         if !self.text_ok(&text) {
             return;
         }
-        let deps: Vec<Dot> = self
-            .frontier
-            .iter()
-            .filter(|(&a, _)| a != me)
-            .map(|(&a, &s)| Dot::new(a, s))
-            .collect();
-        if deps.len() > MAX_DEPS {
-            self.error("too many concurrent messages to reference; try again in a moment");
-            return;
+        // Causal metadata never refuses a message: a frontier too large for one message (many
+        // authors talking at once) is first folded into merge messages, own messages without
+        // text that reference up to MAX_DEPS of it each; the message then references the last
+        // merge (implied: it is our previous message) and the rest.
+        loop {
+            let deps: Vec<Dot> = self
+                .frontier
+                .iter()
+                .filter(|(&a, _)| a != me)
+                .map(|(&a, &s)| Dot::new(a, s))
+                .collect();
+            let msg = self.own_group(now, me, deps.clone(), text.clone());
+            let fits = encode(&Message::Group {
+                hop: 0,
+                msg: msg.clone(),
+            })
+            .is_ok();
+            if deps.len() <= MAX_DEPS && fits {
+                let mut msg = msg;
+                msg.sig = self.ident.sign(&msg.signed_bytes());
+                return self.publish(now, me, msg);
+            }
+            if deps.is_empty() {
+                self.error(format!(
+                    "message too long: {} bytes do not fit a datagram",
+                    text.len()
+                ));
+                return;
+            }
+            let chunk = deps[..deps.len().min(MAX_DEPS)].to_vec();
+            let mut merge = self.own_group(now, me, chunk, String::new());
+            merge.sig = self.ident.sign(&merge.signed_bytes());
+            self.publish(now, me, merge);
         }
-        let mut msg = GroupMsg {
+    }
+
+    /// Our next group message (unsigned).
+    fn own_group(&self, now: Duration, me: NodeId, deps: Vec<Dot>, text: String) -> GroupMsg {
+        GroupMsg {
             author: me,
             seq: self.delivered.get(me) + 1,
             lamport: self.max_lamport + 1,
@@ -2291,17 +2319,12 @@ impl Node {
             text,
             time_ms: self.wall(now),
             sig: [0; 64],
-        };
-        msg.sig = self.ident.sign(&msg.signed_bytes());
-        if let Err(e) = encode(&Message::Group {
-            hop: 0,
-            msg: msg.clone(),
-        }) {
-            self.error(format!("message too long: {e}"));
-            return;
         }
+    }
+
+    /// Delivers our own signed message (which persists it) and sends it on its way.
+    fn publish(&mut self, now: Duration, me: NodeId, msg: GroupMsg) {
         let dot = msg.dot();
-        // Delivering our own message persists it before anything is sent.
         self.holdback.insert(dot, msg.clone());
         self.try_deliver(now, dot);
         if self.cfg.record_hops {
@@ -3026,6 +3049,8 @@ impl Node {
                 }
             },
         };
+        // Merge messages (no text) carry only causal metadata: not shown.
+        messages.retain(|m| !m.is_merge());
         if let Some(n) = last {
             let skip = messages.len().saturating_sub(n);
             messages.drain(..skip);

@@ -1176,3 +1176,75 @@ fn a_crash_is_noticed_in_the_same_time_whatever_the_number_of_offline_members() 
         "{among_many:?} with 30 offline members"
     );
 }
+
+#[test]
+fn a_message_is_never_refused_however_many_authors_talk_at_once() {
+    let mut n = member_node("carol", 3, 6003);
+    // 130 members each wrote a message nobody else had seen: a frontier of 130 dots.
+    let authors: Vec<u32> = (10..140).collect();
+    for &p in &authors {
+        let ping = Message::Ping {
+            nonce: 0,
+            gossip: Vec::new(),
+        };
+        send_as(&mut n, p, &ping);
+    }
+    for &p in &authors {
+        send_as(
+            &mut n,
+            p,
+            &Message::Group {
+                hop: 0,
+                msg: group(p, 1, 1, &[]),
+            },
+        );
+    }
+    let (_, ev, _) = drain(&mut n);
+    assert_eq!(delivered_ids(&ev).len(), authors.len());
+    n.handle_command(
+        Duration::from_secs(1),
+        Command::Say("after the burst".into()),
+    );
+    let (_, ev, records) = drain(&mut n);
+    assert!(
+        !ev.iter().any(|e| matches!(e, Event::Error { .. })),
+        "refused: {ev:?}"
+    );
+    // Merges first (no text), then the message; each within the wire's bound; together they
+    // reference every message the author had delivered.
+    let own: Vec<GroupMsg> = records
+        .into_iter()
+        .filter_map(|r| match r {
+            Record::Group(m) if m.author == NodeId(3) => Some(m),
+            _ => None,
+        })
+        .collect();
+    let (last, merges) = own.split_last().expect("own messages");
+    assert_eq!(last.text, "after the burst");
+    assert_eq!(merges.len(), 2, "130 dots fold into 2 merges of 48");
+    assert!(merges.iter().all(|m| m.text.is_empty()));
+    assert!(own.iter().all(|m| m.deps.len() <= MAX_DEPS));
+    let covered: HashSet<Dot> = own.iter().flat_map(|m| m.deps.iter().copied()).collect();
+    for &p in &authors {
+        assert!(
+            covered.contains(&Dot::new(NodeId(p), 1)),
+            "p{p} not referenced"
+        );
+    }
+    // Each message comes after the previous one (same author, next seq).
+    assert!(own.windows(2).all(|w| w[1].seq == w[0].seq + 1));
+    // Merges are not shown: not in the history a user asks for, not as a reply.
+    n.handle_command(
+        Duration::from_secs(1),
+        Command::History {
+            with: None,
+            last: Some(1),
+        },
+    );
+    let ev = drain(&mut n).1;
+    let Some(Event::History { messages, .. }) = ev.last() else {
+        panic!("{ev:?}")
+    };
+    assert_eq!(messages.len(), 1);
+    assert_eq!(messages[0].text, "after the burst");
+}
