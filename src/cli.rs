@@ -41,6 +41,10 @@ pub struct AuthArgs {
     /// Cap on live nodes (members polling plus newcomers waiting).
     #[arg(long, default_value_t = 10_000)]
     pub max_nodes: usize,
+    /// Signups one IP address may make per minute (0: unlimited). A node over the limit is
+    /// told so and asks again when the minute is over.
+    #[arg(long, default_value_t = p2pchat_core::AuthConfig::default().source_signups)]
+    pub signup_rate: u32,
 }
 
 /// Arguments of `p2pchat node`.

@@ -106,6 +106,7 @@ pub fn auth_server(args: AuthArgs) -> anyhow::Result<()> {
     runtime()?.block_on(async move {
         let cfg = AuthConfig {
             max_nodes: args.max_nodes,
+            source_signups: args.signup_rate,
             ..AuthConfig::default()
         };
         let handle = spawn_auth_server(

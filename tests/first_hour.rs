@@ -473,3 +473,46 @@ fn errors_are_clear_single_and_immediate() {
         .count();
     assert_eq!(repeats, 1, "said once: {:?}", ann.seen);
 }
+
+#[test]
+fn a_rate_limited_signup_is_told_so_and_waits_instead_of_failing() {
+    let dirs = tempdir();
+    let (_auth, addr) = Proc::auth_server_with(
+        &dirs.path().join("auth"),
+        "127.0.0.1:0",
+        None,
+        &["--signup-rate", "1"],
+    );
+    let mut first = Proc::node(
+        "first",
+        "pw",
+        &addr,
+        &dirs.path().join("a"),
+        true,
+        None,
+        &[],
+    );
+    first.ready();
+    let mut second = Proc::node(
+        "second",
+        "pw",
+        &addr,
+        &dirs.path().join("b"),
+        true,
+        None,
+        &[],
+    );
+    let err = second.wait_for("the rate-limit notice", |v| v["event"] == "error");
+    assert_eq!(err["fatal"], false, "{err}");
+    let msg = err["message"].as_str().unwrap_or_default();
+    assert!(
+        msg.contains("limits signups from this address") && msg.contains("asking again in"),
+        "{msg}"
+    );
+    assert!(!msg.contains("failed attempts"), "{msg}");
+    // Still there, waiting to ask again.
+    second.send("/status");
+    let st = second.wait_for("status", |v| v["event"] == "status");
+    assert_eq!(st["phase"], "signing_in", "{st}");
+    assert!(second.is_running());
+}

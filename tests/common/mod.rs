@@ -73,12 +73,25 @@ impl Proc {
         netns: Option<&str>,
         max_nodes: Option<usize>,
     ) -> (Proc, String) {
+        let max = max_nodes.map(|m| m.to_string());
+        let extra: Vec<&str> = match &max {
+            Some(m) => vec!["--max-nodes", m],
+            None => vec![],
+        };
+        Self::auth_server_with(dir, listen, netns, &extra)
+    }
+
+    /// Starts an auth server with extra arguments and waits for its address.
+    pub fn auth_server_with(
+        dir: &Path,
+        listen: &str,
+        netns: Option<&str>,
+        extra: &[&str],
+    ) -> (Proc, String) {
         let mut cmd = Self::command(netns);
         cmd.args(["auth-server", "--listen", listen, "--data-dir"])
-            .arg(dir);
-        if let Some(m) = max_nodes {
-            cmd.args(["--max-nodes", &m.to_string()]);
-        }
+            .arg(dir)
+            .args(extra);
         let mut p = Proc::spawn("auth", cmd);
         let line = p
             .next_line(TIMEOUT)

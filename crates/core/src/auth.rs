@@ -514,7 +514,7 @@ impl AuthServer {
                 if f.signups >= limit {
                     let left = (f.window_start + window).saturating_sub(now);
                     self.stats.throttled += 1;
-                    return Err(AuthError::Throttled(left.as_secs().max(1) as u32));
+                    return Err(AuthError::RateLimited(left.as_secs().max(1) as u32));
                 }
                 f.signups += 1;
             }
@@ -1197,5 +1197,30 @@ mod tests {
             }
             proptest::prop_assert_eq!(s.user_count(), 0);
         }
+    }
+
+    #[test]
+    fn signups_over_the_rate_limit_are_told_to_wait_not_that_they_failed() {
+        let mut s = server_with(
+            AuthConfig {
+                source_signups: 2,
+                ..AuthConfig::default()
+            },
+            &[],
+        );
+        let t = Duration::from_secs(1);
+        assert!(auth(&mut s, t, 5000, 1, "ann", "pw", true).is_ok());
+        assert!(auth(&mut s, t, 5001, 2, "ben", "pw", true).is_ok());
+        // Same address (127.0.0.1), third signup in the window.
+        let refused = auth(&mut s, t, 5002, 3, "cid", "pw", true);
+        let Err(e @ AuthError::RateLimited(secs)) = refused else {
+            panic!("{refused:?}")
+        };
+        assert!((1..=60).contains(&secs), "{secs}");
+        assert!(e.to_string().contains("too many signups"), "{e}");
+        // Signing in is not limited; after the window, signing up works again.
+        assert!(auth(&mut s, t, 5003, 4, "ann", "pw", false).is_ok());
+        let later = t + AuthConfig::default().source_window + Duration::from_secs(1);
+        assert!(auth(&mut s, later, 5004, 5, "cid", "pw", true).is_ok());
     }
 }

@@ -1540,11 +1540,26 @@ impl Node {
                 self.auth_cookie = None;
                 self.set_timer(Timer::Auth, now);
             }
-            Err(e @ AuthError::QueueFull) => {
-                // Transient (many newcomers at once): ask again later, as a new request (the
-                // server caches its answer to this one).
-                let wait = Duration::from_millis(self.rng.random_range(1_000..4_000));
-                self.error(format!("{e}; asking again in {} s", wait.as_secs().max(1)));
+            Err(e @ (AuthError::QueueFull | AuthError::RateLimited(_))) => {
+                // Transient (many newcomers at once, or a signup rate limit): ask again later,
+                // as a new request (the server caches its answer to this one).
+                let wait = match e {
+                    AuthError::RateLimited(secs) => {
+                        let jitter = self.rng.random_range(0..1_000);
+                        Duration::from_millis(u64::from(secs) * 1_000 + jitter)
+                    }
+                    _ => Duration::from_millis(self.rng.random_range(1_000..4_000)),
+                };
+                let why = match e {
+                    AuthError::RateLimited(_) => {
+                        "the auth server limits signups from this address".to_string()
+                    }
+                    other => other.to_string(),
+                };
+                self.error(format!(
+                    "{why}; asking again in {} s",
+                    wait.as_secs().max(1)
+                ));
                 self.auth_req = self.rng.random();
                 self.auth_attempts = 0;
                 self.timers[Timer::Auth.index()] = Some(now + wait);

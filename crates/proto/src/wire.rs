@@ -127,6 +127,10 @@ pub enum AuthError {
     /// The request's cookie is stale or was issued to another address: ask for a new one.
     #[error("stale request cookie")]
     StaleCookie,
+    /// Too many signups from this address in the server's window (a rate limit, not a
+    /// fault): the node waits this many seconds and asks again.
+    #[error("too many signups from this address; try again in {0} s")]
+    RateLimited(u32),
 }
 
 /// A successful signup or signin.
