@@ -117,7 +117,8 @@ impl Proc {
         Self::node_on(0, user, password, auth, dir, signup, netns, extra)
     }
 
-    /// Starts a node in script mode on this UDP port (0: any free one).
+    /// Starts a node in script mode on this UDP port of 127.0.0.1 (0: any free one), unless
+    /// `extra` gives `--listen`.
     #[allow(clippy::too_many_arguments)]
     pub fn node_on(
         port: u16,
@@ -130,19 +131,14 @@ impl Proc {
         extra: &[&str],
     ) -> Proc {
         let mut cmd = Self::command(netns);
-        cmd.args([
-            "node",
-            "--port",
-            &port.to_string(),
-            "--user",
-            user,
-            "--auth",
-            auth,
-            "--data-dir",
-        ])
-        .arg(dir)
-        .args(extra)
-        .env("P2PCHAT_PASSWORD", password);
+        cmd.arg("node");
+        if !extra.contains(&"--listen") {
+            cmd.args(["--port", &port.to_string()]);
+        }
+        cmd.args(["--user", user, "--auth", auth, "--data-dir"])
+            .arg(dir)
+            .args(extra)
+            .env("P2PCHAT_PASSWORD", password);
         if signup {
             cmd.arg("--signup");
         }
