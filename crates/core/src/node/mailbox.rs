@@ -79,17 +79,14 @@ impl Node {
                 }
             }
         }
-        let msg = &msg;
-        let me = msg.from;
         let expires_ms = self
             .wall(now)
             .saturating_add(self.cfg.mailbox_ttl.as_millis() as u64);
         let mut nonce = [0u8; 24];
         rand::RngCore::fill_bytes(&mut self.crng, &mut nonce);
-        let Some(blob) = mail::seal(&self.ident, msg, &to_dh, expires_ms, nonce) else {
+        let Some(blob) = mail::seal(&self.ident, &msg, &to_dh, expires_ms, nonce) else {
             return;
         };
-        debug_assert_eq!(blob.from, me);
         let deposit = Message::Deposit(blob);
         for b in boxes {
             if let Some(addr) = self.members.get(&b).map(|m| m.info.addr) {
@@ -98,12 +95,11 @@ impl Node {
         }
     }
 
-    /// The members that keep mail for `to`: those not offline with the highest rendezvous
-    /// scores, ourselves included or not.
-    fn mailboxes_of(&self, to: NodeId, with_me: bool) -> Vec<NodeId> {
-        let me = self.node_id.filter(|_| with_me);
+    /// `to`'s mailbox set as a mailbox sees it: the members not offline, ourselves
+    /// included, with the highest rendezvous scores.
+    fn mailboxes_of(&self, to: NodeId) -> Vec<NodeId> {
         let live = self.live.iter().copied().filter(|&id| id != to);
-        mail::choose(to, live.chain(me), self.cfg.mailboxes)
+        mail::choose(to, live.chain(self.node_id), self.cfg.mailboxes)
     }
 
     /// Whether the blob carries its sender's signature (whoever passes it on).
@@ -149,7 +145,7 @@ impl Node {
         self.send(from, &Message::Stored { to, seq });
         if !self.mail_holders.contains_key(&to) {
             // The set as the sender saw it (it deposited with each of them).
-            let holders = self.mailboxes_of(to, true);
+            let holders = self.mailboxes_of(to);
             self.mail_holders.insert(to, holders);
         }
         // The recipient may be up after all (the sender only failed to reach it).
@@ -244,7 +240,7 @@ impl Node {
         if up {
             return;
         }
-        let set = self.mailboxes_of(to, true);
+        let set = self.mailboxes_of(to);
         let me = self.node_id;
         let known = self.mail_holders.entry(to).or_insert_with(|| set.clone());
         let new: Vec<NodeId> = set
