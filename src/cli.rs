@@ -159,6 +159,14 @@ struct SimArgs {
     /// Also crash the auth server mid-run and restart it later.
     #[arg(long)]
     crash_auth: bool,
+    /// Burst workload: every node sends at the same instant, in waves 0.5 s apart when
+    /// there are more messages than nodes (a big group all talking at once).
+    #[arg(long)]
+    burst: bool,
+    /// Latency and loss of a typical network, instead of --min/--max-latency-ms and --loss:
+    /// lan (1-20 ms), wan (20-200 ms), mobile (50-300 ms, 2% loss).
+    #[arg(long, value_enum)]
+    profile: Option<Profile>,
     /// Offline delivery: this many pairs where the recipient goes away, the sender writes to
     /// it and leaves, and the recipient returns while the sender is away (mailboxes).
     #[arg(long, default_value_t = 0)]
@@ -212,7 +220,27 @@ fn report(r: anyhow::Result<()>) -> ExitCode {
     }
 }
 
-fn sim(a: SimArgs) -> ExitCode {
+/// Named network conditions for `sim --profile`.
+#[derive(clap::ValueEnum, Clone, Copy, Debug)]
+enum Profile {
+    /// A local network: 1-20 ms one way, no loss.
+    Lan,
+    /// The internet: 20-200 ms one way.
+    Wan,
+    /// Phones: 50-300 ms one way and 2% loss.
+    Mobile,
+}
+
+fn sim(mut a: SimArgs) -> ExitCode {
+    match a.profile {
+        Some(Profile::Lan) => (a.min_latency_ms, a.max_latency_ms) = (1, 20),
+        Some(Profile::Wan) => (a.min_latency_ms, a.max_latency_ms) = (20, 200),
+        Some(Profile::Mobile) => {
+            (a.min_latency_ms, a.max_latency_ms) = (50, 300);
+            a.loss = a.loss.max(0.02);
+        }
+        None => {}
+    }
     let cfg = p2pchat_sim::SimConfig {
         nodes: a.nodes,
         messages: a.messages,
@@ -232,6 +260,7 @@ fn sim(a: SimArgs) -> ExitCode {
         talkers: a.talkers,
         view: a.view,
         offline_private: a.offline_private,
+        burst: a.burst,
         ..p2pchat_sim::SimConfig::default()
     };
     let started = std::time::Instant::now();
@@ -254,8 +283,8 @@ fn sim(a: SimArgs) -> ExitCode {
     } else {
         println!("p2pchat sim: {} nodes, seed {}", report.nodes, report.seed);
         println!(
-            "  sent        {} group + {} private messages",
-            report.messages, report.private
+            "  sent        {} group + {} private messages ({} refused; {} merges folded large frontiers)",
+            report.messages, report.private, report.refused, report.merges
         );
         println!(
             "  delivered   {} of {} node-message pairs ({} missing, {} duplicates, {} causal violations, {} history mismatches)",
@@ -276,8 +305,8 @@ fn sim(a: SimArgs) -> ExitCode {
         );
         println!("  join phase  {} ms", report.join_ms);
         println!(
-            "  traffic     {} datagrams, {} bytes ({} datagrams while talking)",
-            report.datagrams, report.bytes, report.talk_datagrams
+            "  traffic     {} datagrams, {} bytes ({} datagrams while talking, {:.2} per delivery)",
+            report.datagrams, report.bytes, report.talk_datagrams, report.datagrams_per_delivery
         );
         println!(
             "  gossip      RMR {:.2}, last delivery hop {:.2}, {} crashes; ring pushes retried {}, shares handed on {}",
@@ -321,6 +350,7 @@ fn sim(a: SimArgs) -> ExitCode {
     }
     eprintln!("wall time: {:.2} s", wall.as_secs_f64());
     let clean = report.missing == 0
+        && report.refused == 0
         && report.offline_private_late == 0
         && report.duplicates == 0
         && report.causal_violations == 0

@@ -88,6 +88,10 @@ pub struct SimConfig {
     /// leaves, and the recipient comes back while the sender is still away: the message must
     /// reach it through mailboxes.
     pub offline_private: usize,
+    /// Every node sends at the same virtual instant (the k-th message by node
+    /// `k mod nodes + 1`), in waves 0.5 s apart when there are more messages than nodes: a
+    /// big group all talking at once.
+    pub burst: bool,
 }
 
 impl Default for SimConfig {
@@ -112,6 +116,7 @@ impl Default for SimConfig {
             send_interval_ms: 10,
             join_interval_us: 0,
             offline_private: 0,
+            burst: false,
             settle_deadline_ms: 300_000,
         }
     }
@@ -264,6 +269,13 @@ pub struct Report {
     pub unverifiable: u64,
     /// Certificates or group messages whose signature did not verify.
     pub bad_signature: u64,
+    /// Messages the nodes refused to send (an `error` answering a send), all nodes.
+    pub refused: u64,
+    /// Merge messages written to fold frontiers too large for one message (not counted in
+    /// `messages`, `expected` or `delivered`).
+    pub merges: u64,
+    /// Datagrams sent while talking, per delivery.
+    pub datagrams_per_delivery: f64,
     /// Private messages written to a user who was away by a sender who then left.
     pub offline_private: usize,
     /// Of those, delivered only once their sender was back, or never (mailboxes failed).
@@ -282,6 +294,8 @@ enum Ev {
     Wake(usize),
     Start(usize),
     Say,
+    /// A group message from this node (the burst workload).
+    SayFrom(usize),
     Private,
     /// A private message from the first node to the second (the offline scenario).
     PrivateTo(usize, usize),
@@ -386,6 +400,10 @@ struct Sim {
     offline_sending: Option<usize>,
     offline_msgs: HashMap<(NodeId, u64), usize>,
     offline_early: u64,
+    refused: u64,
+    merges: u64,
+    /// The node whose group message is being written now.
+    saying: Option<usize>,
     done: bool,
 }
 
@@ -471,6 +489,9 @@ impl Sim {
             offline_sending: None,
             offline_msgs: HashMap::new(),
             offline_early: 0,
+            refused: 0,
+            merges: 0,
+            saying: None,
             done: false,
         }
     }
@@ -560,6 +581,11 @@ impl Sim {
                 self.drain(i);
             }
             Ev::Say => self.say(),
+            Ev::SayFrom(i) => {
+                self.sends_left = self.sends_left.saturating_sub(1);
+                let text = format!("all at once, from u{i}");
+                self.say_as(i, text);
+            }
             Ev::Private => self.private(),
             Ev::PrivateTo(a, b) => {
                 let to = format!("u{b}");
@@ -709,7 +735,17 @@ impl Sim {
         self.talk_mark = (self.datagrams, self.bytes);
         let gap = Self::ms(self.cfg.send_interval_ms);
         for k in 0..self.cfg.messages {
-            self.at(t0 + gap * k as u64 + 1, Ev::Say);
+            if self.cfg.burst {
+                // Waves: everyone at once, then everyone again once the first wave is in
+                // (so each message of the next wave follows the whole previous wave).
+                let wave = (k / self.cfg.nodes) as u64;
+                self.at(
+                    t0 + 1 + wave * Self::ms(500),
+                    Ev::SayFrom(k % self.cfg.nodes + 1),
+                );
+            } else {
+                self.at(t0 + gap * k as u64 + 1, Ev::Say);
+            }
         }
         for k in 0..self.cfg.private {
             self.at(t0 + gap * k as u64 + gap / 2 + 1, Ev::Private);
@@ -789,10 +825,16 @@ impl Sim {
         }
         let i = live[self.rng.random_range(0..live.len())];
         let text = format!("hello from u{i} #{}", self.cfg.messages - self.sends_left);
+        self.say_as(i, text);
+    }
+
+    fn say_as(&mut self, i: usize, text: String) {
         if let Some(n) = self.eps[i].node.as_mut() {
             n.handle_command(Self::dur(self.now), Command::Say(text));
         }
+        self.saying = Some(i);
         self.drain(i);
+        self.saying = None;
     }
 
     fn private(&mut self) {
@@ -935,9 +977,26 @@ impl Sim {
                 self.eps[i].fatal = Some(message);
                 return;
             }
+            Event::Error { .. } => {
+                // An error in answer to a group send: the message was refused.
+                if self.saying == Some(i) {
+                    self.refused += 1;
+                }
+                return;
+            }
             _ => return,
         };
         match m.scope {
+            Scope::Group if m.is_merge() => {
+                if self.eps[i].node.as_ref().and_then(|n| n.node_id()) == Some(m.from_id) {
+                    self.merges += 1;
+                }
+                // A merge (no text: it folds a large frontier) is the author's own business:
+                // not a message anyone is expected to see, and it claims only its deps, not
+                // the author's whole clock. Receivers still deliver it in causal order, and
+                // the message after it follows it in its author's sequence.
+                self.eps[i].seen.insert(m.from_id, m.seq);
+            }
             Scope::Group => {
                 let dot = Dot::new(m.from_id, m.seq);
                 let me = self.eps[i].node.as_ref().and_then(|n| n.node_id());
@@ -1150,6 +1209,13 @@ impl Sim {
                 self.clock_bytes.iter().sum::<u64>() as f64 / self.clock_bytes.len() as f64
             }),
             clock_bytes_max: self.clock_bytes.iter().copied().max().unwrap_or(0),
+            refused: self.refused,
+            merges: self.merges,
+            datagrams_per_delivery: round2(if self.delivered > 0 {
+                (self.datagrams - self.talk_mark.0) as f64 / self.delivered as f64
+            } else {
+                0.0
+            }),
             offline_private: self.offline_msgs.len(),
             offline_private_late: (self.offline_msgs.len() as u64)
                 .saturating_sub(self.offline_early),

@@ -279,3 +279,20 @@ fn private_messages_reach_users_who_return_after_their_senders_left() {
     assert_eq!(r.offline_private_late, 3, "{r:?}");
     assert_eq!(r.missing, 0, "delivered once the senders came back: {r:?}");
 }
+
+#[test]
+fn a_burst_in_a_big_group_is_never_refused_and_stays_causal() {
+    // 60 members all talk, twice: the second wave follows a frontier of 60 dots, more than a
+    // message can reference, so merges carry it.
+    let r = assert_clean(&SimConfig {
+        nodes: 60,
+        messages: 120,
+        burst: true,
+        loss: 0.05,
+        seed: 4,
+        ..SimConfig::default()
+    });
+    assert_eq!(r.refused, 0, "{r:?}");
+    assert_eq!(r.messages, 120, "{r:?}");
+    assert!(r.merges > 0, "the second wave needed merges: {r:?}");
+}
