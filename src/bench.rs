@@ -180,6 +180,7 @@ async fn run(args: &BenchArgs, messages: usize) -> anyhow::Result<serde_json::Va
             signup: true,
             local_addr: SocketAddr::from(([127, 0, 0, 1], 0)),
             auth_addr: auth.local_addr,
+            auth_fallbacks: Vec::new(),
             seed: i as u64 + 1,
             crypto_seed: [0; 32],
             auth_key: Some(auth.key),

@@ -27,6 +27,8 @@ enum Cmd {
     Sim(SimArgs),
     /// Measure real nodes on 127.0.0.1 (real runtime, codec and UDP sockets) in one process.
     Bench(crate::bench::BenchArgs),
+    /// Measure signups per second through running auth servers (argon2 dominates).
+    BenchAuth(crate::bench_auth::BenchAuthArgs),
 }
 
 /// Arguments of `p2pchat auth-server`.
@@ -36,8 +38,13 @@ pub struct AuthArgs {
     #[arg(long, default_value = "127.0.0.1:12345", value_parser = resolve)]
     pub listen: SocketAddr,
     /// Where the account database lives (default: the platform data dir, e.g. ~/.local/share/p2pchat).
-    #[arg(long)]
+    #[arg(long, conflicts_with = "db")]
     pub data_dir: Option<PathBuf>,
+    /// Keep accounts, keys, leases and the newcomer queue in PostgreSQL
+    /// (postgresql://USER[:PASSWORD]@HOST:PORT/DB) instead of SQLite in the data dir: several
+    /// auth servers on one database are one service with one key.
+    #[arg(long, env = "P2PCHAT_DATABASE_URL", hide_env_values = true)]
+    pub db: Option<String>,
     /// Cap on live nodes (members polling plus newcomers waiting).
     #[arg(long, default_value_t = 10_000)]
     pub max_nodes: usize,
@@ -62,9 +69,11 @@ pub struct NodeArgs {
     /// Create the account (a taken username is an error); without it, sign in.
     #[arg(long)]
     pub signup: bool,
-    /// The auth server's address (HOST:PORT; a hostname is resolved, IPv4 first).
+    /// The auth server's address (HOST:PORT; a hostname is resolved, IPv4 first). Repeat it
+    /// for several auth servers sharing one database: the node asks them in turn and turns
+    /// to the next when one stops answering.
     #[arg(long, default_value = "127.0.0.1:12345", value_parser = resolve)]
-    pub auth: SocketAddr,
+    pub auth: Vec<SocketAddr>,
     /// Where this node keeps its identity and history (default: the platform data dir).
     #[arg(long)]
     pub data_dir: Option<PathBuf>,
@@ -207,6 +216,7 @@ pub fn main() -> ExitCode {
         Cmd::Node(args) => crate::node_cmd::node(args),
         Cmd::Demo(args) => report(crate::demo::demo(args)),
         Cmd::Bench(args) => report(crate::bench::bench(args)),
+        Cmd::BenchAuth(args) => report(crate::bench_auth::bench_auth(args)),
     }
 }
 

@@ -89,6 +89,7 @@ impl Demo {
             signup,
             local_addr: bind,
             auth_addr: self.auth_addr,
+            auth_fallbacks: Vec::new(),
             seed: name.bytes().map(u64::from).sum::<u64>() ^ port as u64,
             crypto_seed: [0; 32],
             auth_key: self.auth_key,

@@ -37,9 +37,9 @@ pub fn status_text(r: &StatusReport) -> String {
         r.stored_private,
         r.mailbox,
         if r.auth_server_reachable {
-            "auth server reachable"
+            format!("auth server {} reachable", r.auth_server)
         } else {
-            "auth server unreachable"
+            format!("auth server {} unreachable", r.auth_server)
         },
         if r.queued_commands > 0 {
             format!("; {} commands wait for the sign-in", r.queued_commands)
@@ -126,6 +126,7 @@ fn status_json(r: &StatusReport) -> Value {
             "auth_server_reachable".into(),
             json!(r.auth_server_reachable),
         );
+        m.insert("auth_server".into(), json!(r.auth_server.to_string()));
     }
     v
 }

@@ -5,6 +5,7 @@
 #![forbid(unsafe_code)]
 
 mod bench;
+mod bench_auth;
 mod cli;
 mod commands;
 mod demo;

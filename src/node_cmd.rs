@@ -4,7 +4,10 @@ use crate::cli::{AuthArgs, NodeArgs};
 use crate::commands;
 use anyhow::{bail, Context};
 use p2pchat_core::{AuthConfig, Command, Event, NodeConfig, NodeParams, PeerStatus, Scope};
-use p2pchat_runtime::{spawn_auth_server, spawn_node, Argon2Credentials};
+use p2pchat_runtime::{
+    spawn_auth_server, spawn_auth_server_on, spawn_node, Argon2Credentials, AuthBackend,
+    AuthHandle, PgDirectory,
+};
 use p2pchat_store::Store;
 use std::io::{IsTerminal, Write};
 use std::net::SocketAddr;
@@ -101,34 +104,52 @@ pub fn auth_server(args: AuthArgs) -> anyhow::Result<()> {
     if args.max_nodes == 0 {
         bail!("--max-nodes must be at least 1");
     }
-    let dir = data_dir(args.data_dir)?;
-    let store = Store::open(&dir.join("auth-server.db"))?;
-    runtime()?.block_on(async move {
-        let cfg = AuthConfig {
-            max_nodes: args.max_nodes,
-            source_signups: args.signup_rate,
-            ..AuthConfig::default()
-        };
-        let handle = spawn_auth_server(
-            cfg,
-            Box::new(Argon2Credentials::default()),
-            args.listen,
-            store,
-        )
-        .await
-        .with_context(|| format!("cannot listen on {}", args.listen))?;
-        println!("p2pchat auth server listening on {}", handle.local_addr);
-        println!(
-            "auth server key: {} (nodes can pin it with --auth-key)",
-            p2pchat_core::secure::fingerprint(&handle.key)
-        );
-        println!("data: {}", dir.display());
-        let _ = std::io::stdout().flush();
-        let sig = Signals::new().recv().await;
-        tracing::info!("{sig}: stopping");
-        handle.stop().await?;
-        Ok(())
+    let cfg = AuthConfig {
+        max_nodes: args.max_nodes,
+        source_signups: args.signup_rate,
+        ..AuthConfig::default()
+    };
+    let creds = Box::new(Argon2Credentials::default());
+    let Some(url) = args.db else {
+        let dir = data_dir(args.data_dir)?;
+        let store = Store::open(&dir.join("auth-server.db"))?;
+        return runtime()?.block_on(async move {
+            let handle = spawn_auth_server(cfg, creds, args.listen, store)
+                .await
+                .with_context(|| format!("cannot listen on {}", args.listen))?;
+            serve(handle, &dir.display().to_string()).await
+        });
+    };
+    // The database's queries block a worker thread each: several threads.
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    rt.block_on(async move {
+        let (dir, records) = PgDirectory::open(&url).await?;
+        let target = dir.target().to_string();
+        let backend = AuthBackend::Postgres(Box::new(dir), records);
+        let handle = spawn_auth_server_on(cfg, creds, args.listen, backend)
+            .await
+            .with_context(|| format!("cannot listen on {}", args.listen))?;
+        serve(handle, &format!("postgresql {target}")).await
     })
+}
+
+/// Prints where a started auth server listens, then runs it until a signal.
+async fn serve(handle: AuthHandle, data: &str) -> anyhow::Result<()> {
+    println!("p2pchat auth server listening on {}", handle.local_addr);
+    println!(
+        "auth server key: {} (nodes can pin it with --auth-key)",
+        p2pchat_core::secure::fingerprint(&handle.key)
+    );
+    println!("data: {data}");
+    let _ = std::io::stdout().flush();
+    let sig = Signals::new().recv().await;
+    tracing::info!("{sig}: stopping");
+    handle.stop().await?;
+    Ok(())
 }
 
 fn read_password(args: &NodeArgs) -> anyhow::Result<String> {
@@ -217,12 +238,17 @@ fn run_node(args: NodeArgs, script: bool) -> anyhow::Result<ExitCode> {
         (None, Some(p)) => SocketAddr::from(([127, 0, 0, 1], p)),
         (None, None) => SocketAddr::from(([127, 0, 0, 1], 0)),
     };
+    let (&auth_addr, fallbacks) = args
+        .auth
+        .split_first()
+        .context("no auth server: pass --auth HOST:PORT")?;
     let params = NodeParams {
         user: args.user.clone(),
         password,
         signup: args.signup,
         local_addr: bind,
-        auth_addr: args.auth,
+        auth_addr,
+        auth_fallbacks: fallbacks.to_vec(),
         seed: seed(),
         // Filled in from the OS by the runtime.
         crypto_seed: [0; 32],

@@ -92,6 +92,11 @@ impl Proc {
         cmd.args(["auth-server", "--listen", listen, "--data-dir"])
             .arg(dir)
             .args(extra);
+        Self::auth_from(cmd)
+    }
+
+    /// Starts an auth server command and waits for the address it prints.
+    fn auth_from(cmd: Command) -> (Proc, String) {
         let mut p = Proc::spawn("auth", cmd);
         let line = p
             .next_line(TIMEOUT)
@@ -466,5 +471,193 @@ impl Drop for Tmux {
         let _ = Command::new("tmux")
             .args(["-L", &self.socket, "kill-server"])
             .output();
+    }
+}
+
+/// A PostgreSQL server of its own, on loopback, in a temporary directory: Debian's binaries
+/// (`initdb` + `pg_ctl`), run as the `postgres` user when the test runs as root (PostgreSQL
+/// refuses root). Stopped (immediate mode) and removed when dropped.
+pub struct Postgres {
+    dir: tempfile::TempDir,
+    bin: PathBuf,
+    pub port: u16,
+    run_as: Option<String>,
+}
+
+/// Where PostgreSQL's server binaries are: `P2PCHAT_PG_BIN`, else the newest
+/// `/usr/lib/postgresql/*/bin` (Debian's layout). `None` when there are none: the PostgreSQL
+/// tests then say SKIPPED, unless `P2PCHAT_REQUIRE_POSTGRES` is set (`.ci/run` sets it after
+/// installing PostgreSQL), where they fail.
+fn postgres_bin() -> Option<PathBuf> {
+    if let Ok(p) = std::env::var("P2PCHAT_PG_BIN") {
+        return Some(PathBuf::from(p));
+    }
+    let mut found: Vec<PathBuf> = std::fs::read_dir("/usr/lib/postgresql")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| e.path().join("bin"))
+        .filter(|b| b.join("initdb").exists())
+        .collect();
+    found.sort_by_key(|p| {
+        p.parent()
+            .and_then(|v| v.file_name())
+            .and_then(|v| v.to_str())
+            .and_then(|v| v.parse::<u32>().ok())
+            .unwrap_or(0)
+    });
+    let found = found.pop();
+    if found.is_none() && std::env::var_os("P2PCHAT_REQUIRE_POSTGRES").is_some() {
+        panic!(
+            "PostgreSQL server binaries are needed for this test (apt-get install postgresql; \
+             or set P2PCHAT_PG_BIN to the directory holding initdb)"
+        );
+    }
+    found
+}
+
+impl Postgres {
+    /// A fresh server, or `None` (after saying SKIPPED) where PostgreSQL is not installed.
+    pub fn start() -> Option<Postgres> {
+        let Some(bin) = postgres_bin() else {
+            eprintln!(
+                "SKIPPED: PostgreSQL server binaries not found (apt-get install postgresql; \
+                 .ci/run installs them and makes this a failure)"
+            );
+            return None;
+        };
+        let root = Command::new("id")
+            .arg("-u")
+            .output()
+            .map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
+            .unwrap_or(false);
+        let run_as = root.then(|| "postgres".to_string());
+        let dir = tempfile::tempdir().expect("tempdir");
+        if let Some(user) = &run_as {
+            let st = Command::new("chown")
+                .args([user.as_str()])
+                .arg(dir.path())
+                .status()
+                .expect("chown");
+            assert!(st.success(), "chown the PostgreSQL dir to {user}");
+        }
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("a free port")
+            .port();
+        let pg = Postgres {
+            dir,
+            bin,
+            port,
+            run_as,
+        };
+        let data = pg.dir.path().join("data");
+        pg.run("initdb", |c| {
+            c.arg("-D").arg(&data).args([
+                "-U",
+                "postgres",
+                "--auth=trust",
+                "-E",
+                "UTF8",
+                "--no-sync",
+            ]);
+        });
+        let opts = format!(
+            "-p {port} -k {} -c listen_addresses=127.0.0.1 -c fsync=off",
+            pg.dir.path().display()
+        );
+        pg.run("pg_ctl", |c| {
+            c.arg("-D")
+                .arg(&data)
+                .args(["-o", &opts, "-l"])
+                .arg(pg.dir.path().join("log"))
+                .args(["-w", "-t", "60", "start"]);
+        });
+        Some(pg)
+    }
+
+    /// A PostgreSQL tool, run as the server's user.
+    fn tool(&self, tool: &str) -> Command {
+        match &self.run_as {
+            Some(user) => {
+                let mut c = Command::new("runuser");
+                c.args(["-u", user, "--"]).arg(self.bin.join(tool));
+                c
+            }
+            None => Command::new(self.bin.join(tool)),
+        }
+    }
+
+    fn run(&self, tool: &str, args: impl FnOnce(&mut Command)) -> String {
+        let mut c = self.tool(tool);
+        args(&mut c);
+        let out = c.output().unwrap_or_else(|e| panic!("run {tool}: {e}"));
+        assert!(
+            out.status.success(),
+            "{tool} failed: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// Creates a database and returns its URL.
+    pub fn create_db(&self, name: &str) -> String {
+        self.sql("postgres", &format!("CREATE DATABASE {name}"));
+        self.url("postgres", name)
+    }
+
+    pub fn url(&self, user: &str, db: &str) -> String {
+        format!("postgresql://{user}@127.0.0.1:{}/{db}", self.port)
+    }
+
+    /// Runs SQL as the superuser; returns the rows, unaligned, `|` between fields.
+    pub fn sql(&self, db: &str, sql: &str) -> String {
+        let port = self.port.to_string();
+        self.run("psql", |c| {
+            c.args(["-h", "127.0.0.1", "-p", &port, "-U", "postgres", "-d", db])
+                .args(["-v", "ON_ERROR_STOP=1", "-tAq", "-c", sql]);
+        })
+        .trim()
+        .to_string()
+    }
+
+    /// A psql session reading SQL from its stdin (to hold a lock across steps).
+    pub fn session(&self, db: &str) -> (Child, ChildStdin) {
+        let port = self.port.to_string();
+        let mut child = self
+            .tool("psql")
+            .args(["-h", "127.0.0.1", "-p", &port, "-U", "postgres", "-d", db])
+            .args(["-v", "ON_ERROR_STOP=1", "-tAq"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("psql");
+        let stdin = child.stdin.take().expect("stdin");
+        (child, stdin)
+    }
+}
+
+impl Drop for Postgres {
+    fn drop(&mut self) {
+        let data = self.dir.path().join("data");
+        let _ = self
+            .tool("pg_ctl")
+            .arg("-D")
+            .arg(&data)
+            .args(["-m", "immediate", "-w", "stop"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
+    }
+}
+
+impl Proc {
+    /// Starts an auth server over a PostgreSQL database and waits for its address.
+    pub fn auth_server_db(url: &str, listen: &str, extra: &[&str]) -> (Proc, String) {
+        let mut cmd = Self::command(None);
+        cmd.args(["auth-server", "--listen", listen, "--db", url])
+            .args(extra);
+        Self::auth_from(cmd)
     }
 }

@@ -219,6 +219,8 @@ pub struct Stats {
     pub bad_server_key: u64,
     /// Auth requests refused by throttling (server).
     pub throttled: u64,
+    /// Times the node turned to another auth server because the current one was silent.
+    pub auth_failovers: u64,
 }
 
 /// What `/status` reports: who we are, where we stand, and the counters.
@@ -244,6 +246,8 @@ pub struct StatusReport {
     pub queued_commands: usize,
     /// Whether the auth server answers.
     pub auth_server_reachable: bool,
+    /// The auth server asked now (of those given with `--auth`).
+    pub auth_server: SocketAddr,
     /// Traffic and rejection counters.
     pub stats: Stats,
 }

@@ -131,6 +131,9 @@ pub struct NodeParams {
     pub local_addr: SocketAddr,
     /// The auth server.
     pub auth_addr: SocketAddr,
+    /// More auth servers sharing its database (and keys): asked in turn when the current
+    /// one stops answering.
+    pub auth_fallbacks: Vec<SocketAddr>,
     /// Seed for the node's RNG (peer selection, nonces).
     pub seed: u64,
     /// Seed for key generation and handshakes: from the OS in the runtime, derived in the sim.
@@ -273,6 +276,11 @@ pub struct Node {
     auth_attempts: u32,
     auth_last_reply: Option<Duration>,
     auth_reachable: bool,
+    /// The auth server asked now (one of `params.auth_addr` and its fallbacks).
+    auth_now: SocketAddr,
+    /// When the node last turned to another auth server, and when it last asked one.
+    auth_switched: Duration,
+    auth_asked: Option<Duration>,
 
     members: BTreeMap<NodeId, Member>,
     by_addr: HashMap<SocketAddr, NodeId>,
@@ -389,6 +397,7 @@ impl Node {
     /// at once and rejoins through the peers it remembers, signing in in the background.
     pub fn restore(cfg: NodeConfig, params: NodeParams, records: &[Record], now: Duration) -> Self {
         let rng = ChaCha8Rng::seed_from_u64(params.seed);
+        let auth_now = params.auth_addr;
         let mut crng = secure::crypto_rng(params.crypto_seed);
         let ident = Identity::from_secrets([0; 32], [0; 32]);
         let crng_seed = secure::seed_from(&mut crng);
@@ -407,6 +416,9 @@ impl Node {
             auth_attempts: 0,
             auth_last_reply: None,
             auth_reachable: true,
+            auth_now,
+            auth_switched: Duration::ZERO,
+            auth_asked: None,
             members: BTreeMap::new(),
             by_addr: HashMap::new(),
             live: Vec::new(),
@@ -754,7 +766,7 @@ impl Node {
                 return;
             }
         };
-        let auth = from == self.params.auth_addr;
+        let auth = from == self.auth_now;
         match env {
             Envelope::KeyReply { dh_pk, cookie, .. } if auth => self.key_reply(now, dh_pk, cookie),
             Envelope::AuthAnswer { to, noise } if auth => self.auth_answer(now, to, noise),
@@ -966,7 +978,7 @@ impl Node {
             return None;
         };
         if id == SERVER_ID {
-            let (Some(dh), true) = (self.server_dh, from == self.params.auth_addr) else {
+            let (Some(dh), true) = (self.server_dh, from == self.auth_now) else {
                 self.stats.unauthenticated += 1;
                 return None;
             };
@@ -1110,6 +1122,7 @@ impl Node {
             mailbox: self.mailbox.len(),
             queued_commands: self.queued.len(),
             auth_server_reachable: self.auth_reachable,
+            auth_server: self.auth_now,
             stats: self.stats.clone(),
         }
     }
@@ -1185,7 +1198,7 @@ impl Node {
     /// Seals an encoded message for the member (or server) at `to`.
     fn send_payload(&mut self, to: SocketAddr, payload: &[u8]) {
         let Some(me) = self.node_id else { return };
-        let sealed = if to == self.params.auth_addr {
+        let sealed = if to == self.auth_now {
             let Some(dh) = self.server_dh else { return };
             // Always with the certificate: a restarted server keeps no state about us.
             let cert = self.attachment(false);
@@ -1372,12 +1385,22 @@ impl Node {
             return;
         }
         if self.auth_attempts >= self.cfg.auth_attempts && self.node_id.is_none() {
+            let servers: Vec<String> = self.auth_servers().map(|a| a.to_string()).collect();
             self.fatal(format!(
                 "auth server {} unreachable after {} attempts",
-                self.params.auth_addr, self.auth_attempts
+                servers.join(", "),
+                self.auth_attempts
             ));
             return;
         }
+        // The last attempt went unanswered: ask the next server, if there is one.
+        let unanswered = self
+            .auth_asked
+            .is_some_and(|asked| self.auth_last_reply.is_none_or(|r| r < asked));
+        if unanswered {
+            self.next_auth_server(now);
+        }
+        self.auth_asked = Some(now);
         // An attempt starts with the server's key and a fresh cookie; the password is only
         // sent once the key matches the pinned one. A retry with a recent cookie goes
         // straight to the hello (one round trip instead of two).
@@ -1397,10 +1420,32 @@ impl Node {
         self.set_timer(Timer::Auth, now + backoff);
     }
 
+    /// The configured auth servers, the first one first.
+    fn auth_servers(&self) -> impl Iterator<Item = SocketAddr> + '_ {
+        std::iter::once(self.params.auth_addr).chain(self.params.auth_fallbacks.iter().copied())
+    }
+
+    /// Turns to the next configured auth server. They share accounts and keys but not
+    /// their boot epochs, so the link to "the server" starts afresh.
+    fn next_auth_server(&mut self, now: Duration) {
+        let servers: Vec<SocketAddr> = self.auth_servers().collect();
+        if servers.len() < 2 {
+            return;
+        }
+        let at = servers.iter().position(|a| *a == self.auth_now);
+        let next = servers[at.map_or(0, |i| (i + 1) % servers.len())];
+        self.auth_now = next;
+        self.auth_switched = now;
+        self.auth_cookie = None;
+        self.auth_hello_sent = false;
+        self.links.forget(SERVER_ID);
+        self.stats.auth_failovers += 1;
+    }
+
     fn send_key_request(&mut self) {
         let pad = [0u8; MIN_KEY_REQUEST];
         if let Ok(bytes) = encode_envelope(&Envelope::KeyRequest { pad: &pad }) {
-            let auth = self.params.auth_addr;
+            let auth = self.auth_now;
             self.push_datagram(auth, bytes);
         }
     }
@@ -1431,7 +1476,7 @@ impl Node {
                      refusing to sign in (no password was sent). If the server was re-keyed \
                      on purpose, pass --auth-key with its new key",
                     secure::fingerprint(&pinned),
-                    self.params.auth_addr,
+                    self.auth_now,
                     secure::fingerprint(&dh_pk)
                 );
                 if self.node_id.is_none() {
@@ -1480,7 +1525,7 @@ impl Node {
                 self.auth_hs.push((tag, hs, dh_pk));
                 self.auth_hello_sent = true;
                 if let Ok(bytes) = encode_envelope(&Envelope::AuthHello { noise: &m1 }) {
-                    let auth = self.params.auth_addr;
+                    let auth = self.auth_now;
                     self.push_datagram(auth, bytes);
                 }
             }
@@ -1648,7 +1693,7 @@ impl Node {
 
     fn fetch_timer(&mut self, now: Duration) {
         if let Some(node_id) = self.node_id {
-            let auth = self.params.auth_addr;
+            let auth = self.auth_now;
             self.send(auth, &Message::Fetch { node_id });
         }
         // In a network larger than a view, thousands of members poll: each polls a third as
@@ -1665,6 +1710,10 @@ impl Node {
         if silent && self.auth_reachable {
             self.auth_reachable = false;
             self.event(Event::AuthServer { reachable: false });
+        }
+        // Another server shares the accounts and the queue: poll it instead.
+        if silent && now.saturating_sub(self.auth_switched) > unreachable {
+            self.next_auth_server(now);
         }
         if silent && !self.key_change_reported && self.server_dh.is_some() {
             // A server that answers nothing may be gone, or back with another key (it cannot

@@ -534,6 +534,12 @@ impl Links {
         Ok(payload)
     }
 
+    /// Drops the link to `peer` (its replay window with it): for a peer that is now
+    /// another process under the same identity, counting from its own epoch.
+    pub fn forget(&mut self, peer: NodeId) {
+        self.0.remove(&peer);
+    }
+
     /// The link to `peer`, if any.
     pub fn get(&self, peer: NodeId) -> Option<&Link> {
         self.0.get(&peer)

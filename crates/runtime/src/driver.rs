@@ -1,5 +1,6 @@
 //! The driver tasks: one per state machine.
 
+use crate::postgres::PgDirectory;
 use p2pchat_core::{
     Archive, AuthConfig, AuthServer, Command, Credentials, Event, Node, NodeConfig, NodeParams,
     Output, Record, Stats,
@@ -456,23 +457,63 @@ impl AuthHandle {
     }
 }
 
+/// Where an auth server keeps its accounts.
+pub enum AuthBackend {
+    /// One server with its own SQLite store (the default).
+    Sqlite(Store),
+    /// One of several servers over a PostgreSQL database, with the records it starts from
+    /// (see [`PgDirectory::open`]).
+    Postgres(Box<PgDirectory>, Vec<Record>),
+}
+
 /// Starts the auth server on `bind`, restoring its accounts from `store`.
 pub async fn spawn_auth_server(
     cfg: AuthConfig,
     creds: Box<dyn Credentials>,
     bind: SocketAddr,
-    mut store: Store,
+    store: Store,
 ) -> Result<AuthHandle, RuntimeError> {
-    let records = store.load()?;
+    spawn_auth_server_on(cfg, creds, bind, AuthBackend::Sqlite(store)).await
+}
+
+/// Starts the auth server on `bind` over `backend`. A PostgreSQL backend needs a
+/// multi-threaded runtime (its queries block their worker thread).
+pub async fn spawn_auth_server_on(
+    cfg: AuthConfig,
+    creds: Box<dyn Credentials>,
+    bind: SocketAddr,
+    backend: AuthBackend,
+) -> Result<AuthHandle, RuntimeError> {
     let socket = bind_udp(bind).await?;
     let local_addr = socket.local_addr()?;
-    let mut server = AuthServer::new(cfg, creds, &records, os_seed(), unix_ms());
+    let (seed, wall) = (os_seed(), unix_ms());
+    let (server, sink): (AuthServer, Box<dyn Sink + Send>) = match backend {
+        AuthBackend::Sqlite(mut store) => {
+            let records = store.load()?;
+            let server = AuthServer::new(cfg, creds, &records, seed, wall);
+            (server, Box::new(store))
+        }
+        AuthBackend::Postgres(dir, records) => {
+            if tokio::runtime::Handle::current().runtime_flavor()
+                == tokio::runtime::RuntimeFlavor::CurrentThread
+            {
+                return Err(RuntimeError::Config(
+                    "a PostgreSQL auth server needs a multi-threaded runtime".into(),
+                ));
+            }
+            let server = AuthServer::with_directory(cfg, creds, dir, &records, seed, wall);
+            // Everything it must keep is in the database.
+            (server, Box::new(Discard))
+        }
+    };
+    let mut server = server;
+    let mut sink = sink;
     let key = server.key();
     // New keys and the boot record are durable before the first answer.
     let mut outputs: Vec<Output> = std::iter::from_fn(|| server.poll_output()).collect();
-    carry_out(&mut outputs, &socket, &mut store, None).await?;
+    carry_out(&mut outputs, &socket, &mut sink, None).await?;
     let (stop, stop_rx) = watch::channel(false);
-    let task = tokio::spawn(run_auth(server, socket, store, stop_rx));
+    let task = tokio::spawn(run_auth(server, socket, sink, stop_rx));
     Ok(AuthHandle {
         local_addr,
         key,
@@ -481,10 +522,25 @@ pub async fn spawn_auth_server(
     })
 }
 
+/// Records nobody keeps: a PostgreSQL server's boot record.
+struct Discard;
+
+impl Sink for Discard {
+    fn commit(&mut self, _: &[Record]) -> Result<(), RuntimeError> {
+        Ok(())
+    }
+}
+
+impl Sink for Box<dyn Sink + Send> {
+    fn commit(&mut self, records: &[Record]) -> Result<(), RuntimeError> {
+        (**self).commit(records)
+    }
+}
+
 async fn run_auth(
     mut server: AuthServer,
     socket: UdpSocket,
-    mut store: Store,
+    mut store: Box<dyn Sink + Send>,
     mut stop: watch::Receiver<bool>,
 ) -> Result<(), RuntimeError> {
     let start = Instant::now();

@@ -6,7 +6,8 @@
 //! store. No protocol decision is taken here.
 //!
 //! - [`spawn_node`] / [`NodeHandle`]: a chat node.
-//! - [`spawn_auth_server`] / [`AuthHandle`]: the auth server.
+//! - [`spawn_auth_server`] / [`AuthHandle`]: the auth server; [`spawn_auth_server_on`] with
+//!   an [`AuthBackend`]: SQLite, or [`PgDirectory`] for several servers on one PostgreSQL.
 //! - [`Argon2Credentials`]: argon2id password verifiers for the auth server.
 //!
 //! Ordering guarantee: the outputs of one call into the machine are carried out in order, and
@@ -17,9 +18,11 @@
 
 mod credentials;
 mod driver;
+mod postgres;
 
 pub use credentials::Argon2Credentials;
 pub use driver::{
-    os_seed, spawn_auth_server, spawn_node, spawn_node_with_sink, unix_ms, AuthHandle, EventSink,
-    NodeControl, NodeHandle, RuntimeError,
+    os_seed, spawn_auth_server, spawn_auth_server_on, spawn_node, spawn_node_with_sink, unix_ms,
+    AuthBackend, AuthHandle, EventSink, NodeControl, NodeHandle, RuntimeError,
 };
+pub use postgres::{PgDirectory, PG_SCHEMA_VERSION};

@@ -677,6 +677,7 @@ impl Sim {
             signup,
             local_addr: addr_of(self.port_base, i),
             auth_addr: addr_of(self.port_base, AUTH),
+            auth_fallbacks: Vec::new(),
             seed: self
                 .cfg
                 .seed

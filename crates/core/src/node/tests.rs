@@ -19,6 +19,7 @@ fn params(user: &str, port: u16, signup: bool) -> NodeParams {
         signup,
         local_addr: addr(port),
         auth_addr: addr(AUTH),
+        auth_fallbacks: Vec::new(),
         seed: port as u64,
         crypto_seed: [port as u8; 32],
         auth_key: None,
@@ -1247,4 +1248,97 @@ fn a_message_is_never_refused_however_many_authors_talk_at_once() {
     };
     assert_eq!(messages.len(), 1);
     assert_eq!(messages[0].text, "after the burst");
+}
+
+/// Two auth servers over one directory (as two processes over one database): a node given
+/// both signs up through the second while the first is dead, and later polls the first when
+/// the second dies.
+#[test]
+fn a_node_fails_over_between_auth_servers_that_share_a_directory() {
+    use crate::auth::directory::SharedMemory;
+    let (sign_sk, dh_sk) = Identity::generate(&mut secure::crypto_rng([77; 32])).secrets();
+    let keys = [Record::Keys { sign_sk, dh_sk }];
+    let shared = SharedMemory::default();
+    let server = |seed: u8| {
+        let mut s = AuthServer::with_directory(
+            AuthConfig::default(),
+            Box::new(InsecurePlainCredentials),
+            Box::new(shared.clone()),
+            &keys,
+            [seed; 32],
+            1_700_000_000_000,
+        );
+        while s.poll_output().is_some() {}
+        s
+    };
+    let (a, b) = (addr(AUTH), addr(AUTH + 1));
+    let mut servers = [(a, server(1)), (b, server(2))];
+    let mut p = params("alice", 5000, true);
+    p.auth_fallbacks = vec![b];
+    let mut alice = Node::new(NodeConfig::default(), p, Duration::ZERO);
+    let me = addr(5000);
+    // Runs for `secs` in 50 ms steps; datagrams to a server that is not `up` are lost.
+    let run = |alice: &mut Node,
+               servers: &mut [(SocketAddr, AuthServer)],
+               from_ms: u64,
+               to_ms: u64,
+               up: SocketAddr| {
+        let mut events = Vec::new();
+        for ms in (from_ms..to_ms).step_by(50) {
+            let t = Duration::from_millis(ms);
+            alice.handle_timeout(t);
+            loop {
+                let (sent, ev, _) = drain(alice);
+                events.extend(ev);
+                let mut replies = Vec::new();
+                for (to, bytes) in sent {
+                    if let Some((_, s)) = servers.iter_mut().find(|(at, _)| *at == to && to == up) {
+                        s.handle_datagram(t, me, &bytes);
+                        while let Some(o) = s.poll_output() {
+                            if let Output::Send { bytes, .. } = o {
+                                replies.push((to, bytes));
+                            }
+                        }
+                    }
+                }
+                if replies.is_empty() {
+                    break;
+                }
+                for (from, bytes) in replies {
+                    alice.handle_datagram(t, from, &bytes);
+                }
+            }
+        }
+        events
+    };
+    // A is dead: the first attempt goes unanswered, the next goes to B.
+    run(&mut alice, &mut servers, 0, 3_000, b);
+    assert!(alice.is_member(), "signed up through the second server");
+    assert!(alice.stats().auth_failovers >= 1);
+    assert_eq!(servers[1].1.counts(Duration::from_secs(3)).users, 1);
+    // B dies and A is back: polls go unanswered, then go to A, which knows alice's account
+    // and lease from the shared directory and answers.
+    let before = servers[0].1.stats().datagrams_out;
+    let events = run(&mut alice, &mut servers, 3_000, 15_000, a);
+    assert!(
+        servers[0].1.stats().datagrams_out > before,
+        "A answers alice's polls"
+    );
+    let reachability: Vec<bool> = events
+        .iter()
+        .filter_map(|e| match e {
+            Event::AuthServer { reachable } => Some(*reachable),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        reachability,
+        [false, true],
+        "B went silent, then A answered"
+    );
+    alice.handle_command(Duration::from_secs(15), Command::Status);
+    let (_, ev, _) = drain(&mut alice);
+    assert!(ev
+        .iter()
+        .any(|e| matches!(e, Event::Status(r) if r.auth_server == a && r.auth_server_reachable)));
 }

@@ -335,7 +335,7 @@ impl Node {
     }
 
     fn send_lookup(&mut self, user: String) {
-        let auth = self.params.auth_addr;
+        let auth = self.auth_now;
         self.send(auth, &Message::Lookup { user });
     }
 

@@ -1,0 +1,483 @@
+use super::*;
+use crate::secure::Link;
+
+const WALL: u64 = 1_700_000_000_000;
+
+fn addr(port: u16) -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], port))
+}
+
+fn server_with(cfg: AuthConfig, records: &[Record]) -> AuthServer {
+    let mut s = AuthServer::new(
+        cfg,
+        Box::new(InsecurePlainCredentials),
+        records,
+        [5; 32],
+        WALL,
+    );
+    while s.poll_output().is_some() {}
+    s
+}
+
+fn server(max_nodes: usize) -> AuthServer {
+    server_with(
+        AuthConfig {
+            max_nodes,
+            ..AuthConfig::default()
+        },
+        &[],
+    )
+}
+
+fn client_ident(port: u16) -> Identity {
+    Identity::generate(&mut secure::crypto_rng([(port % 251) as u8; 32]))
+}
+
+fn sends(s: &mut AuthServer) -> Vec<Vec<u8>> {
+    let mut out = Vec::new();
+    while let Some(o) = s.poll_output() {
+        if let Output::Send { bytes, .. } = o {
+            out.push(bytes);
+        }
+    }
+    out
+}
+
+fn seed(port: u16, req: u64) -> [u8; 32] {
+    let mut s = [0u8; 32];
+    s[..2].copy_from_slice(&port.to_le_bytes());
+    s[2..10].copy_from_slice(&req.to_le_bytes());
+    s
+}
+
+/// A whole signup/signin as a node does it: key request, then Noise NK.
+fn auth(
+    s: &mut AuthServer,
+    now: Duration,
+    port: u16,
+    req: u64,
+    user: &str,
+    pw: &str,
+    up: bool,
+) -> Result<Admission, AuthError> {
+    let kr = encode_envelope(&Envelope::KeyRequest {
+        pad: &[0; MIN_KEY_REQUEST],
+    })
+    .expect("fits");
+    s.handle_datagram(now, addr(port), &kr);
+    let replies = sends(s);
+    let Some(Ok(Envelope::KeyReply { dh_pk, cookie, .. })) =
+        replies.first().map(|b| decode_envelope(b))
+    else {
+        panic!("no key reply")
+    };
+    assert!(replies[0].len() <= kr.len(), "no amplification");
+    let me = client_ident(port);
+    let request = AuthRequest {
+        req,
+        signup: up,
+        user: user.into(),
+        password: pw.into(),
+        sign_pk: me.sign_pk,
+        dh_pk: me.dh_pk,
+        cookie,
+        pad: vec![0; MIN_AUTH_HELLO],
+    };
+    let (mut hs, m1) = secure::nk_initiate(
+        &dh_pk,
+        seed(port, req),
+        &to_payload(&request).expect("fits"),
+    )
+    .expect("nk");
+    let hello = encode_envelope(&Envelope::AuthHello { noise: &m1 }).expect("fits");
+    s.handle_datagram(now, addr(port), &hello);
+    let replies = sends(s);
+    let Some(Ok(Envelope::AuthAnswer { noise, .. })) = replies.first().map(|b| decode_envelope(b))
+    else {
+        panic!("no answer")
+    };
+    assert!(replies[0].len() <= hello.len(), "no amplification");
+    let payload = secure::nk_finish(&mut hs, noise).expect("authentic answer");
+    let reply: AuthReply = p2pchat_proto::wire::from_payload(&payload).expect("reply");
+    assert_eq!(reply.req, req);
+    reply.result
+}
+
+/// A member's poll over its link; returns the decrypted answer.
+fn fetch(
+    s: &mut AuthServer,
+    now: Duration,
+    port: u16,
+    user: &str,
+    adm: &Admission,
+) -> Vec<Message> {
+    let me = client_ident(port);
+    let mut link = Link::new(&me, adm.node_id, SERVER_ID, s.key());
+    let epoch = (now.as_millis() as u32).wrapping_add(1);
+    let dg = link
+        .seal(
+            adm.node_id,
+            epoch,
+            &encode(&Message::Fetch {
+                node_id: adm.node_id,
+            })
+            .expect("fits"),
+            Some(SenderCert {
+                user: user.into(),
+                cert: adm.cert.clone(),
+            }),
+        )
+        .expect("seal");
+    s.handle_datagram(now, addr(port), &dg);
+    sends(s)
+        .iter()
+        .map(|b| match decode_envelope(b) {
+            Ok(Envelope::Link {
+                from,
+                epoch,
+                counter,
+                sealed,
+                ..
+            }) => {
+                decode(&link.open(from, epoch, counter, sealed).expect("authentic")).expect("valid")
+            }
+            other => panic!("unexpected {other:?}"),
+        })
+        .collect()
+}
+
+#[test]
+fn signup_then_signin_gives_the_same_id_and_wrong_password_is_refused() {
+    let mut s = server(10);
+    let t = Duration::ZERO;
+    let a = auth(&mut s, t, 5000, 1, "alice", "pw", true).expect("signup");
+    assert!(a.first);
+    let vk = secure::verifying_key(&a.server_sign_pk).expect("key");
+    assert!(secure::cert_ok(&vk, a.node_id, "alice", &a.cert));
+    assert_eq!(a.cert.dh_pk, client_ident(5000).dh_pk);
+    assert_eq!(
+        auth(&mut s, t, 5000, 2, "alice", "pw2", true),
+        Err(AuthError::UsernameTaken)
+    );
+    assert_eq!(
+        auth(&mut s, t, 5000, 3, "alice", "bad", false),
+        Err(AuthError::BadCredentials)
+    );
+    assert_eq!(
+        auth(&mut s, t, 5000, 4, "nobody", "pw", false),
+        Err(AuthError::BadCredentials)
+    );
+    let again = auth(&mut s, t, 5001, 5, "alice", "pw", false).expect("signin");
+    assert_eq!(again.node_id, a.node_id);
+    assert_eq!(
+        auth(&mut s, t, 5000, 6, "bad name", "pw", true),
+        Err(AuthError::InvalidUsername)
+    );
+}
+
+#[test]
+fn a_retried_signup_gets_the_cached_answer() {
+    let mut s = server(10);
+    let a = auth(&mut s, Duration::ZERO, 5000, 7, "alice", "pw", true).expect("signup");
+    let b = auth(
+        &mut s,
+        Duration::from_millis(300),
+        5000,
+        7,
+        "alice",
+        "pw",
+        true,
+    )
+    .expect("retry");
+    assert_eq!(a, b);
+}
+
+#[test]
+fn repeated_wrong_passwords_are_throttled_while_others_get_in() {
+    let mut s = server(10);
+    let t = Duration::ZERO;
+    auth(&mut s, t, 5000, 1, "alice", "pw", true).expect("signup");
+    auth(&mut s, t, 5001, 1, "bob", "pw", true).expect("signup");
+    for req in 10..15 {
+        assert_eq!(
+            auth(&mut s, t, 5002, req, "alice", "guess", false),
+            Err(AuthError::BadCredentials)
+        );
+    }
+    assert_eq!(
+        auth(&mut s, t, 5002, 20, "alice", "guess", false),
+        Err(AuthError::BadCredentials)
+    );
+    // Locked now, even with the right password.
+    assert!(matches!(
+        auth(&mut s, t, 5002, 21, "alice", "pw", false),
+        Err(AuthError::Throttled(n)) if n >= 1
+    ));
+    // Bob, from the same address, is not affected.
+    assert!(auth(&mut s, t, 5002, 22, "bob", "pw", false).is_ok());
+    // Once the lock has passed, the right password works again.
+    let later = Duration::from_secs(10);
+    assert!(auth(&mut s, later, 5000, 23, "alice", "pw", false).is_ok());
+    assert!(s.stats().throttled >= 1);
+}
+
+#[test]
+fn stale_cookies_replays_and_short_requests_change_nothing() {
+    let mut s = server(10);
+    // A key request shorter than the minimum gets no answer at all.
+    let short = encode_envelope(&Envelope::KeyRequest { pad: &[0; 8] }).expect("fits");
+    s.handle_datagram(Duration::ZERO, addr(5000), &short);
+    assert!(sends(&mut s).is_empty());
+    // A hello replayed a minute later, from another address, with a stale cookie.
+    let kr = encode_envelope(&Envelope::KeyRequest {
+        pad: &[0; MIN_KEY_REQUEST],
+    })
+    .expect("fits");
+    s.handle_datagram(Duration::ZERO, addr(5000), &kr);
+    let cookie = match decode_envelope(&sends(&mut s)[0]) {
+        Ok(Envelope::KeyReply { cookie, .. }) => cookie,
+        other => panic!("{other:?}"),
+    };
+    let me = client_ident(5000);
+    let request = AuthRequest {
+        req: 1,
+        signup: true,
+        user: "eve".into(),
+        password: "pw".into(),
+        sign_pk: me.sign_pk,
+        dh_pk: me.dh_pk,
+        cookie,
+        pad: vec![0; MIN_AUTH_HELLO],
+    };
+    let (_, m1) =
+        secure::nk_initiate(&s.key(), [1; 32], &to_payload(&request).expect("fits")).expect("nk");
+    let hello = encode_envelope(&Envelope::AuthHello { noise: &m1 }).expect("fits");
+    s.handle_datagram(Duration::from_secs(120), addr(6000), &hello);
+    assert_eq!(
+        sends(&mut s).len(),
+        1,
+        "answered with StaleCookie inside Noise"
+    );
+    assert_eq!(s.user_count(), 0, "no account was created");
+    // The same bytes again: the cached answer, still no account.
+    s.handle_datagram(Duration::from_secs(121), addr(6000), &hello);
+    assert_eq!(sends(&mut s).len(), 1);
+    assert_eq!(s.user_count(), 0);
+    assert_eq!(s.stats().replayed, 1);
+}
+
+#[test]
+fn newcomers_are_queued_handed_to_fetchers_and_reoffered() {
+    let mut s = server(10);
+    let t0 = Duration::ZERO;
+    let a = auth(&mut s, t0, 5000, 1, "alice", "pw", true).expect("first");
+    let b = auth(&mut s, t0, 5001, 1, "bob", "pw", true).expect("queued");
+    assert!(!b.first);
+    assert_eq!(s.queue_len(), 1);
+    let got = fetch(&mut s, t0, 5000, "alice", &a);
+    assert!(
+        matches!(&got[..], [Message::Pending { newcomers, .. }] if newcomers.len() == 1 && newcomers[0].user == "bob")
+    );
+    // Not offered again right away...
+    let got = fetch(&mut s, t0 + Duration::from_millis(100), 5000, "alice", &a);
+    assert!(matches!(&got[..], [Message::Pending { newcomers, .. }] if newcomers.is_empty()));
+    // ...but again once the re-offer delay has passed without bob polling.
+    let later = t0 + Duration::from_secs(2);
+    let got = fetch(&mut s, later, 5000, "alice", &a);
+    assert!(matches!(&got[..], [Message::Pending { newcomers, .. }] if newcomers.len() == 1));
+    // Bob polls: he is in, and leaves the queue.
+    fetch(&mut s, later, 5001, "bob", &b);
+    assert_eq!(s.queue_len(), 0);
+    assert_eq!(s.live_count(later), 2);
+    // A poll claiming bob's certificate under alice's keys is refused.
+    let forged = Admission {
+        cert: b.cert.clone(),
+        ..a.clone()
+    };
+    let before = s.live_count(later);
+    let me = client_ident(5000);
+    let mut link = Link::new(&me, b.node_id, SERVER_ID, s.key());
+    let dg = link
+        .seal(
+            b.node_id,
+            99,
+            &encode(&Message::Fetch { node_id: b.node_id }).expect("fits"),
+            Some(SenderCert {
+                user: "bob".into(),
+                cert: forged.cert,
+            }),
+        )
+        .expect("seal");
+    s.handle_datagram(later, addr(5000), &dg);
+    assert!(sends(&mut s).is_empty());
+    assert_eq!(s.live_count(later), before);
+}
+
+#[test]
+fn certificates_are_renewed_at_half_life() {
+    let mut s = server_with(
+        AuthConfig {
+            cert_lifetime: Duration::from_secs(100),
+            ..AuthConfig::default()
+        },
+        &[],
+    );
+    let a = auth(&mut s, Duration::ZERO, 5000, 1, "alice", "pw", true).expect("signup");
+    let got = fetch(&mut s, Duration::from_secs(10), 5000, "alice", &a);
+    assert!(matches!(&got[..], [Message::Pending { renewed: None, .. }]));
+    let got = fetch(&mut s, Duration::from_secs(60), 5000, "alice", &a);
+    let [Message::Pending {
+        renewed: Some(c), ..
+    }] = &got[..]
+    else {
+        panic!("expected a renewal: {got:?}")
+    };
+    assert!(c.expires_ms > a.cert.expires_ms);
+    assert_eq!(c.dh_pk, a.cert.dh_pk);
+}
+
+#[test]
+fn the_cap_counts_live_and_waiting_nodes() {
+    let mut s = server(2);
+    let t = Duration::ZERO;
+    auth(&mut s, t, 5000, 1, "a", "pw", true).expect("first");
+    auth(&mut s, t, 5001, 1, "b", "pw", true).expect("second");
+    assert_eq!(
+        auth(&mut s, t, 5002, 1, "c", "pw", true),
+        Err(AuthError::NetworkFull)
+    );
+    // Leases run out: room again, and the lone signer is first.
+    let later = Duration::from_secs(60);
+    let c = auth(&mut s, later, 5002, 2, "c", "pw", true).expect("room");
+    assert!(c.first);
+}
+
+#[test]
+fn a_full_queue_refuses_before_making_the_account_so_the_signup_can_ask_again() {
+    let mut s = server_with(
+        AuthConfig {
+            queue_limit: 1,
+            ..AuthConfig::default()
+        },
+        &[],
+    );
+    let t = Duration::ZERO;
+    assert!(auth(&mut s, t, 5000, 1, "a", "pw", true).expect("a").first);
+    auth(&mut s, t, 5001, 1, "b", "pw", true).expect("b waits");
+    assert_eq!(
+        auth(&mut s, t, 5002, 1, "c", "pw", true),
+        Err(AuthError::QueueFull)
+    );
+    // b asking again is fine (already queued); c's name is still free once there is room.
+    let b = auth(&mut s, t, 5001, 2, "b", "pw", false).expect("b again");
+    // b polls: it is in the network and leaves the queue.
+    fetch(&mut s, t, 5001, "b", &b);
+    assert_eq!(s.queue_len(), 0);
+    auth(&mut s, t, 5002, 2, "c", "pw", true).expect("c, later");
+}
+
+#[test]
+fn restored_server_keeps_keys_accounts_and_never_reuses_ids() {
+    let mut s = AuthServer::new(
+        AuthConfig::default(),
+        Box::new(InsecurePlainCredentials),
+        &[],
+        [5; 32],
+        WALL,
+    );
+    let mut records = Vec::new();
+    while let Some(o) = s.poll_output() {
+        if let Output::Persist(r) = o {
+            records.push(r);
+        }
+    }
+    s.handle_datagram(Duration::ZERO, addr(1), b"garbage");
+    assert_eq!(s.stats().malformed, 1);
+    auth(&mut s, Duration::ZERO, 5000, 1, "x", "p", true).expect("signup");
+    records.push(Record::User {
+        user: "x".into(),
+        node_id: NodeId(1),
+        password_hash: "plain$p".into(),
+    });
+    let key = s.key();
+    let mut restored = AuthServer::new(
+        AuthConfig::default(),
+        Box::new(InsecurePlainCredentials),
+        &records,
+        [6; 32],
+        WALL,
+    );
+    assert_eq!(restored.key(), key, "the key survives a restart");
+    assert_eq!(restored.user_count(), 1);
+    let y = auth(&mut restored, Duration::ZERO, 5003, 9, "y", "pw", true).expect("signup");
+    assert_eq!(y.node_id, NodeId(2));
+    assert!(auth(&mut restored, Duration::ZERO, 5004, 9, "x", "p", false).is_ok());
+}
+
+proptest::proptest! {
+    #[test]
+    fn arbitrary_datagrams_never_panic_and_are_never_amplified(
+        bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..1300),
+        kind in 0u8..6,
+    ) {
+        let mut s = server(10);
+        let mut b = bytes;
+        if b.len() >= 4 && kind < 5 {
+            // A valid header and envelope tag, so the decoders behind them are reached.
+            b[..4].copy_from_slice(&[b'p', b'C', 2, kind]);
+        }
+        s.handle_datagram(Duration::ZERO, addr(1), &b);
+        while let Some(o) = s.poll_output() {
+            if let Output::Send { bytes: out, .. } = o {
+                proptest::prop_assert!(out.len() <= b.len(), "{} answered with {}", b.len(), out.len());
+            }
+        }
+        proptest::prop_assert_eq!(s.user_count(), 0);
+    }
+}
+
+#[test]
+fn signups_over_the_rate_limit_are_told_to_wait_not_that_they_failed() {
+    let mut s = server_with(
+        AuthConfig {
+            source_signups: 2,
+            ..AuthConfig::default()
+        },
+        &[],
+    );
+    let t = Duration::from_secs(1);
+    assert!(auth(&mut s, t, 5000, 1, "ann", "pw", true).is_ok());
+    assert!(auth(&mut s, t, 5001, 2, "ben", "pw", true).is_ok());
+    // Same address (127.0.0.1), third signup in the window.
+    let refused = auth(&mut s, t, 5002, 3, "cid", "pw", true);
+    let Err(e @ AuthError::RateLimited(secs)) = refused else {
+        panic!("{refused:?}")
+    };
+    assert!((1..=60).contains(&secs), "{secs}");
+    assert!(e.to_string().contains("too many signups"), "{e}");
+    // Signing in is not limited; after the window, signing up works again.
+    assert!(auth(&mut s, t, 5003, 4, "ann", "pw", false).is_ok());
+    let later = t + AuthConfig::default().source_window + Duration::from_secs(1);
+    assert!(auth(&mut s, later, 5004, 5, "cid", "pw", true).is_ok());
+}
+
+#[test]
+fn a_signup_asked_again_by_the_same_node_is_admitted_not_taken() {
+    // The answer was lost (say, with the server that made the account): the node asks again
+    // as a new request, perhaps of another server. Same node key and password: the account.
+    let mut s = server(10);
+    let t = Duration::ZERO;
+    let first = auth(&mut s, t, 5000, 1, "ann", "pw", true).expect("ann");
+    let again = auth(&mut s, t, 5000, 2, "ann", "pw", true).expect("same node, same password");
+    assert_eq!(again.node_id, first.node_id);
+    // Another node, or the same node with another password: the name is taken.
+    assert_eq!(
+        auth(&mut s, t, 5001, 1, "ann", "pw", true),
+        Err(AuthError::UsernameTaken)
+    );
+    assert_eq!(
+        auth(&mut s, t, 5000, 3, "ann", "other", true),
+        Err(AuthError::UsernameTaken)
+    );
+    assert_eq!(s.user_count(), 1);
+}
