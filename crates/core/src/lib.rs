@@ -19,6 +19,13 @@
 
 #![forbid(unsafe_code)]
 
+/// Hash maps with a fixed hasher: the same iteration order in every process, so a simulation
+/// is reproducible byte for byte from its seed. Their keys are ids and keys of authenticated
+/// parties, and the maps are bounded, so a seeded hasher would buy little.
+pub(crate) type HashMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::FixedState>;
+/// See [`HashMap`].
+pub(crate) type HashSet<T> = std::collections::HashSet<T, foldhash::fast::FixedState>;
+
 pub mod auth;
 pub mod config;
 pub mod io;

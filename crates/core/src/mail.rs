@@ -14,12 +14,13 @@
 //! as a record; the protocol is in `docs/PROTOCOL.md` ("Mailboxes").
 
 use crate::secure::Identity;
+use crate::HashMap;
 use blake2::{Blake2s256, Digest};
 use chacha20poly1305::aead::{Aead, Payload};
 use chacha20poly1305::{KeyInit, XChaCha20Poly1305, XNonce};
 use p2pchat_proto::wire::{from_payload, to_payload};
 use p2pchat_proto::{Key, MailBlob, NodeId, PrivateMsg};
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 
 fn mail_key(shared: &[u8; 32], from: NodeId, to: NodeId) -> XChaCha20Poly1305 {
     let mut h = Blake2s256::new();

@@ -25,8 +25,10 @@ use crate::io::{
 };
 use crate::mail::Mailbox;
 use crate::secure::{self, Identity, Links, SERVER_ID};
+use crate::{HashMap, HashSet};
+use clocks::ClockStore;
 use ed25519_dalek::VerifyingKey;
-use foldhash::{HashMap, HashMapExt, HashSet};
+use foldhash::HashMapExt;
 use p2pchat_proto::wire::{
     encode_envelope, from_payload, to_payload, Cert, Envelope, Key, SenderCert, MAX_PASSWORD,
     MIN_AUTH_HELLO, MIN_KEY_REQUEST,
@@ -52,10 +54,6 @@ const RECENT_MEMBERS: usize = 128;
 const RECENT_IN_ACK: usize = 4;
 /// How long a cookie is reused for retries (the server accepts it for 30 to 60 s).
 const COOKIE_REUSE: Duration = Duration::from_secs(20);
-/// Delivered messages whose vector clocks stay cached.
-const CLOCK_CACHE: usize = 512;
-/// Every this many messages of an author, its clock is stored in full (else as a delta).
-const CLOCK_CHECKPOINT: u64 = 32;
 /// Link datagrams kept while waiting for admission.
 const EARLY_LIMIT: usize = 64;
 /// Least time between two full member lists sent to the same peer by membership repair.
@@ -174,30 +172,13 @@ struct Member {
 
 /// A delivered group message, kept encoded: about 200 bytes instead of about 300 decoded, and
 /// no stored vector clock (which alone took 16 bytes per member per message). Clocks are
-/// rebuilt on demand: see [`Node::clock_for`].
+/// rebuilt on demand: see [`clocks`].
 struct Delivered {
     lamport: u64,
     author: NodeId,
     seq: u64,
     /// The encoded message; `None` once it left the in-memory window (read from the archive).
     bytes: Option<Box<[u8]>>,
-}
-
-/// How a delivered message's vector clock is kept (with full clocks turned on): in full every
-/// `CLOCK_CHECKPOINT` messages of an author, otherwise as the increments since the author's
-/// previous message, postcard-encoded into one byte arena per author. About 2 bytes per
-/// changed entry instead of 16 per member and message.
-#[derive(serde::Serialize, serde::Deserialize)]
-enum StoredClock {
-    Full(Vec<(NodeId, u64)>),
-    Delta(Vec<(NodeId, u64)>),
-}
-
-/// One author's stored clocks: `offsets[seq - 1]` is where message `seq`'s clock starts.
-#[derive(Default)]
-struct ClockLog {
-    offsets: Vec<u32>,
-    bytes: Vec<u8>,
 }
 
 impl Delivered {
@@ -309,11 +290,8 @@ pub struct Node {
     archive: Option<Box<dyn Archive>>,
     /// History entries before this index have had their bodies dropped from memory.
     trimmed: usize,
-    /// Every delivered message's clock, compactly, per author (see [`StoredClock`]).
-    clock_log: HashMap<NodeId, ClockLog>,
-    /// Clocks of the most recently delivered messages (the usual predecessors of new ones).
-    clock_cache: HashMap<Dot, VectorClock>,
-    clock_fifo: VecDeque<Dot>,
+    /// Every delivered message's clock, compactly (with `full_clocks`).
+    clocks: ClockStore,
 
     conversations: BTreeMap<NodeId, Conversation>,
 
@@ -438,9 +416,7 @@ impl Node {
             ring: ring::Ring::default(),
             archive: None,
             trimmed: 0,
-            clock_log: HashMap::new(),
-            clock_cache: HashMap::new(),
-            clock_fifo: VecDeque::new(),
+            clocks: ClockStore::new(),
             conversations: BTreeMap::new(),
             suspects: std::collections::BTreeSet::new(),
             probe_order: Vec::new(),
@@ -732,7 +708,7 @@ impl Node {
             let clock = self
                 .cfg
                 .full_clocks
-                .then(|| self.stored_clock(msg.dot()))
+                .then(|| self.clocks.get(msg.dot()))
                 .flatten();
             entries.push((d.lamport, d.author, d.seq, self.group_entry(msg, clock)));
         }
@@ -2618,111 +2594,16 @@ impl Node {
         self.frontier.insert(author, msg.seq);
         self.delivered.set(author, msg.seq);
         self.max_lamport = self.max_lamport.max(msg.lamport);
-        let (clock, prev_clock) = match self.cfg.full_clocks.then(|| self.clock_for(&msg)) {
-            Some((c, p)) => (Some(c), p),
-            None => (None, None),
-        };
+        let clock = self.cfg.full_clocks.then(|| self.clocks.deliver(&msg));
         self.stats.group_delivered += 1;
         self.persist(Record::Group(msg.clone()));
         let idx = self.history.len() as u32;
         self.by_author.entry(author).or_default().push(idx);
-        if let Some(c) = &clock {
-            let prev = prev_clock.filter(|_| msg.seq % CLOCK_CHECKPOINT != 1);
-            let stored = match prev {
-                Some(p) => StoredClock::Delta(
-                    c.iter()
-                        .filter(|&(n, v)| p.get(n) != v)
-                        .map(|(n, v)| (n, v - p.get(n).min(v)))
-                        .collect(),
-                ),
-                None => StoredClock::Full(c.iter().collect()),
-            };
-            let log = self.clock_log.entry(author).or_default();
-            // Only in order: the arena is indexed by sequence number.
-            if log.offsets.len() as u64 + 1 == msg.seq {
-                log.offsets.push(log.bytes.len() as u32);
-                log.bytes = postcard::to_extend(&stored, std::mem::take(&mut log.bytes))
-                    .unwrap_or_default();
-            }
-        }
         self.history.push(Delivered::new(&msg));
-        if let Some(c) = &clock {
-            if self.clock_fifo.len() >= CLOCK_CACHE {
-                if let Some(old) = self.clock_fifo.pop_front() {
-                    self.clock_cache.remove(&old);
-                }
-            }
-            self.clock_fifo.push_back(msg.dot());
-            self.clock_cache.insert(msg.dot(), c.clone());
-        }
         if !self.replaying {
             let entry = self.group_entry(msg, clock);
             self.event(Event::Message(Box::new(entry)));
         }
-    }
-
-    /// The clock of a message being delivered: the join of its predecessors' clocks (cached
-    /// ones are merged in place; others are rebuilt), and the clock of the author's previous
-    /// message (to store the new one as a delta).
-    fn clock_for(&self, msg: &GroupMsg) -> (VectorClock, Option<VectorClock>) {
-        let mut c = VectorClock::new();
-        let mut prev_clock = None;
-        if msg.seq > 1 {
-            let p = Dot::new(msg.author, msg.seq - 1);
-            prev_clock = self.stored_clock(p);
-            if let Some(pc) = &prev_clock {
-                c.merge(pc);
-            }
-        }
-        for d in &msg.deps {
-            match self.clock_cache.get(d) {
-                Some(dc) => c.merge(dc),
-                None => {
-                    if let Some(dc) = self.stored_clock(*d) {
-                        c.merge(&dc);
-                    }
-                }
-            }
-        }
-        c.set(msg.author, msg.seq);
-        (c, prev_clock)
-    }
-
-    /// The clock of a delivered message: from the cache of recent ones, or rebuilt from the
-    /// author's chain of stored clock deltas back to the nearest checkpoint (at most
-    /// `CLOCK_CHECKPOINT - 1` steps, all in memory).
-    fn stored_clock(&self, dot: Dot) -> Option<VectorClock> {
-        if let Some(c) = self.clock_cache.get(&dot) {
-            return Some(c.clone());
-        }
-        let mut deltas: Vec<Vec<(NodeId, u64)>> = Vec::new();
-        let mut seq = dot.seq;
-        let mut base = loop {
-            let here = Dot::new(dot.author, seq);
-            if here != dot {
-                if let Some(c) = self.clock_cache.get(&here) {
-                    break c.clone();
-                }
-            }
-            let log = self.clock_log.get(&dot.author)?;
-            let at = *log
-                .offsets
-                .get(usize::try_from(seq).ok()?.checked_sub(1)?)? as usize;
-            let (stored, _) =
-                postcard::take_from_bytes::<StoredClock>(log.bytes.get(at..)?).ok()?;
-            match stored {
-                StoredClock::Full(entries) => break entries.into_iter().collect(),
-                StoredClock::Delta(entries) => deltas.push(entries),
-            }
-            seq = seq.checked_sub(1).filter(|&s| s >= 1)?;
-        };
-        for d in deltas.into_iter().rev() {
-            for (n, inc) in d {
-                let v = base.get(n).saturating_add(inc);
-                base.set(n, v);
-            }
-        }
-        Some(base)
     }
 
     fn find(&self, dot: Dot) -> Option<&Delivered> {
@@ -3132,6 +3013,7 @@ impl Node {
     }
 }
 
+mod clocks;
 mod mailbox;
 mod ring;
 #[cfg(test)]

@@ -483,7 +483,7 @@ pub fn pick_cert(
 /// One party's links, by peer id (the server's is `SERVER_ID`): the one place links are
 /// derived, opened and sealed, for nodes and the auth server alike.
 #[derive(Default)]
-pub struct Links(foldhash::HashMap<NodeId, Link>);
+pub struct Links(crate::HashMap<NodeId, Link>);
 
 impl Links {
     /// The link to `peer`, derived afresh when new or when the peer's key changed.

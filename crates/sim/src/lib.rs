@@ -21,6 +21,7 @@
 
 #![forbid(unsafe_code)]
 
+use foldhash::{HashMapExt, HashSetExt};
 use p2pchat_core::{
     AuthConfig, AuthServer, Command, Event, InsecurePlainCredentials, Node, NodeConfig, NodeParams,
     Output, Record, Scope,
@@ -30,7 +31,11 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde::Serialize;
 use std::cmp::Ordering;
-use std::collections::{BinaryHeap, HashMap, HashSet};
+use std::collections::BinaryHeap;
+
+/// Maps with a fixed hasher: the report is the same, byte for byte, in every run of a seed.
+type HashMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::FixedState>;
+type HashSet<T> = std::collections::HashSet<T, foldhash::fast::FixedState>;
 use std::net::SocketAddr;
 use std::time::Duration;
 use thiserror::Error;

@@ -12,9 +12,10 @@
 
 use crate::config::AuthConfig;
 use crate::io::Record;
+use crate::{HashMap, HashSet};
 use p2pchat_proto::wire::{Cert, Key};
 use p2pchat_proto::{AuthError, NodeId, PeerInfo};
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::time::Duration;
 

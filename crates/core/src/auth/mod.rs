@@ -21,9 +21,11 @@ pub mod directory;
 use crate::config::AuthConfig;
 use crate::io::{Event, Output, Record, Stats};
 use crate::secure::{self, Identity, Links, SERVER_ID};
+use crate::HashMap;
 pub use directory::{
     Account, Admitted, Ask, Counts, Decision, Directory, DirectoryError, MemoryDirectory, Now,
 };
+use foldhash::HashMapExt;
 use p2pchat_proto::wire::{
     decode_auth_request, encode_envelope, to_payload, valid_username, Cert, Envelope, Key,
     SenderCert, MAX_PASSWORD, MIN_AUTH_HELLO, MIN_KEY_REQUEST,
@@ -33,7 +35,7 @@ use p2pchat_proto::{
     PeerInfo,
 };
 use rand_chacha::ChaCha20Rng;
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 

@@ -617,7 +617,7 @@ proptest::proptest! {
 #[test]
 fn clocks_are_rebuilt_for_messages_that_left_the_cache() {
     let mut n = member_node("carol", 3, 6003);
-    let total = CLOCK_CACHE as u64 + 100;
+    let total = clocks::CACHE as u64 + 100;
     for seq in 1..=total {
         let deps: &[(u32, u64)] = &[];
         feed(
