@@ -29,6 +29,7 @@ use crate::{HashMap, HashSet};
 use clocks::ClockStore;
 use ed25519_dalek::VerifyingKey;
 use foldhash::HashMapExt;
+use join::AuthClient;
 use p2pchat_proto::wire::{
     encode_envelope, from_payload, to_payload, Cert, Envelope, Key, SenderCert, MAX_PASSWORD,
     MIN_AUTH_HELLO, MIN_KEY_REQUEST,
@@ -44,6 +45,7 @@ use rand_chacha::ChaCha8Rng;
 use std::collections::{BTreeMap, VecDeque};
 use std::net::SocketAddr;
 use std::time::Duration;
+use timers::{Timer, Timers};
 use views::{Admit, Parked};
 
 /// Digest entries per datagram (each at most ~14 bytes).
@@ -60,50 +62,6 @@ const EARLY_LIMIT: usize = 64;
 const FULL_LIST_COOLDOWN: Duration = Duration::from_secs(10);
 /// Commands kept while signing in (they run, in order, once signed in).
 const QUEUED_COMMANDS_MAX: usize = 10_000;
-
-/// The timers of a node; each has one deadline slot.
-#[derive(Copy, Clone, Debug, PartialEq, Eq)]
-enum Timer {
-    /// Retry signup/signin.
-    Auth,
-    /// Waited too long for a bootstrap.
-    Bootstrap,
-    /// Poll the server.
-    Fetch,
-    /// Start an anti-entropy round.
-    AntiEntropy,
-    /// Probe the next peer; finish the previous probe.
-    Probe,
-    /// The direct probe timed out: go indirect.
-    ProbeTimeout,
-    /// Retransmit Hellos.
-    Hello,
-    /// Retransmit private messages.
-    Private,
-    /// Ring broadcast: send queued acknowledgements; pushes and pings not answered in time.
-    Ring,
-}
-
-const TIMERS: usize = 9;
-
-impl Timer {
-    fn index(self) -> usize {
-        self as usize
-    }
-    fn all() -> [Timer; TIMERS] {
-        [
-            Timer::Auth,
-            Timer::Bootstrap,
-            Timer::Fetch,
-            Timer::AntiEntropy,
-            Timer::Probe,
-            Timer::ProbeTimeout,
-            Timer::Hello,
-            Timer::Private,
-            Timer::Ring,
-        ]
-    }
-}
 
 /// How a group message reached us.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -251,17 +209,8 @@ pub struct Node {
     ready_sent: bool,
     /// Restored from records: it has joined before (Hello says "back", not "joined").
     restored: bool,
-    auth_req: u64,
-    /// Waiting for an AuthReply to `auth_req`.
-    auth_pending: bool,
-    auth_attempts: u32,
-    auth_last_reply: Option<Duration>,
-    auth_reachable: bool,
-    /// The auth server asked now (one of `params.auth_addr` and its fallbacks).
-    auth_now: SocketAddr,
-    /// When the node last turned to another auth server, and when it last asked one.
-    auth_switched: Duration,
-    auth_asked: Option<Duration>,
+    /// Sign-in and polls: which server, attempts, handshakes (see [`join`]).
+    auth: AuthClient,
 
     members: BTreeMap<NodeId, Member>,
     by_addr: HashMap<SocketAddr, NodeId>,
@@ -306,7 +255,7 @@ pub struct Node {
     probe: Option<Probe>,
     relays: HashMap<u64, (SocketAddr, u64, Duration)>,
 
-    timers: [Option<Duration>; TIMERS],
+    timers: Timers,
     out: VecDeque<Output>,
     stats: Stats,
     replaying: bool,
@@ -322,13 +271,6 @@ pub struct Node {
     server_sign: Option<(Key, VerifyingKey)>,
     /// Links to peers and (as `SERVER_ID`) to the auth server.
     links: Links,
-    /// Noise handshakes in flight (newest last), by the tag the server echoes, with the
-    /// server key each was made for. Several, so a slow answer to an earlier attempt counts.
-    auth_hs: Vec<([u8; 8], snow::HandshakeState, Key)>,
-    /// This attempt's key reply was already answered with a hello.
-    auth_hello_sent: bool,
-    /// The last cookie, the key it came with, and when.
-    auth_cookie: Option<([u8; 16], Key, Duration)>,
     /// Link datagrams that arrived before our admission (a Connect can beat the answer).
     early: Vec<(SocketAddr, Vec<u8>)>,
     /// The authenticated sender of the datagram being handled.
@@ -343,8 +285,6 @@ pub struct Node {
     /// An own group message was written while no member was reachable: nobody has it yet
     /// (cleared once a peer's digest shows it has all of ours).
     own_unspread: bool,
-    /// A changed auth server key was already reported.
-    key_change_reported: bool,
     /// What we keep, as a mailbox, for absent recipients (see [`crate::mail`]).
     mailbox: Mailbox,
     /// When we last handed each recipient what we keep for it.
@@ -375,7 +315,7 @@ impl Node {
     /// at once and rejoins through the peers it remembers, signing in in the background.
     pub fn restore(cfg: NodeConfig, params: NodeParams, records: &[Record], now: Duration) -> Self {
         let rng = ChaCha8Rng::seed_from_u64(params.seed);
-        let auth_now = params.auth_addr;
+        let auth = AuthClient::new(params.auth_addr, &params.auth_fallbacks);
         let mut crng = secure::crypto_rng(params.crypto_seed);
         let ident = Identity::from_secrets([0; 32], [0; 32]);
         let crng_seed = secure::seed_from(&mut crng);
@@ -389,14 +329,7 @@ impl Node {
             first: false,
             ready_sent: false,
             restored: false,
-            auth_req: 0,
-            auth_pending: true,
-            auth_attempts: 0,
-            auth_last_reply: None,
-            auth_reachable: true,
-            auth_now,
-            auth_switched: Duration::ZERO,
-            auth_asked: None,
+            auth,
             members: BTreeMap::new(),
             by_addr: HashMap::new(),
             live: Vec::new(),
@@ -425,7 +358,7 @@ impl Node {
             offline_check_at: Duration::ZERO,
             probe: None,
             relays: HashMap::new(),
-            timers: [None; TIMERS],
+            timers: Timers::default(),
             out: VecDeque::new(),
             stats: Stats::default(),
             replaying: true,
@@ -437,16 +370,12 @@ impl Node {
             server_dh: None,
             server_sign: None,
             links: Links::default(),
-            auth_hs: Vec::new(),
-            auth_hello_sent: false,
-            auth_cookie: None,
             early: Vec::new(),
             cur_sender: None,
             lookups: HashMap::new(),
             queued: VecDeque::new(),
             settle_asked: false,
             own_unspread: false,
-            key_change_reported: false,
             mailbox: Mailbox::default(),
             mail_handed: HashMap::new(),
             mail_holders: HashMap::new(),
@@ -495,7 +424,7 @@ impl Node {
                 node.server_sign = None;
             }
         }
-        node.auth_req = node.rng.random();
+        node.auth.req = node.rng.random();
         node.set_timer(Timer::Auth, now);
         if node.node_id.is_some() {
             node.restored = true;
@@ -587,7 +516,7 @@ impl Node {
     /// message handed to a peer (and, in ring broadcast, acknowledged).
     pub fn settled(&self) -> bool {
         self.node_id.is_some()
-            && !self.auth_pending
+            && !self.auth.pending
             && self.phase == Phase::Member
             && self.queued.is_empty()
             && self
@@ -604,7 +533,7 @@ impl Node {
         if self.phase == Phase::Stopped {
             return None;
         }
-        self.timers.iter().flatten().min().copied()
+        self.timers.next()
     }
 
     /// This node's id once admitted.
@@ -742,7 +671,7 @@ impl Node {
                 return;
             }
         };
-        let auth = from == self.auth_now;
+        let auth = from == self.auth.addr();
         match env {
             Envelope::KeyReply { dh_pk, cookie, .. } if auth => self.key_reply(now, dh_pk, cookie),
             Envelope::AuthAnswer { to, noise } if auth => self.auth_answer(now, to, noise),
@@ -954,7 +883,7 @@ impl Node {
             return None;
         };
         if id == SERVER_ID {
-            let (Some(dh), true) = (self.server_dh, from == self.auth_now) else {
+            let (Some(dh), true) = (self.server_dh, from == self.auth.addr()) else {
                 self.stats.unauthenticated += 1;
                 return None;
             };
@@ -992,16 +921,12 @@ impl Node {
     /// Runs every timer whose deadline is at or before `now`.
     pub fn handle_timeout(&mut self, now: Duration) {
         self.trim_bodies();
-        for timer in Timer::all() {
+        for timer in Timers::all() {
             if self.phase == Phase::Stopped {
                 return;
             }
-            match self.timers[timer.index()] {
-                Some(at) if at <= now => {
-                    self.timers[timer.index()] = None;
-                    self.on_timer(now, timer);
-                }
-                _ => {}
+            if self.timers.take_due(timer, now) {
+                self.on_timer(now, timer);
             }
         }
     }
@@ -1097,8 +1022,8 @@ impl Node {
                 .sum(),
             mailbox: self.mailbox.len(),
             queued_commands: self.queued.len(),
-            auth_server_reachable: self.auth_reachable,
-            auth_server: self.auth_now,
+            auth_server_reachable: self.auth.reachable,
+            auth_server: self.auth.addr(),
             stats: self.stats.clone(),
         }
     }
@@ -1159,8 +1084,7 @@ impl Node {
     // ----- plumbing ---------------------------------------------------------------------
 
     fn set_timer(&mut self, timer: Timer, at: Duration) {
-        let slot = &mut self.timers[timer.index()];
-        *slot = Some(slot.map_or(at, |cur| cur.min(at)));
+        self.timers.set(timer, at);
     }
 
     /// Seals `msg` for the member (or server) at `to` and queues the datagram.
@@ -1174,7 +1098,7 @@ impl Node {
     /// Seals an encoded message for the member (or server) at `to`.
     fn send_payload(&mut self, to: SocketAddr, payload: &[u8]) {
         let Some(me) = self.node_id else { return };
-        let sealed = if to == self.auth_now {
+        let sealed = if to == self.auth.addr() {
             let Some(dh) = self.server_dh else { return };
             // Always with the certificate: a restarted server keeps no state about us.
             let cert = self.attachment(false);
@@ -1322,11 +1246,11 @@ impl Node {
         match timer {
             Timer::Auth => self.auth_timer(now),
             Timer::Bootstrap => {
-                if self.phase == Phase::AwaitingBootstrap && !self.auth_pending {
+                if self.phase == Phase::AwaitingBootstrap && !self.auth.pending {
                     // Nobody bootstrapped us: ask again (we may be first by now).
-                    self.auth_pending = true;
-                    self.auth_req = self.rng.random();
-                    self.auth_attempts = 0;
+                    self.auth.pending = true;
+                    self.auth.req = self.rng.random();
+                    self.auth.attempts = 0;
                     self.set_timer(Timer::Auth, now);
                 }
             }
@@ -1350,7 +1274,7 @@ impl Node {
     // ----- join -------------------------------------------------------------------------
 
     fn auth_timer(&mut self, now: Duration) {
-        if !self.auth_pending {
+        if !self.auth.pending {
             return;
         }
         if self.params.password.len() > MAX_PASSWORD {
@@ -1360,28 +1284,24 @@ impl Node {
             ));
             return;
         }
-        if self.auth_attempts >= self.cfg.auth_attempts && self.node_id.is_none() {
-            let servers: Vec<String> = self.auth_servers().map(|a| a.to_string()).collect();
+        if self.auth.attempts >= self.cfg.auth_attempts && self.node_id.is_none() {
+            let servers: Vec<String> = self.auth.servers().iter().map(|a| a.to_string()).collect();
             self.fatal(format!(
                 "auth server {} unreachable after {} attempts",
                 servers.join(", "),
-                self.auth_attempts
+                self.auth.attempts
             ));
             return;
         }
         // The last attempt went unanswered: ask the next server, if there is one.
-        let unanswered = self
-            .auth_asked
-            .is_some_and(|asked| self.auth_last_reply.is_none_or(|r| r < asked));
-        if unanswered {
+        if self.auth.attempt(now) {
             self.next_auth_server(now);
         }
-        self.auth_asked = Some(now);
         // An attempt starts with the server's key and a fresh cookie; the password is only
         // sent once the key matches the pinned one. A retry with a recent cookie goes
         // straight to the hello (one round trip instead of two).
-        self.auth_hello_sent = false;
-        if let Some((cookie, key, at)) = self.auth_cookie {
+        self.auth.hello_sent = false;
+        if let Some((cookie, key, at)) = self.auth.cookie {
             if now.saturating_sub(at) < COOKIE_REUSE && self.server_dh.is_none_or(|k| k == key) {
                 self.send_hello(key, cookie);
             }
@@ -1390,46 +1310,32 @@ impl Node {
         let backoff = self
             .cfg
             .auth_retry_initial
-            .saturating_mul(1u32 << self.auth_attempts.min(16))
+            .saturating_mul(1u32 << self.auth.attempts.min(16))
             .min(self.cfg.auth_retry_max);
-        self.auth_attempts = self.auth_attempts.saturating_add(1);
+        self.auth.attempts = self.auth.attempts.saturating_add(1);
         self.set_timer(Timer::Auth, now + backoff);
     }
 
-    /// The configured auth servers, the first one first.
-    fn auth_servers(&self) -> impl Iterator<Item = SocketAddr> + '_ {
-        std::iter::once(self.params.auth_addr).chain(self.params.auth_fallbacks.iter().copied())
-    }
-
-    /// Turns to the next configured auth server. They share accounts and keys but not
-    /// their boot epochs, so the link to "the server" starts afresh.
+    /// Turns to the next configured auth server, if there is one.
     fn next_auth_server(&mut self, now: Duration) {
-        let servers: Vec<SocketAddr> = self.auth_servers().collect();
-        if servers.len() < 2 {
-            return;
+        if self.auth.switch(now) {
+            self.links.forget(SERVER_ID);
+            self.stats.auth_failovers += 1;
         }
-        let at = servers.iter().position(|a| *a == self.auth_now);
-        let next = servers[at.map_or(0, |i| (i + 1) % servers.len())];
-        self.auth_now = next;
-        self.auth_switched = now;
-        self.auth_cookie = None;
-        self.auth_hello_sent = false;
-        self.links.forget(SERVER_ID);
-        self.stats.auth_failovers += 1;
     }
 
     fn send_key_request(&mut self) {
         let pad = [0u8; MIN_KEY_REQUEST];
         if let Ok(bytes) = encode_envelope(&Envelope::KeyRequest { pad: &pad }) {
-            let auth = self.auth_now;
+            let auth = self.auth.addr();
             self.push_datagram(auth, bytes);
         }
     }
 
     fn server_heard(&mut self, now: Duration) {
-        self.auth_last_reply = Some(now);
-        if !self.auth_reachable {
-            self.auth_reachable = true;
+        self.auth.last_reply = Some(now);
+        if !self.auth.reachable {
+            self.auth.reachable = true;
             self.event(Event::AuthServer { reachable: true });
         }
     }
@@ -1437,22 +1343,22 @@ impl Node {
     /// The server's key and a cookie: check the pin, then send the request inside Noise NK.
     fn key_reply(&mut self, now: Duration, dh_pk: Key, cookie: [u8; 16]) {
         let changed = self.server_dh.is_some_and(|pinned| pinned != dh_pk);
-        if !changed && (!self.auth_pending || self.auth_hello_sent) {
+        if !changed && (!self.auth.pending || self.auth.hello_sent) {
             return;
         }
         if let Some(pinned) = self.server_dh {
             if pinned != dh_pk {
                 self.stats.bad_server_key += 1;
-                if self.key_change_reported {
+                if self.auth.key_change_reported {
                     return;
                 }
-                self.key_change_reported = true;
+                self.auth.key_change_reported = true;
                 let msg = format!(
                     "the auth server's key changed: pinned {}, the server at {} offers {}; \
                      refusing to sign in (no password was sent). If the server was re-keyed \
                      on purpose, pass --auth-key with its new key",
                     secure::fingerprint(&pinned),
-                    self.auth_now,
+                    self.auth.addr(),
                     secure::fingerprint(&dh_pk)
                 );
                 if self.node_id.is_none() {
@@ -1461,21 +1367,21 @@ impl Node {
                     // Already a member: keep chatting with peers, but stop asking this server
                     // (it could not read our polls anyway: they are sealed to the old key).
                     self.error(msg);
-                    self.auth_pending = false;
-                    self.timers[Timer::Auth.index()] = None;
+                    self.auth.pending = false;
+                    self.timers.cancel(Timer::Auth);
                 }
                 return;
             }
         }
         self.server_heard(now);
-        self.auth_cookie = Some((cookie, dh_pk, now));
+        self.auth.cookie = Some((cookie, dh_pk, now));
         self.send_hello(dh_pk, cookie);
     }
 
     /// Sends the signup/signin request inside a new Noise NK handshake to `dh_pk`.
     fn send_hello(&mut self, dh_pk: Key, cookie: [u8; 16]) {
         let mut req = AuthRequest {
-            req: self.auth_req,
+            req: self.auth.req,
             signup: self.params.signup && !self.restored,
             user: self.params.user.clone(),
             password: self.params.password.clone(),
@@ -1495,13 +1401,13 @@ impl Node {
             Ok((hs, m1)) => {
                 let mut tag = [0u8; 8];
                 tag.copy_from_slice(&m1[..8]);
-                if self.auth_hs.len() >= 4 {
-                    self.auth_hs.remove(0);
+                if self.auth.hs.len() >= 4 {
+                    self.auth.hs.remove(0);
                 }
-                self.auth_hs.push((tag, hs, dh_pk));
-                self.auth_hello_sent = true;
+                self.auth.hs.push((tag, hs, dh_pk));
+                self.auth.hello_sent = true;
                 if let Ok(bytes) = encode_envelope(&Envelope::AuthHello { noise: &m1 }) {
-                    let auth = self.auth_now;
+                    let auth = self.auth.addr();
                     self.push_datagram(auth, bytes);
                 }
             }
@@ -1511,12 +1417,12 @@ impl Node {
 
     /// The server's Noise answer: admission (with our certificate) or a refusal.
     fn auth_answer(&mut self, now: Duration, tag: [u8; 8], noise: &[u8]) {
-        let Some(i) = self.auth_hs.iter().position(|(t, _, _)| *t == tag) else {
+        let Some(i) = self.auth.hs.iter().position(|(t, _, _)| *t == tag) else {
             // An answer to an attempt we gave up on (or already read).
             self.stats.rejected += 1;
             return;
         };
-        let (_, mut hs, dh) = self.auth_hs.remove(i);
+        let (_, mut hs, dh) = self.auth.hs.remove(i);
         let reply = secure::nk_finish(&mut hs, noise)
             .ok()
             .and_then(|p| from_payload::<AuthReply>(&p).ok());
@@ -1524,7 +1430,7 @@ impl Node {
             self.stats.unauthenticated += 1;
             return;
         };
-        if reply.req != self.auth_req || !self.auth_pending {
+        if reply.req != self.auth.req || !self.auth.pending {
             return;
         }
         self.server_heard(now);
@@ -1549,7 +1455,7 @@ impl Node {
                         sign_pk: adm.server_sign_pk,
                     });
                 }
-                self.auth_hs.clear();
+                self.auth.hs.clear();
                 self.set_cert(adm.cert.clone());
                 self.admitted(now, adm);
                 // What peers sent before we knew who we are.
@@ -1558,7 +1464,7 @@ impl Node {
                 }
             }
             Err(AuthError::StaleCookie) => {
-                self.auth_cookie = None;
+                self.auth.cookie = None;
                 self.set_timer(Timer::Auth, now);
             }
             Err(e @ (AuthError::QueueFull | AuthError::RateLimited(_))) => {
@@ -1581,9 +1487,9 @@ impl Node {
                     "{why}; asking again in {} s",
                     wait.as_secs().max(1)
                 ));
-                self.auth_req = self.rng.random();
-                self.auth_attempts = 0;
-                self.timers[Timer::Auth.index()] = Some(now + wait);
+                self.auth.req = self.rng.random();
+                self.auth.attempts = 0;
+                self.timers.reschedule(Timer::Auth, now + wait);
             }
             Err(e) => self.fatal(e.to_string()),
         }
@@ -1624,8 +1530,8 @@ impl Node {
                 return;
             }
         }
-        self.timers[Timer::Auth.index()] = None;
-        self.auth_pending = false;
+        self.timers.cancel(Timer::Auth);
+        self.auth.pending = false;
         // The account exists now: any later request (re-signin after a bootstrap timeout) signs in.
         self.params.signup = false;
         self.node_id = Some(adm.node_id);
@@ -1652,7 +1558,7 @@ impl Node {
             return;
         }
         self.phase = Phase::Member;
-        self.timers[Timer::Bootstrap.index()] = None;
+        self.timers.cancel(Timer::Bootstrap);
         self.emit_ready();
         let jitter = |rng: &mut ChaCha8Rng, d: Duration| {
             Duration::from_micros(rng.random_range(0..=d.as_micros().max(1) as u64))
@@ -1669,7 +1575,7 @@ impl Node {
 
     fn fetch_timer(&mut self, now: Duration) {
         if let Some(node_id) = self.node_id {
-            let auth = self.auth_now;
+            let auth = self.auth.addr();
             self.send(auth, &Message::Fetch { node_id });
         }
         // In a network larger than a view, thousands of members poll: each polls a third as
@@ -1680,18 +1586,16 @@ impl Node {
             self.cfg.fetch_interval
         };
         let unreachable = self.cfg.auth_unreachable_after.max(every * 3);
-        let silent = self
-            .auth_last_reply
-            .is_none_or(|t| now.saturating_sub(t) > unreachable);
-        if silent && self.auth_reachable {
-            self.auth_reachable = false;
+        let silent = self.auth.silent(now, unreachable);
+        if silent && self.auth.reachable {
+            self.auth.reachable = false;
             self.event(Event::AuthServer { reachable: false });
         }
         // Another server shares the accounts and the queue: poll it instead.
-        if silent && now.saturating_sub(self.auth_switched) > unreachable {
+        if silent && self.auth.may_switch(now, unreachable) {
             self.next_auth_server(now);
         }
-        if silent && !self.key_change_reported && self.server_dh.is_some() {
+        if silent && !self.auth.key_change_reported && self.server_dh.is_some() {
             // A server that answers nothing may be gone, or back with another key (it cannot
             // open polls sealed to the old one): its key reply tells which.
             self.send_key_request();
@@ -3014,8 +2918,10 @@ impl Node {
 }
 
 mod clocks;
+mod join;
 mod mailbox;
 mod ring;
 #[cfg(test)]
 mod tests;
+mod timers;
 mod views;

@@ -335,7 +335,7 @@ impl Node {
     }
 
     fn send_lookup(&mut self, user: String) {
-        let auth = self.auth_now;
+        let auth = self.auth.addr();
         self.send(auth, &Message::Lookup { user });
     }
 
