@@ -26,9 +26,9 @@ use crate::io::{
 use crate::mail::Mailbox;
 use crate::secure::{self, Identity, Links, SERVER_ID};
 use crate::{HashMap, HashSet};
-use clocks::ClockStore;
 use ed25519_dalek::VerifyingKey;
 use foldhash::HashMapExt;
+use group::GroupLog;
 use join::AuthClient;
 use p2pchat_proto::wire::{
     encode_envelope, from_payload, to_payload, Cert, Envelope, Key, SenderCert, MAX_PASSWORD,
@@ -128,28 +128,6 @@ struct Member {
     vk: Option<VerifyingKey>,
 }
 
-/// A delivered group message, kept encoded: about 200 bytes instead of about 300 decoded, and
-/// no stored vector clock (which alone took 16 bytes per member per message). Clocks are
-/// rebuilt on demand: see [`clocks`].
-struct Delivered {
-    lamport: u64,
-    author: NodeId,
-    seq: u64,
-    /// The encoded message; `None` once it left the in-memory window (read from the archive).
-    bytes: Option<Box<[u8]>>,
-}
-
-impl Delivered {
-    fn new(msg: &GroupMsg) -> Self {
-        Delivered {
-            lamport: msg.lamport,
-            author: msg.author,
-            seq: msg.seq,
-            bytes: to_payload(msg).ok().map(Vec::into_boxed_slice),
-        }
-    }
-}
-
 struct Outgoing {
     msg: PrivateMsg,
     next_try: Duration,
@@ -222,25 +200,13 @@ pub struct Node {
     /// When we last sent each peer our whole member list.
     full_lists_sent: HashMap<SocketAddr, Duration>,
 
-    delivered: VectorClock,
-    history: Vec<Delivered>,
-    by_author: HashMap<NodeId, Vec<u32>>,
-    holdback: HashMap<Dot, GroupMsg>,
-    waiting: HashMap<Dot, Vec<Dot>>,
-    frontier: BTreeMap<NodeId, u64>,
-    max_lamport: u64,
-    delivery_hops: HashMap<Dot, u16>,
     /// Plumtree eager-push peers (above `flood_below`).
     eager: Vec<NodeId>,
     eager_init: bool,
     /// Ring broadcast state (full membership above `flood_below`).
     ring: ring::Ring,
-    /// Where old message bodies are read back from (see [`Archive`]).
-    archive: Option<Box<dyn Archive>>,
-    /// History entries before this index have had their bodies dropped from memory.
-    trimmed: usize,
-    /// Every delivered message's clock, compactly (with `full_clocks`).
-    clocks: ClockStore,
+    /// Delivered and held-back group messages (see [`group`]).
+    group: GroupLog,
 
     conversations: BTreeMap<NodeId, Conversation>,
 
@@ -316,6 +282,7 @@ impl Node {
     pub fn restore(cfg: NodeConfig, params: NodeParams, records: &[Record], now: Duration) -> Self {
         let rng = ChaCha8Rng::seed_from_u64(params.seed);
         let auth = AuthClient::new(params.auth_addr, &params.auth_fallbacks);
+        let group = GroupLog::new(cfg.full_clocks, cfg.record_hops);
         let mut crng = secure::crypto_rng(params.crypto_seed);
         let ident = Identity::from_secrets([0; 32], [0; 32]);
         let crng_seed = secure::seed_from(&mut crng);
@@ -336,20 +303,10 @@ impl Node {
             live_pos: HashMap::new(),
             recent: VecDeque::new(),
             full_lists_sent: HashMap::new(),
-            delivered: VectorClock::new(),
-            history: Vec::new(),
-            by_author: HashMap::new(),
-            holdback: HashMap::new(),
-            waiting: HashMap::new(),
-            frontier: BTreeMap::new(),
-            max_lamport: 0,
-            delivery_hops: HashMap::new(),
+            group,
             eager: Vec::new(),
             eager_init: false,
             ring: ring::Ring::default(),
-            archive: None,
-            trimmed: 0,
-            clocks: ClockStore::new(),
             conversations: BTreeMap::new(),
             suspects: std::collections::BTreeSet::new(),
             probe_order: Vec::new(),
@@ -444,9 +401,8 @@ impl Node {
             Record::Identity { node_id, .. } => self.node_id = Some(*node_id),
             Record::Group(msg) => {
                 let dot = msg.dot();
-                if self.delivered.get(msg.author) < msg.seq && !self.holdback.contains_key(&dot) {
-                    self.holdback.insert(dot, msg.clone());
-                    self.try_deliver(now, dot);
+                if !self.group.seen(dot) {
+                    self.hold(now, msg.clone());
                 }
             }
             Record::PrivateOut(msg) => {
@@ -564,32 +520,7 @@ impl Node {
     /// Gives the node its archive: from now on only the newest `history_in_memory` group
     /// messages keep their bodies in memory.
     pub fn set_archive(&mut self, archive: Box<dyn Archive>) {
-        self.archive = Some(archive);
-        self.trim_bodies();
-    }
-
-    /// Drops the bodies that left the in-memory window. Called at the start of each call
-    /// into the node, so every dropped body was delivered, and committed, before.
-    fn trim_bodies(&mut self) {
-        if self.archive.is_none() {
-            return;
-        }
-        let keep_from = self
-            .history
-            .len()
-            .saturating_sub(self.cfg.history_in_memory);
-        while self.trimmed < keep_from {
-            self.history[self.trimmed].bytes = None;
-            self.trimmed += 1;
-        }
-    }
-
-    /// A delivered message's body: from memory, or else from the archive.
-    fn body(&self, d: &Delivered) -> Option<GroupMsg> {
-        match &d.bytes {
-            Some(b) => from_payload(b).ok(),
-            None => self.archive.as_ref()?.group(Dot::new(d.author, d.seq)),
-        }
+        self.group.set_archive(archive, self.cfg.history_in_memory);
     }
 
     /// This node's public keys: (Ed25519, X25519).
@@ -609,12 +540,12 @@ impl Node {
 
     /// Group messages delivered per author.
     pub fn delivered_clock(&self) -> &VectorClock {
-        &self.delivered
+        self.group.delivered()
     }
 
     /// Group messages waiting for their causal dependencies.
     pub fn holdback_len(&self) -> usize {
-        self.holdback.len()
+        self.group.held_len()
     }
 
     /// Private messages written but not yet acknowledged.
@@ -625,24 +556,17 @@ impl Node {
     /// Hops travelled by the copy of `dot` that was delivered here (0 for own messages;
     /// recorded only with [`NodeConfig::record_hops`]).
     pub fn delivery_hop(&self, dot: Dot) -> Option<u16> {
-        self.delivery_hops.get(&dot).copied()
+        self.group.hop(dot)
     }
 
     /// The group history in display order (a linear extension of causality, identical on
     /// every node that has the same messages).
     pub fn group_history(&self) -> Vec<HistoryEntry> {
-        let mut entries: Vec<(u64, NodeId, u64, HistoryEntry)> = Vec::new();
-        for d in &self.history {
-            let Some(msg) = self.body(d) else { continue };
-            let clock = self
-                .cfg
-                .full_clocks
-                .then(|| self.clocks.get(msg.dot()))
-                .flatten();
-            entries.push((d.lamport, d.author, d.seq, self.group_entry(msg, clock)));
-        }
-        entries.sort_by_key(|e| (e.0, e.1, e.2));
-        entries.into_iter().map(|e| e.3).collect()
+        self.group
+            .in_order()
+            .into_iter()
+            .map(|(msg, clock)| self.group_entry(msg, clock))
+            .collect()
     }
 
     /// The private conversation with `peer` in display order.
@@ -661,7 +585,7 @@ impl Node {
         if self.phase == Phase::Stopped {
             return;
         }
-        self.trim_bodies();
+        self.group.trim(self.cfg.history_in_memory);
         self.stats.datagrams_in += 1;
         self.stats.bytes_in += bytes.len() as u64;
         let env = match decode_envelope(bytes) {
@@ -920,7 +844,7 @@ impl Node {
 
     /// Runs every timer whose deadline is at or before `now`.
     pub fn handle_timeout(&mut self, now: Duration) {
-        self.trim_bodies();
+        self.group.trim(self.cfg.history_in_memory);
         for timer in Timers::all() {
             if self.phase == Phase::Stopped {
                 return;
@@ -944,7 +868,7 @@ impl Node {
         if self.phase == Phase::Stopped {
             return;
         }
-        self.trim_bodies();
+        self.group.trim(self.cfg.history_in_memory);
         let at_once = matches!(cmd, Command::Status | Command::Settle | Command::Quit);
         if !at_once && (!self.ready_sent || !self.queued.is_empty()) {
             if self.queued.len() < QUEUED_COMMANDS_MAX {
@@ -2222,12 +2146,7 @@ impl Node {
         // text that reference up to MAX_DEPS of it each; the message then references the last
         // merge (implied: it is our previous message) and the rest.
         loop {
-            let deps: Vec<Dot> = self
-                .frontier
-                .iter()
-                .filter(|(&a, _)| a != me)
-                .map(|(&a, &s)| Dot::new(a, s))
-                .collect();
+            let deps = self.group.frontier_deps(me);
             let msg = self.own_group(now, me, deps.clone(), text.clone());
             let fits = encode(&Message::Group {
                 hop: 0,
@@ -2255,10 +2174,11 @@ impl Node {
 
     /// Our next group message (unsigned).
     fn own_group(&self, now: Duration, me: NodeId, deps: Vec<Dot>, text: String) -> GroupMsg {
+        let (seq, lamport) = self.group.next_own(me);
         GroupMsg {
             author: me,
-            seq: self.delivered.get(me) + 1,
-            lamport: self.max_lamport + 1,
+            seq,
+            lamport,
             deps,
             text,
             time_ms: self.wall(now),
@@ -2269,11 +2189,8 @@ impl Node {
     /// Delivers our own signed message (which persists it) and sends it on its way.
     fn publish(&mut self, now: Duration, me: NodeId, msg: GroupMsg) {
         let dot = msg.dot();
-        self.holdback.insert(dot, msg.clone());
-        self.try_deliver(now, dot);
-        if self.cfg.record_hops {
-            self.delivery_hops.insert(dot, 0);
-        }
+        self.hold(now, msg.clone());
+        self.group.record_hop(dot, 0);
         if self.live.is_empty() {
             // Nobody to hand it to: anti-entropy will, once someone is reachable.
             self.own_unspread = true;
@@ -2384,7 +2301,7 @@ impl Node {
         self.stats.group_payloads += 1;
         let dot = msg.dot();
         let sender = self.cur_sender.map(|(_, id)| id);
-        if self.delivered.get(msg.author) >= msg.seq || self.holdback.contains_key(&dot) {
+        if self.group.seen(dot) {
             self.stats.group_duplicates += 1;
             // Plumtree: an eager link that brings a copy we already had is redundant.
             if via == Via::Push && self.plumtree() {
@@ -2399,7 +2316,7 @@ impl Node {
             }
             return;
         }
-        if self.holdback.len() >= self.cfg.holdback_limit {
+        if self.group.held_len() >= self.cfg.holdback_limit {
             // Anti-entropy brings it back once the backlog drains.
             self.stats.holdback_dropped += 1;
             return;
@@ -2450,72 +2367,20 @@ impl Node {
             hop.saturating_add(1)
         };
         // Only the simulator asks; a long-running node must not grow a map per message.
-        if self.cfg.record_hops {
-            self.delivery_hops.insert(dot, hop);
-        }
-        self.holdback.insert(dot, msg);
-        self.try_deliver(now, dot);
+        self.group.record_hop(dot, hop);
+        self.hold(now, msg);
     }
 
-    /// The first causal dependency of `msg` not yet delivered, if any.
-    fn first_missing(&self, msg: &GroupMsg) -> Option<Dot> {
-        if self.delivered.get(msg.author) + 1 != msg.seq {
-            return Some(Dot::new(msg.author, msg.seq.saturating_sub(1)));
-        }
-        msg.deps
-            .iter()
-            .find(|d| self.delivered.get(d.author) < d.seq)
-            .copied()
-    }
-
-    fn try_deliver(&mut self, now: Duration, dot: Dot) {
-        let mut stack = vec![dot];
-        while let Some(dot) = stack.pop() {
-            let Some(msg) = self.holdback.get(&dot) else {
-                continue;
-            };
-            match self.first_missing(msg) {
-                Some(missing) => self.waiting.entry(missing).or_default().push(dot),
-                None => {
-                    if let Some(msg) = self.holdback.remove(&dot) {
-                        self.deliver(now, msg);
-                        if let Some(waiters) = self.waiting.remove(&dot) {
-                            stack.extend(waiters);
-                        }
-                    }
-                }
+    /// Holds `msg` back until its dependencies are delivered, and delivers what it can.
+    fn hold(&mut self, _now: Duration, msg: GroupMsg) {
+        for (msg, clock) in self.group.hold(msg) {
+            self.stats.group_delivered += 1;
+            self.persist(Record::Group(msg.clone()));
+            if !self.replaying {
+                let entry = self.group_entry(msg, clock);
+                self.event(Event::Message(Box::new(entry)));
             }
         }
-    }
-
-    fn deliver(&mut self, _now: Duration, msg: GroupMsg) {
-        let author = msg.author;
-        for d in &msg.deps {
-            if self.frontier.get(&d.author).is_some_and(|&s| s <= d.seq) {
-                self.frontier.remove(&d.author);
-            }
-        }
-        self.frontier.insert(author, msg.seq);
-        self.delivered.set(author, msg.seq);
-        self.max_lamport = self.max_lamport.max(msg.lamport);
-        let clock = self.cfg.full_clocks.then(|| self.clocks.deliver(&msg));
-        self.stats.group_delivered += 1;
-        self.persist(Record::Group(msg.clone()));
-        let idx = self.history.len() as u32;
-        self.by_author.entry(author).or_default().push(idx);
-        self.history.push(Delivered::new(&msg));
-        if !self.replaying {
-            let entry = self.group_entry(msg, clock);
-            self.event(Event::Message(Box::new(entry)));
-        }
-    }
-
-    fn find(&self, dot: Dot) -> Option<&Delivered> {
-        let idx = *self
-            .by_author
-            .get(&dot.author)?
-            .get(usize::try_from(dot.seq).ok()?.checked_sub(1)?)?;
-        self.history.get(idx as usize)
     }
 
     fn group_entry(&self, msg: GroupMsg, clock: Option<VectorClock>) -> HistoryEntry {
@@ -2535,7 +2400,7 @@ impl Node {
 
     /// Digest chunks of our delivered counters over `lo..=hi`.
     fn send_digest(&mut self, to: SocketAddr, lo: NodeId, hi: NodeId, reply: bool) {
-        let entries: Vec<(NodeId, u64)> = self.delivered.range(lo, hi).collect();
+        let entries: Vec<(NodeId, u64)> = self.group.delivered().range(lo, hi).collect();
         let members = u32::try_from(self.members.len() + 1).unwrap_or(u32::MAX);
         if entries.is_empty() {
             self.send(
@@ -2630,7 +2495,7 @@ impl Node {
         reply: bool,
     ) {
         if let Some(me) = self.node_id.filter(|_| self.own_unspread) {
-            let mine = self.delivered.get(me);
+            let mine = self.group.delivered().get(me);
             if entries.iter().any(|&(a, s)| a == me && s >= mine) {
                 self.own_unspread = false;
             }
@@ -2639,7 +2504,7 @@ impl Node {
         let mut missing: Vec<(u64, NodeId, u64)> = Vec::new();
         let mut they_are_ahead = false;
         let mut theirs = entries.iter().copied().peekable();
-        for (author, mine) in self.delivered.range(lo, hi) {
+        for (author, mine) in self.group.delivered().range(lo, hi) {
             while let Some(&(a, s)) = theirs.peek() {
                 if a >= author {
                     break;
@@ -2657,8 +2522,8 @@ impl Node {
             };
             they_are_ahead |= have > mine;
             for seq in have + 1..=mine {
-                if let Some(d) = self.find(Dot::new(author, seq)) {
-                    missing.push((d.lamport, author, seq));
+                if let Some(lamport) = self.group.lamport(Dot::new(author, seq)) {
+                    missing.push((lamport, author, seq));
                 }
             }
         }
@@ -2672,7 +2537,7 @@ impl Node {
             let mut sent = 0usize;
             let mut iter = missing.iter().peekable();
             while let Some(&(_, a, s)) = iter.next() {
-                let Some(msg) = self.find(Dot::new(a, s)).and_then(|x| self.body(x)) else {
+                let Some(msg) = self.group.delivered_msg(Dot::new(a, s)) else {
                     continue;
                 };
                 let mut len = self.repair_cost(&msg, &batch);
@@ -2913,11 +2778,12 @@ impl Node {
 
     /// All held-back dots (for tests and diagnostics).
     pub fn held_back(&self) -> HashSet<Dot> {
-        self.holdback.keys().copied().collect()
+        self.group.held_back()
     }
 }
 
 mod clocks;
+mod group;
 mod join;
 mod mailbox;
 mod ring;

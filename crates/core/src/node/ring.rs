@@ -443,10 +443,7 @@ impl Node {
                 }
                 continue;
             }
-            let msg = match self.holdback.get(&dot) {
-                Some(m) => Some(m.clone()),
-                None => self.find(dot).and_then(|d| self.body(d)),
-            };
+            let msg = self.group.message(dot);
             let Some(msg) = msg else {
                 self.ring.pending.remove(&(target, dot));
                 continue;

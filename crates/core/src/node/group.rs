@@ -1,0 +1,325 @@
+//! The group log: what was delivered (per-author counters, the history, the causal frontier)
+//! and what waits (the hold-back queue, indexed by the first missing dependency).
+//!
+//! A message is delivered once everything it depends on was: its author's previous message
+//! and each of its `deps`. Held-back messages wait under the dot they miss first; delivering
+//! that dot wakes exactly them (no scan of the queue). The frontier is the set of messages no
+//! delivered message depends on yet: what a new own message must reference.
+//!
+//! Delivered messages are kept encoded (about 200 bytes instead of about 300 decoded, and no
+//! vector clock); with an [`Archive`], only the newest bodies stay in memory and older ones
+//! are read back from the store.
+
+use super::clocks::ClockStore;
+use crate::io::Archive;
+use crate::{HashMap, HashSet};
+use foldhash::HashMapExt;
+use p2pchat_proto::wire::{from_payload, to_payload};
+use p2pchat_proto::{Dot, GroupMsg, NodeId, VectorClock};
+use std::collections::BTreeMap;
+
+/// A delivered group message.
+struct Delivered {
+    lamport: u64,
+    author: NodeId,
+    seq: u64,
+    /// The encoded message; `None` once it left the in-memory window (read from the archive).
+    bytes: Option<Box<[u8]>>,
+}
+
+/// A message that was just delivered, with its vector clock when clocks are kept.
+pub(super) type Delivery = (GroupMsg, Option<VectorClock>);
+
+/// Delivered and held-back group messages.
+pub(super) struct GroupLog {
+    delivered: VectorClock,
+    history: Vec<Delivered>,
+    /// Index into `history` by author, then `seq - 1`.
+    by_author: HashMap<NodeId, Vec<u32>>,
+    holdback: HashMap<Dot, GroupMsg>,
+    /// Held-back dots by the dot they miss first.
+    waiting: HashMap<Dot, Vec<Dot>>,
+    frontier: BTreeMap<NodeId, u64>,
+    max_lamport: u64,
+    /// Hops of the delivered copy, per dot (only when asked: the simulator's statistics).
+    hops: Option<HashMap<Dot, u16>>,
+    /// Every delivered message's clock (only with full clocks).
+    clocks: Option<ClockStore>,
+    /// Where old bodies are read back from.
+    archive: Option<Box<dyn Archive>>,
+    /// History entries before this index have had their bodies dropped from memory.
+    trimmed: usize,
+}
+
+impl GroupLog {
+    pub(super) fn new(full_clocks: bool, record_hops: bool) -> Self {
+        GroupLog {
+            delivered: VectorClock::new(),
+            history: Vec::new(),
+            by_author: HashMap::new(),
+            holdback: HashMap::new(),
+            waiting: HashMap::new(),
+            frontier: BTreeMap::new(),
+            max_lamport: 0,
+            hops: record_hops.then(HashMap::new),
+            clocks: full_clocks.then(ClockStore::new),
+            archive: None,
+            trimmed: 0,
+        }
+    }
+
+    /// Messages delivered per author.
+    pub(super) fn delivered(&self) -> &VectorClock {
+        &self.delivered
+    }
+
+    /// Whether `dot` was delivered or is held back (a copy of it is a duplicate).
+    pub(super) fn seen(&self, dot: Dot) -> bool {
+        self.delivered.get(dot.author) >= dot.seq || self.holdback.contains_key(&dot)
+    }
+
+    /// Messages waiting for their dependencies.
+    pub(super) fn held_len(&self) -> usize {
+        self.holdback.len()
+    }
+
+    /// The dots waiting for their dependencies.
+    pub(super) fn held_back(&self) -> HashSet<Dot> {
+        self.holdback.keys().copied().collect()
+    }
+
+    /// The sequence number and Lamport time of our next own message.
+    pub(super) fn next_own(&self, me: NodeId) -> (u64, u64) {
+        (self.delivered.get(me) + 1, self.max_lamport + 1)
+    }
+
+    /// What a new message of `me` must reference: the frontier, less our own (implied).
+    pub(super) fn frontier_deps(&self, me: NodeId) -> Vec<Dot> {
+        self.frontier
+            .iter()
+            .filter(|(&a, _)| a != me)
+            .map(|(&a, &s)| Dot::new(a, s))
+            .collect()
+    }
+
+    /// Records the hops the delivered copy of `dot` travelled (when hops are recorded).
+    pub(super) fn record_hop(&mut self, dot: Dot, hop: u16) {
+        if let Some(h) = &mut self.hops {
+            h.insert(dot, hop);
+        }
+    }
+
+    /// Hops of the delivered copy of `dot`, if recorded.
+    pub(super) fn hop(&self, dot: Dot) -> Option<u16> {
+        self.hops.as_ref()?.get(&dot).copied()
+    }
+
+    /// Holds `msg` back and delivers everything that became deliverable, in causal order.
+    /// The caller has checked it is not [`GroupLog::seen`].
+    pub(super) fn hold(&mut self, msg: GroupMsg) -> Vec<Delivery> {
+        let dot = msg.dot();
+        self.holdback.insert(dot, msg);
+        let mut out = Vec::new();
+        let mut stack = vec![dot];
+        while let Some(dot) = stack.pop() {
+            let Some(msg) = self.holdback.get(&dot) else {
+                continue;
+            };
+            match self.first_missing(msg) {
+                Some(missing) => self.waiting.entry(missing).or_default().push(dot),
+                None => {
+                    if let Some(msg) = self.holdback.remove(&dot) {
+                        out.push(self.deliver(msg));
+                        if let Some(waiters) = self.waiting.remove(&dot) {
+                            stack.extend(waiters);
+                        }
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    /// The first causal dependency of `msg` not yet delivered, if any.
+    fn first_missing(&self, msg: &GroupMsg) -> Option<Dot> {
+        if self.delivered.get(msg.author) + 1 != msg.seq {
+            return Some(Dot::new(msg.author, msg.seq.saturating_sub(1)));
+        }
+        msg.deps
+            .iter()
+            .find(|d| self.delivered.get(d.author) < d.seq)
+            .copied()
+    }
+
+    fn deliver(&mut self, msg: GroupMsg) -> Delivery {
+        let author = msg.author;
+        for d in &msg.deps {
+            if self.frontier.get(&d.author).is_some_and(|&s| s <= d.seq) {
+                self.frontier.remove(&d.author);
+            }
+        }
+        self.frontier.insert(author, msg.seq);
+        self.delivered.set(author, msg.seq);
+        self.max_lamport = self.max_lamport.max(msg.lamport);
+        let clock = self.clocks.as_mut().map(|c| c.deliver(&msg));
+        let idx = self.history.len() as u32;
+        self.by_author.entry(author).or_default().push(idx);
+        self.history.push(Delivered {
+            lamport: msg.lamport,
+            author: msg.author,
+            seq: msg.seq,
+            bytes: to_payload(&msg).ok().map(Vec::into_boxed_slice),
+        });
+        (msg, clock)
+    }
+
+    fn find(&self, dot: Dot) -> Option<&Delivered> {
+        let idx = *self
+            .by_author
+            .get(&dot.author)?
+            .get(usize::try_from(dot.seq).ok()?.checked_sub(1)?)?;
+        self.history.get(idx as usize)
+    }
+
+    /// A delivered message's body: from memory, or else from the archive.
+    fn body(&self, d: &Delivered) -> Option<GroupMsg> {
+        match &d.bytes {
+            Some(b) => from_payload(b).ok(),
+            None => self.archive.as_ref()?.group(Dot::new(d.author, d.seq)),
+        }
+    }
+
+    /// The Lamport time of a delivered message.
+    pub(super) fn lamport(&self, dot: Dot) -> Option<u64> {
+        self.find(dot).map(|d| d.lamport)
+    }
+
+    /// A delivered message.
+    pub(super) fn delivered_msg(&self, dot: Dot) -> Option<GroupMsg> {
+        self.find(dot).and_then(|d| self.body(d))
+    }
+
+    /// A held-back or delivered message.
+    pub(super) fn message(&self, dot: Dot) -> Option<GroupMsg> {
+        match self.holdback.get(&dot) {
+            Some(m) => Some(m.clone()),
+            None => self.delivered_msg(dot),
+        }
+    }
+
+    /// The clock of a delivered message (with full clocks).
+    pub(super) fn clock(&self, dot: Dot) -> Option<VectorClock> {
+        self.clocks.as_ref()?.get(dot)
+    }
+
+    /// Every delivered message in display order (by Lamport time, then author and seq: a
+    /// linear extension of causality, the same on every node with the same messages).
+    pub(super) fn in_order(&self) -> Vec<Delivery> {
+        let mut entries: Vec<(u64, NodeId, u64, Delivery)> = Vec::new();
+        for d in &self.history {
+            let Some(msg) = self.body(d) else { continue };
+            let clock = self.clock(msg.dot());
+            entries.push((d.lamport, d.author, d.seq, (msg, clock)));
+        }
+        entries.sort_by_key(|e| (e.0, e.1, e.2));
+        entries.into_iter().map(|e| e.3).collect()
+    }
+
+    /// How many bodies are in memory (for tests).
+    #[cfg(test)]
+    pub(super) fn bodies_in_memory(&self) -> usize {
+        self.history.iter().filter(|d| d.bytes.is_some()).count()
+    }
+
+    /// From now on only the newest `keep` bodies stay in memory.
+    pub(super) fn set_archive(&mut self, archive: Box<dyn Archive>, keep: usize) {
+        self.archive = Some(archive);
+        self.trim(keep);
+    }
+
+    /// Drops the bodies that left the in-memory window of `keep` (with an archive only).
+    pub(super) fn trim(&mut self, keep: usize) {
+        if self.archive.is_none() {
+            return;
+        }
+        let keep_from = self.history.len().saturating_sub(keep);
+        while self.trimmed < keep_from {
+            self.history[self.trimmed].bytes = None;
+            self.trimmed += 1;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn msg(author: u32, seq: u64, lamport: u64, deps: &[(u32, u64)]) -> GroupMsg {
+        GroupMsg {
+            author: NodeId(author),
+            seq,
+            lamport,
+            deps: deps.iter().map(|&(a, s)| Dot::new(NodeId(a), s)).collect(),
+            text: format!("{author}.{seq}"),
+            time_ms: 0,
+            sig: [0; 64],
+        }
+    }
+
+    fn dots(d: &[Delivery]) -> Vec<String> {
+        d.iter().map(|(m, _)| m.dot().to_string()).collect()
+    }
+
+    struct Store(Vec<GroupMsg>);
+
+    impl Archive for Store {
+        fn group(&self, dot: Dot) -> Option<GroupMsg> {
+            self.0.iter().find(|m| m.dot() == dot).cloned()
+        }
+    }
+
+    #[test]
+    fn messages_wait_for_what_they_depend_on_and_wake_in_causal_order() {
+        let mut g = GroupLog::new(true, true);
+        // 2.1 answers 1.2, which follows 1.1: they arrive backwards.
+        assert!(g.hold(msg(2, 1, 3, &[(1, 2)])).is_empty());
+        assert!(g.hold(msg(1, 2, 2, &[])).is_empty());
+        assert_eq!(g.held_len(), 2);
+        assert!(g.seen(Dot::new(NodeId(2), 1)), "held back counts as seen");
+        let d = g.hold(msg(1, 1, 1, &[]));
+        assert_eq!(dots(&d), ["1.1", "1.2", "2.1"]);
+        assert_eq!(g.held_len(), 0);
+        assert_eq!(g.delivered().get(NodeId(1)), 2);
+        let (_, clock) = &d[2];
+        let clock = clock.as_ref().expect("full clocks");
+        assert_eq!((clock.get(NodeId(1)), clock.get(NodeId(2))), (2, 1));
+        // The frontier is 2.1 alone (it references 1.2); our next message follows it.
+        assert_eq!(g.frontier_deps(NodeId(3)), [Dot::new(NodeId(2), 1)]);
+        assert_eq!(g.next_own(NodeId(3)), (1, 4));
+        assert_eq!(
+            g.frontier_deps(NodeId(2)),
+            Vec::<Dot>::new(),
+            "own dot is implied"
+        );
+        let order: Vec<String> = g.in_order().iter().map(|(m, _)| m.text.clone()).collect();
+        assert_eq!(order, ["1.1", "1.2", "2.1"]);
+    }
+
+    #[test]
+    fn old_bodies_are_read_back_from_the_archive() {
+        let mut g = GroupLog::new(false, false);
+        let all: Vec<GroupMsg> = (1..=10).map(|s| msg(1, s, s, &[])).collect();
+        for m in &all {
+            g.hold(m.clone());
+        }
+        g.set_archive(Box::new(Store(all.clone())), 3);
+        assert!(g.history[..7].iter().all(|d| d.bytes.is_none()));
+        assert!(g.history[7..].iter().all(|d| d.bytes.is_some()));
+        for m in &all {
+            assert_eq!(g.message(m.dot()).as_ref(), Some(m));
+        }
+        assert_eq!(g.lamport(Dot::new(NodeId(1), 4)), Some(4));
+        assert_eq!(g.message(Dot::new(NodeId(1), 11)), None);
+        assert_eq!(g.hop(Dot::new(NodeId(1), 1)), None, "hops not recorded");
+    }
+}
