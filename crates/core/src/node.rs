@@ -20,8 +20,7 @@
 
 use crate::config::NodeConfig;
 use crate::io::{
-    Archive, Command, ConversationSummary, Event, HistoryEntry, Output, PeerStatus, Record, Scope,
-    Stats, StatusReport,
+    Archive, Command, Event, HistoryEntry, Output, PeerStatus, Record, Scope, Stats, StatusReport,
 };
 use crate::mail::Mailbox;
 use crate::secure::{self, Identity, Links, SERVER_ID};
@@ -39,6 +38,7 @@ use p2pchat_proto::{
     decode, decode_envelope, encode, AuthError, AuthReply, AuthRequest, Dot, GroupMsg, MailBlob,
     Message, NodeId, PeerInfo, PrivateMsg, VectorClock, MAX_TEXT_BYTES,
 };
+use private::{Acked, Conversations};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha20Rng;
 use rand_chacha::ChaCha8Rng;
@@ -128,45 +128,6 @@ struct Member {
     vk: Option<VerifyingKey>,
 }
 
-struct Outgoing {
-    msg: PrivateMsg,
-    next_try: Duration,
-    rto: Duration,
-    /// Times it was sent directly.
-    tries: u32,
-    /// Mailboxes asked to keep it, and those that confirmed (see `node/mailbox.rs`).
-    boxes_asked: Vec<NodeId>,
-    boxes_stored: Vec<NodeId>,
-}
-
-impl Outgoing {
-    fn new(msg: PrivateMsg, next_try: Duration, rto: Duration, tries: u32) -> Self {
-        Outgoing {
-            msg,
-            next_try,
-            rto,
-            tries,
-            boxes_asked: Vec::new(),
-            boxes_stored: Vec::new(),
-        }
-    }
-
-    /// A mailbox keeps it.
-    fn stored(&self) -> bool {
-        !self.boxes_stored.is_empty()
-    }
-}
-
-#[derive(Default)]
-struct Conversation {
-    sent: u64,
-    delivered: u64,
-    acked: u64,
-    outbox: BTreeMap<u64, Outgoing>,
-    inbox: BTreeMap<u64, PrivateMsg>,
-    history: Vec<PrivateMsg>,
-}
-
 struct Probe {
     target: NodeId,
     nonce: u64,
@@ -208,7 +169,8 @@ pub struct Node {
     /// Delivered and held-back group messages (see [`group`]).
     group: GroupLog,
 
-    conversations: BTreeMap<NodeId, Conversation>,
+    /// Private conversations (see [`private`]).
+    conversations: Conversations,
 
     /// Members currently suspect (kept apart so each probe round does not scan everyone).
     suspects: std::collections::BTreeSet<NodeId>,
@@ -307,7 +269,7 @@ impl Node {
             eager: Vec::new(),
             eager_init: false,
             ring: ring::Ring::default(),
-            conversations: BTreeMap::new(),
+            conversations: Conversations::default(),
             suspects: std::collections::BTreeSet::new(),
             probe_order: Vec::new(),
             probe_next: 0,
@@ -406,29 +368,11 @@ impl Node {
                 }
             }
             Record::PrivateOut(msg) => {
-                let conv = self.conversations.entry(msg.to).or_default();
-                if msg.seq > conv.sent {
-                    conv.sent = msg.seq;
-                    conv.history.push(msg.clone());
-                    if msg.seq > conv.acked {
-                        let o = Outgoing::new(msg.clone(), now, self.cfg.private_rto_initial, 0);
-                        conv.outbox.insert(msg.seq, o);
-                    }
-                }
+                let rto = self.cfg.private_rto_initial;
+                self.conversations.restore_out(msg, now, rto);
             }
-            Record::PrivateIn(msg) => {
-                let conv = self.conversations.entry(msg.from).or_default();
-                if msg.seq == conv.delivered + 1 {
-                    conv.delivered = msg.seq;
-                    conv.history.push(msg.clone());
-                }
-            }
-            Record::PrivateAcked { peer, upto } => {
-                let conv = self.conversations.entry(*peer).or_default();
-                conv.acked = conv.acked.max(*upto);
-                let upto = conv.acked;
-                conv.outbox.retain(|&seq, _| seq > upto);
-            }
+            Record::PrivateIn(msg) => self.conversations.restore_in(msg),
+            Record::PrivateAcked { peer, upto } => self.conversations.restore_acked(*peer, *upto),
             Record::Peer(info) if view.contains(&info.node_id) => {
                 self.learn_member(now, info.clone(), false, Admit::IfRoom);
             }
@@ -450,7 +394,7 @@ impl Node {
             }
             Record::Keys { .. } | Record::User { .. } => {}
         }
-        if !self.conversations.values().all(|c| c.outbox.is_empty()) {
+        if self.conversations.pending() > 0 {
             self.set_timer(Timer::Private, now);
         }
     }
@@ -475,10 +419,7 @@ impl Node {
             && !self.auth.pending
             && self.phase == Phase::Member
             && self.queued.is_empty()
-            && self
-                .conversations
-                .values()
-                .all(|c| c.outbox.values().all(Outgoing::stored))
+            && self.conversations.safe()
             && self.lookups.is_empty()
             && self.ring.idle()
             && !self.own_unspread
@@ -550,7 +491,7 @@ impl Node {
 
     /// Private messages written but not yet acknowledged.
     pub fn outbox_len(&self) -> usize {
-        self.conversations.values().map(|c| c.outbox.len()).sum()
+        self.conversations.pending()
     }
 
     /// Hops travelled by the copy of `dot` that was delivered here (0 for own messages;
@@ -571,12 +512,11 @@ impl Node {
 
     /// The private conversation with `peer` in display order.
     pub fn private_history(&self, peer: NodeId) -> Vec<HistoryEntry> {
-        let Some(conv) = self.conversations.get(&peer) else {
-            return Vec::new();
-        };
-        let mut msgs: Vec<&PrivateMsg> = conv.history.iter().collect();
-        msgs.sort_by_key(|m| (m.seq + m.seen, m.from, m.seq));
-        msgs.into_iter().map(|m| self.private_entry(m)).collect()
+        self.conversations
+            .history(peer)
+            .into_iter()
+            .map(|m| self.private_entry(m))
+            .collect()
     }
 
     /// Feeds one received datagram. Malformed, unauthenticated, replayed or unexpected input
@@ -939,11 +879,7 @@ impl Node {
                 .count(),
             members: self.members.len(),
             pending_private: self.outbox_len(),
-            stored_private: self
-                .conversations
-                .values()
-                .map(|c| c.outbox.values().filter(|o| o.stored()).count())
-                .sum(),
+            stored_private: self.conversations.stored(),
             mailbox: self.mailbox.len(),
             queued_commands: self.queued.len(),
             auth_server_reachable: self.auth.reachable,
@@ -958,17 +894,7 @@ impl Node {
             .values()
             .map(|m| (m.info.clone(), m.status))
             .collect();
-        let conversations = self
-            .conversations
-            .iter()
-            .filter(|(_, c)| c.sent > 0 || c.delivered > 0)
-            .map(|(&id, c)| ConversationSummary {
-                with: self.user_name(id),
-                sent: c.sent,
-                acked: c.acked.min(c.sent),
-                received: c.delivered,
-            })
-            .collect();
+        let conversations = self.conversations.summaries(|id| self.user_name(id));
         Event::Overview {
             peers,
             conversations,
@@ -1915,14 +1841,11 @@ impl Node {
         }
         if status == PeerStatus::Online && was_offline {
             // It is back: flush what we owe it now rather than at the next backoff.
-            if let Some(conv) = self.conversations.get_mut(&id) {
-                for o in conv.outbox.values_mut() {
-                    o.next_try = now;
-                    o.rto = self.cfg.private_rto_initial;
-                }
-                if !conv.outbox.is_empty() {
-                    self.set_timer(Timer::Private, now);
-                }
+            if self
+                .conversations
+                .flush(id, now, self.cfg.private_rto_initial)
+            {
+                self.set_timer(Timer::Private, now);
             }
         }
         self.event(Event::Peer {
@@ -2596,20 +2519,8 @@ impl Node {
             return;
         }
         let time_ms = self.wall(now);
-        let conv = self.conversations.entry(peer).or_default();
-        let msg = PrivateMsg {
-            from: me,
-            to: peer,
-            seq: conv.sent + 1,
-            seen: conv.delivered,
-            text,
-            time_ms,
-        };
-        conv.sent = msg.seq;
-        conv.history.push(msg.clone());
         let rto = self.cfg.private_rto_initial;
-        conv.outbox
-            .insert(msg.seq, Outgoing::new(msg.clone(), now + rto, rto, 1));
+        let msg = self.conversations.write(me, peer, text, time_ms, now, rto);
         self.persist(Record::PrivateOut(msg.clone()));
         let entry = self.private_entry(&msg);
         self.event(Event::Message(Box::new(entry)));
@@ -2628,38 +2539,22 @@ impl Node {
     }
 
     fn private_timer(&mut self, now: Duration) {
-        let mut resend = Vec::new();
-        let mut next: Option<Duration> = None;
-        for (peer, conv) in self.conversations.iter_mut() {
-            for o in conv.outbox.values_mut() {
-                if o.next_try <= now {
-                    o.tries = o.tries.saturating_add(1);
-                    let unstored = o.boxes_stored.len() < self.cfg.mailboxes;
-                    resend.push((*peer, o.msg.clone(), unstored && o.tries >= 2));
-                    o.rto = (o.rto * 2).min(self.cfg.private_rto_max);
-                    o.next_try = now + o.rto;
-                }
-                next = Some(next.map_or(o.next_try, |n: Duration| n.min(o.next_try)));
-            }
-        }
-        for (peer, msg, unanswered) in resend {
+        let (resend, next) =
+            self.conversations
+                .due(now, self.cfg.private_rto_max, self.cfg.mailboxes);
+        for r in resend {
             // Not acknowledged in time: to the mailboxes too once the recipient looks away,
             // or after three tries whatever it looks like (a crash takes seconds to notice).
             let away = self
                 .members
-                .get(&peer)
+                .get(&r.peer)
                 .is_none_or(|m| m.status != PeerStatus::Online);
-            let tries = self
-                .conversations
-                .get(&peer)
-                .and_then(|c| c.outbox.get(&msg.seq))
-                .map_or(0, |o| o.tries);
-            if unanswered && (away || tries >= 3) {
-                self.deposit(now, peer, msg.seq);
+            if r.unanswered && (away || r.tries >= 3) {
+                self.deposit(now, r.peer, r.msg.seq);
             }
-            if let Some(addr) = self.info_of(peer).map(|i| i.addr) {
+            if let Some(addr) = self.info_of(r.peer).map(|i| i.addr) {
                 self.stats.private_retransmits += 1;
-                self.send_to(peer, addr, &Message::Private(msg));
+                self.send_to(r.peer, addr, &Message::Private(r.msg));
             }
         }
         if let Some(at) = next {
@@ -2687,30 +2582,16 @@ impl Node {
     /// Delivers an authentic private message to us exactly once and in its conversation's
     /// order (buffering one that is early); returns how far the conversation is delivered.
     fn accept_private(&mut self, msg: PrivateMsg) -> u64 {
-        let limit = self.cfg.private_buffer_limit;
-        let conv = self.conversations.entry(msg.from).or_default();
-        let peer = msg.from;
-        let mut ready = Vec::new();
-        if msg.seq <= conv.delivered {
+        let (ready, upto, duplicate) = self
+            .conversations
+            .accept(msg, self.cfg.private_buffer_limit);
+        if duplicate {
             self.stats.private_duplicates += 1;
-        } else if msg.seq == conv.delivered + 1 {
-            conv.delivered = msg.seq;
-            ready.push(msg);
-            while let Some(next) = conv.inbox.remove(&(conv.delivered + 1)) {
-                conv.delivered = next.seq;
-                ready.push(next);
-            }
-        } else if conv.inbox.len() < limit {
-            conv.inbox.insert(msg.seq, msg);
         }
-        let upto = conv.delivered;
         for m in ready {
             self.stats.private_delivered += 1;
             self.persist(Record::PrivateIn(m.clone()));
             let entry = self.private_entry(&m);
-            if let Some(conv) = self.conversations.get_mut(&peer) {
-                conv.history.push(m);
-            }
             self.event(Event::Message(Box::new(entry)));
         }
         upto
@@ -2721,19 +2602,15 @@ impl Node {
             self.stats.rejected += 1;
             return;
         }
-        let Some(conv) = self.conversations.get_mut(&peer) else {
-            self.stats.rejected += 1;
-            return;
-        };
-        let upto = upto.min(conv.sent);
-        if upto <= conv.acked {
-            return;
+        match self.conversations.ack(peer, upto) {
+            Acked::Unknown => self.stats.rejected += 1,
+            Acked::Old => {}
+            Acked::Upto(upto) => {
+                self.persist(Record::PrivateAcked { peer, upto });
+                let name = self.user_name(peer);
+                self.event(Event::Acked { peer: name, upto });
+            }
         }
-        conv.acked = upto;
-        conv.outbox.retain(|&seq, _| seq > upto);
-        self.persist(Record::PrivateAcked { peer, upto });
-        let name = self.user_name(peer);
-        self.event(Event::Acked { peer: name, upto });
     }
 
     fn private_entry(&self, m: &PrivateMsg) -> HistoryEntry {
@@ -2786,6 +2663,7 @@ mod clocks;
 mod group;
 mod join;
 mod mailbox;
+mod private;
 mod ring;
 #[cfg(test)]
 mod tests;

@@ -45,7 +45,7 @@ impl Node {
         let Some(to_dh) = self.info_of(to).map(|i| i.cert.dh_pk) else {
             return;
         };
-        let Some(o) = self.conversations.get(&to).and_then(|c| c.outbox.get(&seq)) else {
+        let Some(o) = self.conversations.outgoing(to, seq) else {
             return;
         };
         let silent: Vec<NodeId> = o
@@ -68,11 +68,7 @@ impl Node {
         if boxes.is_empty() {
             return;
         }
-        if let Some(o) = self
-            .conversations
-            .get_mut(&to)
-            .and_then(|c| c.outbox.get_mut(&seq))
-        {
+        if let Some(o) = self.conversations.outgoing_mut(to, seq) {
             for b in &boxes {
                 if !o.boxes_asked.contains(b) {
                     o.boxes_asked.push(*b);
@@ -155,11 +151,7 @@ impl Node {
 
     /// Mailbox `sender` keeps our message `seq` to `to`.
     pub(super) fn handle_stored(&mut self, sender: NodeId, to: NodeId, seq: u64) {
-        let Some(o) = self
-            .conversations
-            .get_mut(&to)
-            .and_then(|c| c.outbox.get_mut(&seq))
-        else {
+        let Some(o) = self.conversations.outgoing_mut(to, seq) else {
             // Acknowledged meanwhile, never ours, or a mailbox's copy for another.
             return;
         };
