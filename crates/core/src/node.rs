@@ -29,6 +29,7 @@ use ed25519_dalek::VerifyingKey;
 use foldhash::HashMapExt;
 use group::GroupLog;
 use join::AuthClient;
+use members::{LiveSet, Member};
 use p2pchat_proto::wire::{
     encode_envelope, from_payload, to_payload, Cert, Envelope, Key, SenderCert, MAX_PASSWORD,
     MIN_AUTH_HELLO, MIN_KEY_REQUEST,
@@ -115,19 +116,6 @@ enum Phase {
     Stopped,
 }
 
-struct Member {
-    info: PeerInfo,
-    status: PeerStatus,
-    last_heard: Duration,
-    suspect_since: Option<Duration>,
-    /// Hello attempts left and when to send the next one.
-    hello: Option<(u32, Duration)>,
-    /// Its "just joined" was already shown (retried Hellos must not show it again).
-    join_announced: bool,
-    /// Its parsed signing key, once needed.
-    vk: Option<VerifyingKey>,
-}
-
 struct Probe {
     target: NodeId,
     nonce: u64,
@@ -154,8 +142,7 @@ pub struct Node {
     members: BTreeMap<NodeId, Member>,
     by_addr: HashMap<SocketAddr, NodeId>,
     /// Members not offline, for O(1) random peer choice.
-    live: Vec<NodeId>,
-    live_pos: HashMap<NodeId, usize>,
+    live: LiveSet,
     /// The members learned most recently, newest last.
     recent: VecDeque<NodeId>,
     /// When we last sent each peer our whole member list.
@@ -261,8 +248,7 @@ impl Node {
             auth,
             members: BTreeMap::new(),
             by_addr: HashMap::new(),
-            live: Vec::new(),
-            live_pos: HashMap::new(),
+            live: LiveSet::new(),
             recent: VecDeque::new(),
             full_lists_sent: HashMap::new(),
             group,
@@ -918,7 +904,7 @@ impl Node {
             Command::Overview => self.event(self.overview()),
             Command::Settle => self.settle_asked = true,
             Command::Quit => {
-                let ids: Vec<NodeId> = self.live.clone();
+                let ids: Vec<NodeId> = self.live.ids().to_vec();
                 if let Some(me) = self.node_id {
                     for id in ids {
                         if let Some(addr) = self.members.get(&id).map(|m| m.info.addr) {
@@ -1856,20 +1842,15 @@ impl Node {
     }
 
     fn live_insert(&mut self, id: NodeId) {
-        if !self.live_pos.contains_key(&id) {
-            self.live_pos.insert(id, self.live.len());
-            self.live.push(id);
+        if self.live.insert(id) {
             self.ring_join(id);
         }
     }
 
     fn live_remove(&mut self, id: NodeId) {
-        if let Some(pos) = self.live_pos.remove(&id) {
+        if self.live.contains(id) {
             self.ring_forget(id);
-            self.live.swap_remove(pos);
-            if let Some(&moved) = self.live.get(pos) {
-                self.live_pos.insert(moved, pos);
-            }
+            self.live.remove(id);
         }
     }
 
@@ -1879,26 +1860,7 @@ impl Node {
 
     /// Up to `k` distinct random members that are not offline, skipping `exclude`.
     fn sample_live(&mut self, k: usize, exclude: &[NodeId]) -> Vec<NodeId> {
-        let n = self.live.len();
-        if n <= k + exclude.len() {
-            return self
-                .live
-                .iter()
-                .copied()
-                .filter(|id| !exclude.contains(id))
-                .take(k)
-                .collect();
-        }
-        let mut out = Vec::with_capacity(k);
-        let mut tries = 0;
-        while out.len() < k && tries < 8 * k + 16 {
-            tries += 1;
-            let id = self.live[self.rng.random_range(0..n)];
-            if !exclude.contains(&id) && !out.contains(&id) {
-                out.push(id);
-            }
-        }
-        out
+        self.live.sample(&mut self.rng, k, exclude)
     }
 
     fn probe_timer(&mut self, now: Duration) {
@@ -1985,7 +1947,7 @@ impl Node {
             }
             let id = self.probe_order[self.probe_next];
             self.probe_next += 1;
-            if self.live_pos.contains_key(&id) {
+            if self.live.contains(id) {
                 return Some(id);
             }
         }
@@ -1999,7 +1961,7 @@ impl Node {
         for k in 0..n {
             let i = (self.offline_next + k) % n;
             let id = self.probe_order[i];
-            if self.live_pos.contains_key(&id) {
+            if self.live.contains(id) {
                 continue;
             }
             self.offline_next = i + 1;
@@ -2156,8 +2118,8 @@ impl Node {
             self.eager_init = true;
             self.eager = self.sample_live(self.cfg.fanout, &[]);
         }
-        let live_pos = &self.live_pos;
-        self.eager.retain(|id| live_pos.contains_key(id));
+        let live = &self.live;
+        self.eager.retain(|&id| live.contains(id));
         if self.eager.is_empty() {
             self.eager = self.sample_live(1, &[]);
         }
@@ -2169,7 +2131,7 @@ impl Node {
     }
 
     fn eager_add(&mut self, id: NodeId) {
-        if !self.eager.contains(&id) && self.live_pos.contains_key(&id) {
+        if !self.eager.contains(&id) && self.live.contains(id) {
             self.eager.push(id);
         }
     }
@@ -2178,6 +2140,7 @@ impl Node {
         let targets = if hop == 0 && self.flooding() {
             // A small group: straight to everyone.
             self.live
+                .ids()
                 .iter()
                 .copied()
                 .filter(|id| !exclude.contains(id))
@@ -2663,6 +2626,7 @@ mod clocks;
 mod group;
 mod join;
 mod mailbox;
+mod members;
 mod private;
 mod ring;
 #[cfg(test)]

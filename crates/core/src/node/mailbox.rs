@@ -58,6 +58,7 @@ impl Node {
         let msg = o.msg.clone();
         let live = self
             .live
+            .ids()
             .iter()
             .copied()
             .filter(|id| *id != to && !silent.contains(id));
@@ -94,7 +95,7 @@ impl Node {
     /// `to`'s mailbox set as a mailbox sees it: the members not offline, ourselves
     /// included, with the highest rendezvous scores.
     fn mailboxes_of(&self, to: NodeId) -> Vec<NodeId> {
-        let live = self.live.iter().copied().filter(|&id| id != to);
+        let live = self.live.ids().iter().copied().filter(|&id| id != to);
         mail::choose(to, live.chain(self.node_id), self.cfg.mailboxes)
     }
 

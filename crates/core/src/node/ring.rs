@@ -323,7 +323,7 @@ impl Node {
         if !self.ring.pending.is_empty() {
             self.ring.pending.remove(&(id, check_dot(id)));
         }
-        if self.ring.skip.remove(&id) && self.live_pos.contains_key(&id) {
+        if self.ring.skip.remove(&id) && self.live.contains(id) {
             self.ring.insert(id);
         }
     }
@@ -341,10 +341,7 @@ impl Node {
         for &id in ids {
             if id == me {
                 self.ring_refute(now);
-            } else if id != sender
-                && self.live_pos.contains_key(&id)
-                && !self.ring.skip.contains(&id)
-            {
+            } else if id != sender && self.live.contains(id) && !self.ring.skip.contains(&id) {
                 self.ring_doubt(now, id);
             }
         }
