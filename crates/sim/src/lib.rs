@@ -14,6 +14,9 @@
 //! 3. **settle**: until every node has every group message and every recipient every private
 //!    message, or a virtual deadline passes.
 //!
+//! Layout: `config` (what to run, what it measured), `queue` (events in virtual time),
+//! `checkers` (what every delivery is checked against); the driver is here.
+//!
 //! Checkers: completeness (`missing`), exactly-once (`duplicates`), causal order
 //! (`causal_violations`: a delivery before something its author had delivered), identical
 //! histories (`history_mismatches`). Metrics: datagrams, bytes, relative message redundancy,
@@ -21,320 +24,33 @@
 
 #![forbid(unsafe_code)]
 
-use foldhash::{HashMapExt, HashSetExt};
+use foldhash::HashSetExt;
 use p2pchat_core::{
     AuthConfig, AuthServer, Command, Event, InsecurePlainCredentials, Node, NodeConfig, NodeParams,
-    Output, Record, Scope,
+    Output, Record,
 };
-use p2pchat_proto::{Dot, NodeId};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
-use serde::Serialize;
-use std::cmp::Ordering;
-use std::collections::BinaryHeap;
 
 /// Maps with a fixed hasher: the report is the same, byte for byte, in every run of a seed.
 type HashMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::FixedState>;
 type HashSet<T> = std::collections::HashSet<T, foldhash::fast::FixedState>;
 use std::net::SocketAddr;
 use std::time::Duration;
-use thiserror::Error;
+
+mod checkers;
+mod config;
+mod queue;
+
+use checkers::{At, Checker};
+pub use config::{Report, SimConfig, SimError};
+use queue::{Ev, EventQueue};
 
 /// Broadcasts over which the push share is taken to decide that the tree has healed.
 pub const RECOVERY_WINDOW: usize = 10;
 
 /// A group message's send time, and among nodes that never crash: deliveries, and those by push.
 type TreeStat = (u64, u32, u32);
-
-/// What to simulate. Times are virtual milliseconds.
-#[derive(Clone, Debug)]
-pub struct SimConfig {
-    /// Cluster size.
-    pub nodes: usize,
-    /// Group messages sent during the talk phase.
-    pub messages: usize,
-    /// Private messages sent during the talk phase.
-    pub private: usize,
-    /// Probability that a datagram is lost.
-    pub loss: f64,
-    /// Probability that a datagram is delivered twice.
-    pub dup: f64,
-    /// Smallest one-way latency.
-    pub min_latency_ms: u64,
-    /// Largest one-way latency (latency is uniform between the two: datagrams reorder).
-    pub max_latency_ms: u64,
-    /// Split the cluster in two halves for this long, starting as the talk phase starts.
-    pub partition_ms: u64,
-    /// Nodes crashed a third into the talk phase and restarted later.
-    pub crash: usize,
-    /// Also crash the auth server during the talk phase, and restart it later.
-    pub crash_auth: bool,
-    /// Gossip fanout.
-    pub fanout: usize,
-    /// Plumtree above the flooding threshold (else push gossip with `fanout`).
-    pub plumtree: bool,
-    /// Ring broadcast while every node knows every other (see `NodeConfig::ring`).
-    pub ring: bool,
-    /// The seed of everything.
-    pub seed: u64,
-    /// Only this many nodes (the first ones) send group messages; 0 means everyone.
-    pub talkers: usize,
-    /// Each node's view size (`NodeConfig::view_max`); 0 picks the default: a real node's
-    /// 1,024 up to 1,024 nodes, else 32, so that 10,000 nodes fit one process.
-    pub view: usize,
-    /// Gap between two consecutive sends in the talk phase.
-    pub send_interval_ms: u64,
-    /// Gap between two node starts in the join phase, in microseconds; 0 picks 10 ms, or
-    /// less in networks above 2,000 nodes so that all start within 20 s.
-    pub join_interval_us: u64,
-    /// Give up this long after the last send.
-    pub settle_deadline_ms: u64,
-    /// Pairs (sender, recipient) where the recipient goes away, the sender writes to it and
-    /// leaves, and the recipient comes back while the sender is still away: the message must
-    /// reach it through mailboxes.
-    pub offline_private: usize,
-    /// Every node sends at the same virtual instant (the k-th message by node
-    /// `k mod nodes + 1`), in waves 0.5 s apart when there are more messages than nodes: a
-    /// big group all talking at once.
-    pub burst: bool,
-}
-
-impl Default for SimConfig {
-    fn default() -> Self {
-        SimConfig {
-            nodes: 20,
-            messages: 100,
-            private: 0,
-            loss: 0.0,
-            dup: 0.0,
-            min_latency_ms: 1,
-            max_latency_ms: 20,
-            partition_ms: 0,
-            crash: 0,
-            crash_auth: false,
-            fanout: NodeConfig::default().fanout,
-            plumtree: NodeConfig::default().plumtree,
-            ring: NodeConfig::default().ring,
-            seed: 1,
-            talkers: 0,
-            view: 0,
-            send_interval_ms: 10,
-            join_interval_us: 0,
-            offline_private: 0,
-            burst: false,
-            settle_deadline_ms: 300_000,
-        }
-    }
-}
-
-/// Invalid simulation parameters.
-#[derive(Debug, Error, PartialEq)]
-pub enum SimError {
-    /// A parameter is out of range; the text says which and why.
-    #[error("{0}")]
-    Invalid(String),
-}
-
-impl SimConfig {
-    /// The view size each node gets.
-    pub fn view_size(&self) -> usize {
-        match self.view {
-            0 if self.nodes > NodeConfig::default().view_max => 32,
-            0 => NodeConfig::default().view_max,
-            v => v,
-        }
-    }
-
-    /// The gap between two node starts.
-    pub fn join_gap_us(&self) -> u64 {
-        match self.join_interval_us {
-            0 => (20_000_000 / self.nodes.max(1) as u64).clamp(100, 10_000),
-            g => g,
-        }
-    }
-
-    /// Checks every parameter.
-    pub fn validate(&self) -> Result<(), SimError> {
-        let bad = |m: &str| Err(SimError::Invalid(m.to_string()));
-        if self.nodes < 2 || self.nodes > 50_000 {
-            return bad("--nodes must be between 2 and 50000");
-        }
-        if !(0.0..0.9).contains(&self.loss) {
-            return bad("--loss must be a fraction in [0, 0.9)");
-        }
-        if !(0.0..=0.9).contains(&self.dup) {
-            return bad("--dup must be a fraction in [0, 0.9]");
-        }
-        if self.min_latency_ms > self.max_latency_ms {
-            return bad("--min-latency-ms must not exceed --max-latency-ms");
-        }
-        if self.max_latency_ms > 10_000 {
-            return bad("--max-latency-ms must be at most 10000");
-        }
-        if self.crash >= self.nodes {
-            return bad("--crash must be smaller than --nodes");
-        }
-        if self.crash + 2 * self.offline_private + 3 > self.nodes {
-            return bad(
-                "--offline-private needs two nodes a pair besides --crash, and 3 more (mailboxes)",
-            );
-        }
-        if self.fanout == 0 || self.fanout > 64 {
-            return bad("--fanout must be between 1 and 64");
-        }
-        if self.messages > 1_000_000 || self.private > 1_000_000 {
-            return bad("--messages and --private must be at most 1000000");
-        }
-        if self.view != 0 && self.view < 8 {
-            return bad("--view must be 0 (automatic) or at least 8");
-        }
-        if self.send_interval_ms == 0 || self.send_interval_ms > 60_000 {
-            return bad("--interval-ms (the send interval) must be between 1 and 60000");
-        }
-        Ok(())
-    }
-}
-
-/// What a run measured. Only simulated quantities: the same config gives the same report.
-#[derive(Clone, Debug, Serialize, PartialEq)]
-pub struct Report {
-    /// Cluster size.
-    pub nodes: usize,
-    /// Group messages sent.
-    pub messages: usize,
-    /// Private messages sent.
-    pub private: usize,
-    /// Node-message pairs that should be delivered (every node x every group message, plus the
-    /// recipient of every private message).
-    pub expected: u64,
-    /// Distinct node-message pairs delivered.
-    pub delivered: u64,
-    /// `expected - delivered`.
-    pub missing: u64,
-    /// Deliveries of a pair already delivered.
-    pub duplicates: u64,
-    /// Deliveries that came before something their author had delivered when writing.
-    pub causal_violations: u64,
-    /// Nodes whose final group history differs from node 0's (order or content).
-    pub history_mismatches: u64,
-    /// From the first send to the last delivery (virtual ms); -1 if never converged.
-    pub converged_ms: i64,
-    /// Virtual time the join phase took.
-    pub join_ms: u64,
-    /// Datagrams sent (all phases, all endpoints).
-    pub datagrams: u64,
-    /// Bytes sent (all phases, all endpoints).
-    pub bytes: u64,
-    /// Datagrams sent during talk and settle.
-    pub talk_datagrams: u64,
-    /// Bytes sent during talk and settle.
-    pub talk_bytes: u64,
-    /// Relative message redundancy: group payload copies received per delivery, minus one.
-    pub rmr: f64,
-    /// Mean over group messages of the largest gossip hop count at which it was delivered.
-    pub last_delivery_hop: f64,
-    /// Crashes performed (nodes, plus one if the auth server crashed).
-    pub crashes: usize,
-    /// The view size each node was given (`NodeConfig::view_max`).
-    pub view_max: usize,
-    /// Mean and largest number of members in a node's view at the end.
-    pub view_mean: f64,
-    /// Largest view at the end.
-    pub view_largest: usize,
-    /// Group messages that waited for their author's record (partial views), all nodes.
-    pub parked: u64,
-    /// Share of deliveries made by push (not repair) among nodes that never crashed, for
-    /// messages sent before the first crash (or all messages, without crashes).
-    pub push_share_before: f64,
-    /// The same for messages sent while the crashes happen (they are spread over 0.5 s).
-    pub push_share_during: f64,
-    /// The same for messages sent after the last crash.
-    pub push_share_after: f64,
-    /// Messages sent after the last crash before the tree healed: from the next one on,
-    /// [`RECOVERY_WINDOW`] consecutive broadcasts together reached at least 95% of the nodes
-    /// that never crashed by push (`None` without crashes, or if it never did).
-    pub recovery_broadcasts: Option<usize>,
-    /// Ring pushes sent again for want of an acknowledgement, all nodes.
-    pub ring_retries: u64,
-    /// Ring shares handed on past a member that did not answer twice, all nodes.
-    pub ring_handovers: u64,
-    /// Mean encoded size of a group message's causal metadata (Lamport time + deps), bytes.
-    pub clock_bytes_mean: f64,
-    /// Largest encoded size of a group message's causal metadata, bytes.
-    pub clock_bytes_max: u64,
-    /// Datagrams the nodes could not decode (none expected without an attacker).
-    pub malformed: u64,
-    /// Datagrams the nodes dropped as unauthenticated (none expected without an attacker).
-    pub unauthenticated: u64,
-    /// Link datagrams the nodes dropped as already seen (the network's duplicates).
-    pub replayed: u64,
-    /// Datagrams from senders whose certificate the receiver did not have yet.
-    pub unknown_sender: u64,
-    /// Group messages dropped because their author was not known yet (repaired later).
-    pub unverifiable: u64,
-    /// Certificates or group messages whose signature did not verify.
-    pub bad_signature: u64,
-    /// Messages the nodes refused to send (an `error` answering a send), all nodes.
-    pub refused: u64,
-    /// Merge messages written to fold frontiers too large for one message (not counted in
-    /// `messages`, `expected` or `delivered`).
-    pub merges: u64,
-    /// Datagrams sent while talking, per delivery.
-    pub datagrams_per_delivery: f64,
-    /// Private messages written to a user who was away by a sender who then left.
-    pub offline_private: usize,
-    /// Of those, delivered only once their sender was back, or never (mailboxes failed).
-    pub offline_private_late: u64,
-    /// The seed.
-    pub seed: u64,
-}
-
-#[derive(Debug)]
-enum Ev {
-    Deliver {
-        to: usize,
-        from: SocketAddr,
-        bytes: Vec<u8>,
-    },
-    Wake(usize),
-    Start(usize),
-    Say,
-    /// A group message from this node (the burst workload).
-    SayFrom(usize),
-    Private,
-    /// A private message from the first node to the second (the offline scenario).
-    PrivateTo(usize, usize),
-    Crash(usize),
-    Restart(usize),
-    CrashAuth,
-    RestartAuth,
-    Check,
-}
-
-/// A heap key; the event itself waits in a slab so that heap moves stay small.
-struct Scheduled {
-    at: u64,
-    seq: u64,
-    slot: u32,
-}
-
-impl PartialEq for Scheduled {
-    fn eq(&self, o: &Self) -> bool {
-        (self.at, self.seq) == (o.at, o.seq)
-    }
-}
-impl Eq for Scheduled {}
-impl PartialOrd for Scheduled {
-    fn partial_cmp(&self, o: &Self) -> Option<Ordering> {
-        Some(self.cmp(o))
-    }
-}
-impl Ord for Scheduled {
-    // Reversed: BinaryHeap is a max-heap and we want the earliest first.
-    fn cmp(&self, o: &Self) -> Ordering {
-        (o.at, o.seq).cmp(&(self.at, self.seq))
-    }
-}
 
 const AUTH: usize = 0;
 /// Unix time (ms) at simulated time zero: certificates expire in wall-clock time.
@@ -345,10 +61,6 @@ struct Endpoint {
     records: Vec<Record>,
     wake_at: Option<u64>,
     started: bool,
-    /// Sim's view of what this node delivered, per author (for the causal checker).
-    seen: HashMap<NodeId, u64>,
-    group_got: HashSet<Dot>,
-    private_got: HashSet<(NodeId, u64)>,
     checked: bool,
     fatal: Option<String>,
 }
@@ -357,14 +69,13 @@ struct Sim {
     cfg: SimConfig,
     rng: ChaCha8Rng,
     now: u64,
-    seq: u64,
-    queue: BinaryHeap<Scheduled>,
-    slab: Vec<Option<Ev>>,
-    free: Vec<u32>,
+    queue: EventQueue,
     auth: Option<AuthServer>,
     auth_records: Vec<Record>,
     auth_wake: Option<u64>,
     eps: Vec<Endpoint>,
+    /// Completeness, exactly-once, causal order, and the tree statistics.
+    checker: Checker,
     port_base: u16,
     /// Pure crypto results shared by all simulated nodes (see `CryptoMemo`).
     memo: std::sync::Arc<p2pchat_core::secure::CryptoMemo>,
@@ -375,17 +86,9 @@ struct Sim {
     talk_started: Option<u64>,
     sends_left: usize,
     privates_left: usize,
-    snapshots: HashMap<Dot, Vec<(NodeId, u64)>>,
-    expected: u64,
-    delivered: u64,
-    duplicates: u64,
-    violations: u64,
-    last_delivery: u64,
-    first_send: Option<u64>,
     datagrams: u64,
     bytes: u64,
     talk_mark: (u64, u64),
-    max_hop: HashMap<Dot, u16>,
     /// Nodes chosen to crash, and when the first crash happens.
     crash_set: HashSet<usize>,
     first_crash: Option<u64>,
@@ -396,17 +99,12 @@ struct Sim {
     carried: [u64; 3],
     /// Per group message: when it was sent, and among nodes that never crash, how many
     /// delivered it and how many of those got it by push (the tree) rather than repair.
-    tree: HashMap<Dot, TreeStat>,
     crashes: usize,
     clock_bytes: Vec<u64>,
     /// Offline scenario: the node whose private message is being written now, the messages
     /// written that way (by (author, seq), with their author's index), and how many of them
     /// arrived while their author was still away.
     offline_sending: Option<usize>,
-    offline_msgs: HashMap<(NodeId, u64), usize>,
-    offline_early: u64,
-    refused: u64,
-    merges: u64,
     /// The node whose group message is being written now.
     saying: Option<usize>,
     done: bool,
@@ -445,14 +143,12 @@ impl Sim {
                 records: Vec::new(),
                 wake_at: None,
                 started: false,
-                seen: HashMap::new(),
-                group_got: HashSet::new(),
-                private_got: HashSet::new(),
                 checked: i > 0 && (i - 1) % check_every == 0,
                 fatal: None,
             })
             .collect();
         Sim {
+            checker: Checker::new(cfg.nodes + 1),
             rng: ChaCha8Rng::seed_from_u64(cfg.seed),
             persist: cfg.crash > 0 || cfg.offline_private > 0,
             sends_left: cfg.messages,
@@ -460,10 +156,7 @@ impl Sim {
             node_cfg,
             cfg,
             now: 0,
-            seq: 0,
-            queue: BinaryHeap::new(),
-            slab: Vec::new(),
-            free: Vec::new(),
+            queue: EventQueue::default(),
             auth: None,
             auth_records: Vec::new(),
             auth_wake: None,
@@ -473,51 +166,23 @@ impl Sim {
             partition_until: 0,
             partitioned: false,
             talk_started: None,
-            snapshots: HashMap::new(),
-            expected: 0,
-            delivered: 0,
-            duplicates: 0,
-            violations: 0,
-            last_delivery: 0,
-            first_send: None,
             datagrams: 0,
             bytes: 0,
             talk_mark: (0, 0),
-            max_hop: HashMap::new(),
             crash_set: HashSet::new(),
             first_crash: None,
             last_crash: None,
             carried: [0; 3],
-            tree: HashMap::new(),
             crashes: 0,
             clock_bytes: Vec::new(),
             offline_sending: None,
-            offline_msgs: HashMap::new(),
-            offline_early: 0,
-            refused: 0,
-            merges: 0,
             saying: None,
             done: false,
         }
     }
 
     fn at(&mut self, at: u64, ev: Ev) {
-        self.seq += 1;
-        let slot = match self.free.pop() {
-            Some(slot) => {
-                self.slab[slot as usize] = Some(ev);
-                slot
-            }
-            None => {
-                self.slab.push(Some(ev));
-                (self.slab.len() - 1) as u32
-            }
-        };
-        self.queue.push(Scheduled {
-            at,
-            seq: self.seq,
-            slot,
-        });
+        self.queue.at(at, ev);
     }
 
     fn dur(t: u64) -> Duration {
@@ -542,12 +207,8 @@ impl Sim {
             self.at(t, Ev::Start(i));
         }
         self.at(Self::ms(100), Ev::Check);
-        while let Some(s) = self.queue.pop() {
-            self.now = s.at;
-            let Some(ev) = self.slab[s.slot as usize].take() else {
-                continue;
-            };
-            self.free.push(s.slot);
+        while let Some((at, ev)) = self.queue.pop() {
+            self.now = at;
             self.step(ev);
             if self.done {
                 break;
@@ -710,7 +371,7 @@ impl Sim {
             Some(_) => {
                 let all_up = self.eps[1..].iter().all(|e| e.node.is_some()) && self.auth.is_some();
                 let finished_sending = self.sends_left == 0 && self.privates_left == 0 && all_up;
-                if finished_sending && self.delivered >= self.expected {
+                if finished_sending && self.checker.delivered >= self.checker.expected {
                     self.done = true;
                     return;
                 }
@@ -974,113 +635,20 @@ impl Sim {
     }
 
     fn observe(&mut self, i: usize, e: Event) {
-        let m = match e {
-            Event::Message(m) => *m,
-            Event::Error {
-                message,
-                fatal: true,
-            } => {
-                self.eps[i].fatal = Some(message);
-                return;
-            }
-            Event::Error { .. } => {
-                // An error in answer to a group send: the message was refused.
-                if self.saying == Some(i) {
-                    self.refused += 1;
-                }
-                return;
-            }
-            _ => return,
+        let ep = &self.eps[i];
+        let at = At {
+            now: self.now,
+            nodes: self.cfg.nodes as u64,
+            node: ep.node.as_ref(),
+            checked: ep.checked,
+            crashes: self.crash_set.contains(&i),
+            saying: self.saying == Some(i),
+            offline_sending: self.offline_sending == Some(i),
         };
-        match m.scope {
-            Scope::Group if m.is_merge() => {
-                if self.eps[i].node.as_ref().and_then(|n| n.node_id()) == Some(m.from_id) {
-                    self.merges += 1;
-                }
-                // A merge (no text: it folds a large frontier) is the author's own business:
-                // not a message anyone is expected to see, and it claims only its deps, not
-                // the author's whole clock. Receivers still deliver it in causal order, and
-                // the message after it follows it in its author's sequence.
-                self.eps[i].seen.insert(m.from_id, m.seq);
-            }
-            Scope::Group => {
-                let dot = Dot::new(m.from_id, m.seq);
-                let me = self.eps[i].node.as_ref().and_then(|n| n.node_id());
-                if me == Some(m.from_id) {
-                    // Local echo of a new message: it is now expected everywhere.
-                    if !self.snapshots.contains_key(&dot) {
-                        let snap: Vec<(NodeId, u64)> = self.eps[i]
-                            .node
-                            .as_ref()
-                            .map(|n| n.delivered_clock().iter().collect())
-                            .unwrap_or_default();
-                        self.snapshots.insert(dot, snap);
-                        self.tree.insert(dot, (self.now, 0, 0));
-                        self.expected += self.cfg.nodes as u64;
-                        self.first_send.get_or_insert(self.now);
-                    }
-                }
-                let ep = &mut self.eps[i];
-                if !ep.group_got.insert(dot) {
-                    self.duplicates += 1;
-                    return;
-                }
-                self.delivered += 1;
-                self.last_delivery = self.now;
-                if ep.checked {
-                    if let Some(snap) = self.snapshots.get(&dot) {
-                        let ok = snap.iter().all(|&(k, c)| {
-                            let have = ep.seen.get(&k).copied().unwrap_or(0);
-                            if k == dot.author {
-                                have + 1 == c
-                            } else {
-                                have >= c
-                            }
-                        });
-                        if !ok {
-                            self.violations += 1;
-                        }
-                    }
-                }
-                ep.seen.insert(dot.author, dot.seq);
-                let hop = ep.node.as_ref().and_then(|n| n.delivery_hop(dot));
-                if me != Some(dot.author) && !self.crash_set.contains(&i) {
-                    if let Some(t) = self.tree.get_mut(&dot) {
-                        t.1 += 1;
-                        t.2 += u32::from(hop.is_some_and(|h| h != u16::MAX));
-                    }
-                }
-                if let Some(hop) = hop {
-                    if hop != u16::MAX {
-                        let h = self.max_hop.entry(dot).or_insert(0);
-                        *h = (*h).max(hop);
-                    }
-                }
-            }
-            Scope::Private => {
-                let me = self.eps[i].node.as_ref().and_then(|n| n.node_id());
-                if me == Some(m.from_id) {
-                    // Local echo: a private message was written.
-                    self.expected += 1;
-                    self.first_send.get_or_insert(self.now);
-                    if self.offline_sending == Some(i) {
-                        self.offline_msgs.insert((m.from_id, m.seq), i);
-                    }
-                    return;
-                }
-                let ep = &mut self.eps[i];
-                if !ep.private_got.insert((m.from_id, m.seq)) {
-                    self.duplicates += 1;
-                    return;
-                }
-                self.delivered += 1;
-                self.last_delivery = self.now;
-                if let Some(&author) = self.offline_msgs.get(&(m.from_id, m.seq)) {
-                    if self.eps[author].node.is_none() {
-                        self.offline_early += 1;
-                    }
-                }
-            }
+        let eps = &self.eps;
+        let down = |author: usize| eps[author].node.is_none();
+        if let Some(fatal) = self.checker.observe(&at, i, e, down) {
+            self.eps[i].fatal = Some(fatal);
         }
     }
 
@@ -1121,15 +689,18 @@ impl Sim {
         }
         // Own messages are delivered without being received; a restarted node's restored
         // history is neither received nor delivered again (each endpoint counts a message once).
-        let unique: u64 = self.eps[1..].iter().map(|e| e.group_got.len() as u64).sum();
-        let received_deliveries = unique.saturating_sub(self.snapshots.len() as u64);
+        let unique: u64 = self.checker.per[1..]
+            .iter()
+            .map(|e| e.group.len() as u64)
+            .sum();
+        let received_deliveries = unique.saturating_sub(self.checker.snapshots.len() as u64);
         let rmr = if received_deliveries > 0 {
             payloads as f64 / received_deliveries as f64 - 1.0
         } else {
             0.0
         };
         // Tree health around the crashes, in send order.
-        let mut sent: Vec<&TreeStat> = self.tree.values().collect();
+        let mut sent: Vec<&TreeStat> = self.checker.tree.values().collect();
         sent.sort_unstable();
         let cut = self.first_crash.unwrap_or(u64::MAX);
         let end = self.last_crash.unwrap_or(u64::MAX);
@@ -1158,29 +729,35 @@ impl Sim {
                 share(window) >= 0.95
             })
         });
-        let ldh = if self.max_hop.is_empty() {
+        let ldh = if self.checker.max_hop.is_empty() {
             0.0
         } else {
-            self.max_hop.values().map(|&h| h as f64).sum::<f64>() / self.max_hop.len() as f64
+            self.checker
+                .max_hop
+                .values()
+                .map(|&h| h as f64)
+                .sum::<f64>()
+                / self.checker.max_hop.len() as f64
         };
-        let converged = self.delivered >= self.expected
+        let converged = self.checker.delivered >= self.checker.expected
             && self.sends_left == 0
             && self.eps[1..].iter().all(|e| e.node.is_some());
         let round2 = |x: f64| (x * 100.0).round() / 100.0;
         Report {
             nodes: self.cfg.nodes,
-            messages: self.snapshots.len(),
+            messages: self.checker.snapshots.len(),
             private: self.cfg.private,
-            expected: self.expected,
-            delivered: self.delivered,
-            missing: self.expected.saturating_sub(self.delivered),
-            duplicates: self.duplicates,
-            causal_violations: self.violations,
+            expected: self.checker.expected,
+            delivered: self.checker.delivered,
+            missing: self.checker.expected.saturating_sub(self.checker.delivered),
+            duplicates: self.checker.duplicates,
+            causal_violations: self.checker.violations,
             history_mismatches: mismatches,
             converged_ms: if converged {
                 (self
+                    .checker
                     .last_delivery
-                    .saturating_sub(self.first_send.unwrap_or(0))
+                    .saturating_sub(self.checker.first_send.unwrap_or(0))
                     / 1000) as i64
             } else {
                 -1
@@ -1215,16 +792,16 @@ impl Sim {
                 self.clock_bytes.iter().sum::<u64>() as f64 / self.clock_bytes.len() as f64
             }),
             clock_bytes_max: self.clock_bytes.iter().copied().max().unwrap_or(0),
-            refused: self.refused,
-            merges: self.merges,
-            datagrams_per_delivery: round2(if self.delivered > 0 {
-                (self.datagrams - self.talk_mark.0) as f64 / self.delivered as f64
+            refused: self.checker.refused,
+            merges: self.checker.merges,
+            datagrams_per_delivery: round2(if self.checker.delivered > 0 {
+                (self.datagrams - self.talk_mark.0) as f64 / self.checker.delivered as f64
             } else {
                 0.0
             }),
-            offline_private: self.offline_msgs.len(),
-            offline_private_late: (self.offline_msgs.len() as u64)
-                .saturating_sub(self.offline_early),
+            offline_private: self.checker.offline_msgs.len(),
+            offline_private_late: (self.checker.offline_msgs.len() as u64)
+                .saturating_sub(self.checker.offline_early),
             seed: self.cfg.seed,
         }
     }
