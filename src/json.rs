@@ -1,6 +1,7 @@
 //! The script-mode contract: one JSON object per event, each with an `"event"` field.
 
-use p2pchat_core::{Event, HistoryEntry, PeerStatus, Scope, Stats, StatusReport};
+use crate::format::status;
+use p2pchat_core::{Event, HistoryEntry, Scope, StatusReport};
 use p2pchat_proto::VectorClock;
 use serde_json::{json, Map, Value};
 
@@ -18,80 +19,6 @@ fn scope(s: Scope) -> &'static str {
     match s {
         Scope::Group => "group",
         Scope::Private => "private",
-    }
-}
-
-/// `/status` for people: who and where, then traffic, deliveries, and every kind of rejected
-/// input that occurred.
-pub fn status_text(r: &StatusReport) -> String {
-    let who = match r.node_id {
-        Some(id) => format!("{} (node {id})", r.user),
-        None => r.user.clone(),
-    };
-    format!(
-        "{who}, {}; {}/{} online; {} private pending ({} in a mailbox); keeping {} for others; {}{}; {}",
-        r.phase.replace('_', " "),
-        r.online,
-        r.members,
-        r.pending_private,
-        r.stored_private,
-        r.mailbox,
-        if r.auth_server_reachable {
-            format!("auth server {} reachable", r.auth_server)
-        } else {
-            format!("auth server {} unreachable", r.auth_server)
-        },
-        if r.queued_commands > 0 {
-            format!("; {} commands wait for the sign-in", r.queued_commands)
-        } else {
-            String::new()
-        },
-        traffic_text(&r.stats)
-    )
-}
-
-/// Traffic, deliveries, and every kind of rejected input that occurred.
-pub fn traffic_text(s: &Stats) -> String {
-    let mut text = format!(
-        "{} datagrams in ({} B), {} out ({} B); delivered {} group, {} private",
-        s.datagrams_in,
-        s.bytes_in,
-        s.datagrams_out,
-        s.bytes_out,
-        s.group_delivered,
-        s.private_delivered
-    );
-    let dropped: Vec<String> = [
-        ("malformed", s.malformed),
-        ("unauthenticated", s.unauthenticated),
-        ("replayed", s.replayed),
-        ("unknown sender", s.unknown_sender),
-        ("bad signature", s.bad_signature),
-        ("expired certificate", s.expired),
-        ("impersonation", s.impersonation),
-        ("unknown author", s.unverifiable),
-        ("bad server key", s.bad_server_key),
-        ("other", s.rejected),
-    ]
-    .iter()
-    .filter(|(_, n)| *n > 0)
-    .map(|(k, n)| format!("{k} {n}"))
-    .collect();
-    if dropped.is_empty() {
-        text.push_str("; nothing rejected");
-    } else {
-        text.push_str(&format!("; rejected: {}", dropped.join(", ")));
-    }
-    text
-}
-
-/// Lower-case status name.
-pub fn status(s: PeerStatus) -> &'static str {
-    match s {
-        PeerStatus::Unknown => "unknown",
-        PeerStatus::Online => "online",
-        PeerStatus::Suspect => "suspect",
-        PeerStatus::Offline => "offline",
     }
 }
 
@@ -201,29 +128,5 @@ pub fn event(e: &Event) -> Value {
         } => {
             json!({"event": "admitted", "user": user, "node_id": node_id.0, "addr": addr.to_string(), "first": first})
         }
-    }
-}
-
-#[cfg(test)]
-mod status_tests {
-    use super::*;
-
-    #[test]
-    fn status_text_names_every_kind_of_rejection_that_occurred() {
-        let quiet = traffic_text(&Stats::default());
-        assert!(quiet.ends_with("nothing rejected"), "{quiet}");
-        let s = Stats {
-            datagrams_in: 10,
-            unauthenticated: 2,
-            replayed: 1,
-            ..Stats::default()
-        };
-        let text = traffic_text(&s);
-        assert!(text.starts_with("10 datagrams in"), "{text}");
-        assert!(
-            text.contains("rejected: unauthenticated 2, replayed 1"),
-            "{text}"
-        );
-        assert!(!text.contains("malformed"), "{text}");
     }
 }

@@ -357,7 +357,7 @@ impl App {
                         p.user,
                         p.node_id,
                         p.addr,
-                        crate::json::status(s)
+                        crate::format::status(s)
                     ));
                 }
                 for l in lines {
@@ -387,7 +387,7 @@ impl App {
             }
             Event::AuthServer { reachable } => self.server_up = Some(reachable),
             Event::Status(s) => {
-                let text = crate::json::status_text(&s);
+                let text = crate::format::status_text(&s);
                 self.notice(self.current.clone(), format!("status: {text}"));
             }
             Event::Reply { event, .. } => return self.on_event(*event, time),

@@ -128,7 +128,7 @@ fn item_lines(item: &Item, width: usize) -> Vec<Line<'static>> {
             Item::Presence(list) => {
                 let text = list
                     .iter()
-                    .map(|(u, s)| format!("{u} is {}", crate::json::status(*s)))
+                    .map(|(u, s)| format!("{u} is {}", crate::format::status(*s)))
                     .collect::<Vec<_>>()
                     .join(", ");
                 for l in wrap(&format!("-- {text}"), width) {

@@ -41,7 +41,7 @@ pub async fn run(
     let mut app = App::new(me);
     let mut dirty = true;
     let mut quitting = false;
-    let mut signals = crate::node_cmd::Signals::new();
+    let mut signals = crate::process::Signals::new();
     // What is stored is drawn at once: people, conversations, pending counts, then history.
     control.command(Command::Overview);
     let mut tick = tokio::time::interval(FRAME);

@@ -133,7 +133,7 @@ pub fn bench(args: BenchArgs) -> anyhow::Result<()> {
     if messages == 0 || messages > 10_000_000 {
         bail!("--messages must be between 1 and 10000000");
     }
-    crate::node_cmd::init_logging("error");
+    crate::process::init_logging("error");
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()

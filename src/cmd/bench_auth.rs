@@ -21,7 +21,7 @@ use tokio::net::UdpSocket;
 #[derive(Args, Debug)]
 pub struct BenchAuthArgs {
     /// An auth server (repeat for several; workers are spread over them).
-    #[arg(long, required = true, value_parser = crate::cli::resolve)]
+    #[arg(long, required = true, value_parser = crate::process::resolve)]
     pub auth: Vec<SocketAddr>,
     /// Signups in total.
     #[arg(long, default_value_t = 200)]

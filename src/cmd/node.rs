@@ -1,155 +1,71 @@
-//! `p2pchat auth-server` and `p2pchat node`: processes around the runtime drivers.
+//! `p2pchat node`: a chat node process. On a terminal the TUI; otherwise script mode (one
+//! command per stdin line, one JSON event per stdout line).
 
-use crate::cli::{AuthArgs, NodeArgs};
 use crate::commands;
+use crate::process::{data_dir, init_logging, node_db, resolve, runtime, seed, Signals};
 use anyhow::{bail, Context};
-use p2pchat_core::{AuthConfig, Command, Event, NodeConfig, NodeParams, PeerStatus, Scope};
-use p2pchat_runtime::{
-    spawn_auth_server, spawn_auth_server_on, spawn_node, Argon2Credentials, AuthBackend,
-    AuthHandle, PgDirectory,
-};
+use clap::Args;
+use p2pchat_core::{Command, Event, NodeConfig, NodeParams};
+use p2pchat_runtime::spawn_node;
 use p2pchat_store::Store;
 use std::io::{IsTerminal, Write};
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 use tokio::io::AsyncBufReadExt;
 
-/// Sets up logging to stderr; `RUST_LOG` overrides the default level.
-pub fn init_logging(default: &str) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal())
-        .try_init();
+/// Arguments of `p2pchat node`.
+#[derive(Args, Debug)]
+pub struct NodeArgs {
+    /// UDP port on 127.0.0.1 (0 picks a free one, reported in the ready event).
+    #[arg(long, conflicts_with = "listen")]
+    pub port: Option<u16>,
+    /// UDP address to listen on (instead of --port; HOST:PORT, a hostname is resolved).
+    #[arg(long, value_parser = resolve)]
+    pub listen: Option<SocketAddr>,
+    /// Username (1-32 characters from A-Z a-z 0-9 _ . -).
+    #[arg(long)]
+    pub user: String,
+    /// Create the account (a taken username is an error); without it, sign in.
+    #[arg(long)]
+    pub signup: bool,
+    /// The auth server's address (HOST:PORT; a hostname is resolved, IPv4 first). Repeat it
+    /// for several auth servers sharing one database: the node asks them in turn and turns
+    /// to the next when one stops answering.
+    #[arg(long, default_value = "127.0.0.1:12345", value_parser = resolve)]
+    pub auth: Vec<SocketAddr>,
+    /// Where this node keeps its identity and history (default: the platform data dir).
+    #[arg(long)]
+    pub data_dir: Option<PathBuf>,
+    /// Read the password from the first line of this file (else P2PCHAT_PASSWORD, else a prompt).
+    #[arg(long)]
+    pub password_file: Option<PathBuf>,
+    /// Signup/signin attempts before giving up on an unreachable auth server (backoff grows
+    /// from 0.3 s to 2 s between attempts).
+    #[arg(long, default_value_t = p2pchat_core::NodeConfig::default().auth_attempts)]
+    pub auth_attempts: u32,
+    /// Pin the auth server's key (64 hex characters, printed by `p2pchat auth-server`).
+    /// Without it the key seen at the first signin is remembered and pinned (trust on first
+    /// use); either way a server with another key is refused before any password is sent.
+    #[arg(long, value_name = "HEX")]
+    pub auth_key: Option<String>,
+    /// How many days private messages for absent users are kept: the expiry this node puts
+    /// on what it hands to mailboxes (1 to 365).
+    #[arg(long, default_value_t = 14, value_parser = clap::value_parser!(u64).range(1..=365))]
+    pub mailbox_days: u64,
+    /// Script mode, at the end of input: after signing in and carrying out every command,
+    /// wait at most this many seconds for private messages to be acknowledged and group
+    /// messages to reach a peer, then say goodbye. What is still unacknowledged stays in the
+    /// outbox for the next start.
+    #[arg(long, default_value_t = 5.0, value_name = "SECONDS", value_parser = linger)]
+    pub linger: f64,
 }
-
-/// The data dir: the one given, or the platform's data directory for p2pchat.
-pub fn data_dir(given: Option<PathBuf>) -> anyhow::Result<PathBuf> {
-    let dir = match given {
-        Some(d) => d,
-        None => dirs::data_dir()
-            .map(|d| d.join("p2pchat"))
-            .context("no platform data directory; pass --data-dir")?,
-    };
-    std::fs::create_dir_all(&dir)
-        .with_context(|| format!("cannot create data dir {}", dir.display()))?;
-    Ok(dir)
-}
-
-fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .context("cannot start the async runtime")
-}
-
-/// The signals that stop a process gracefully: SIGINT, SIGTERM and SIGHUP. Unlike a
-/// one-shot future, [`Signals::recv`] may be awaited again (in a `select!` loop) after it
-/// returned: a second signal is seen too.
-pub struct Signals {
-    #[cfg(unix)]
-    streams: Option<[tokio::signal::unix::Signal; 3]>,
-}
-
-impl Signals {
-    /// Installs the handlers (inside the runtime). Without them the default action (exit)
-    /// stays in force.
-    pub fn new() -> Signals {
-        #[cfg(unix)]
-        {
-            use tokio::signal::unix::{signal, SignalKind};
-            let streams = match (
-                signal(SignalKind::interrupt()),
-                signal(SignalKind::terminate()),
-                signal(SignalKind::hangup()),
-            ) {
-                (Ok(i), Ok(t), Ok(h)) => Some([i, t, h]),
-                _ => None,
-            };
-            Signals { streams }
-        }
-        #[cfg(not(unix))]
-        Signals {}
+fn linger(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(v) if (0.0..=3600.0).contains(&v) => Ok(v),
+        _ => Err(format!("{s:?}: expected seconds from 0 to 3600")),
     }
-
-    /// Waits for the next signal and names it.
-    pub async fn recv(&mut self) -> &'static str {
-        #[cfg(unix)]
-        {
-            let Some([i, t, h]) = self.streams.as_mut() else {
-                return std::future::pending().await;
-            };
-            tokio::select! {
-                Some(()) = i.recv() => "SIGINT",
-                Some(()) = t.recv() => "SIGTERM",
-                Some(()) = h.recv() => "SIGHUP",
-                else => std::future::pending().await,
-            }
-        }
-        #[cfg(not(unix))]
-        {
-            let _ = tokio::signal::ctrl_c().await;
-            "Ctrl-C"
-        }
-    }
-}
-
-/// `p2pchat auth-server`.
-pub fn auth_server(args: AuthArgs) -> anyhow::Result<()> {
-    init_logging("info");
-    if args.max_nodes == 0 {
-        bail!("--max-nodes must be at least 1");
-    }
-    let cfg = AuthConfig {
-        max_nodes: args.max_nodes,
-        source_signups: args.signup_rate,
-        ..AuthConfig::default()
-    };
-    let creds = Box::new(Argon2Credentials::default());
-    let Some(url) = args.db else {
-        let dir = data_dir(args.data_dir)?;
-        let store = Store::open(&dir.join("auth-server.db"))?;
-        return runtime()?.block_on(async move {
-            let handle = spawn_auth_server(cfg, creds, args.listen, store)
-                .await
-                .with_context(|| format!("cannot listen on {}", args.listen))?;
-            serve(handle, &dir.display().to_string()).await
-        });
-    };
-    // The database's queries block a worker thread each: several threads.
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .context("cannot start the async runtime")?;
-    rt.block_on(async move {
-        let (dir, records) = PgDirectory::open(&url).await?;
-        let target = dir.target().to_string();
-        let backend = AuthBackend::Postgres(Box::new(dir), records);
-        let handle = spawn_auth_server_on(cfg, creds, args.listen, backend)
-            .await
-            .with_context(|| format!("cannot listen on {}", args.listen))?;
-        serve(handle, &format!("postgresql {target}")).await
-    })
-}
-
-/// Prints where a started auth server listens, then runs it until a signal.
-async fn serve(handle: AuthHandle, data: &str) -> anyhow::Result<()> {
-    println!("p2pchat auth server listening on {}", handle.local_addr);
-    println!(
-        "auth server key: {} (nodes can pin it with --auth-key)",
-        p2pchat_core::secure::fingerprint(&handle.key)
-    );
-    println!("data: {data}");
-    let _ = std::io::stdout().flush();
-    let sig = Signals::new().recv().await;
-    tracing::info!("{sig}: stopping");
-    handle.stop().await?;
-    Ok(())
 }
 
 fn read_password(args: &NodeArgs) -> anyhow::Result<String> {
@@ -179,7 +95,6 @@ fn read_password(args: &NodeArgs) -> anyhow::Result<String> {
         "no password: set P2PCHAT_PASSWORD, pass --password-file, or run on a terminal to be asked"
     )
 }
-
 /// A password the auth server will take: checked here, before anything is sent.
 fn check_password(pw: String) -> anyhow::Result<String> {
     let max = p2pchat_proto::wire::MAX_PASSWORD;
@@ -191,12 +106,6 @@ fn check_password(pw: String) -> anyhow::Result<String> {
     }
     Ok(pw)
 }
-
-/// Path of a user's node database inside a data dir.
-pub fn node_db(dir: &Path, user: &str) -> PathBuf {
-    dir.join(format!("node-{user}.db"))
-}
-
 /// `p2pchat node`.
 pub fn node(args: NodeArgs) -> ExitCode {
     let script = !std::io::stdin().is_terminal();
@@ -216,7 +125,6 @@ pub fn node(args: NodeArgs) -> ExitCode {
         }
     }
 }
-
 fn run_node(args: NodeArgs, script: bool) -> anyhow::Result<ExitCode> {
     if !p2pchat_proto::wire::valid_username(&args.user) {
         bail!(
@@ -277,14 +185,12 @@ fn run_node(args: NodeArgs, script: bool) -> anyhow::Result<ExitCode> {
     rt.shutdown_background();
     result
 }
-
 /// One line of script input: its number (from 1) and its text, or why it has none.
 enum Input {
     Line(usize, String),
     NotUtf8(usize),
     Failed(String),
 }
-
 /// Reads stdin line by line, as bytes: a line that is not UTF-8 is reported, not fatal.
 fn read_stdin(tx: tokio::sync::mpsc::UnboundedSender<Input>) {
     tokio::spawn(async move {
@@ -314,7 +220,6 @@ fn read_stdin(tx: tokio::sync::mpsc::UnboundedSender<Input>) {
         }
     });
 }
-
 /// A script line may carry a tag, `/id TAG COMMAND`: the replies to COMMAND echo TAG as
 /// `cmd_id`. Returns the tag (if any) and the command text.
 fn split_tag(line: &str) -> Result<(Option<String>, &str), String> {
@@ -333,7 +238,6 @@ fn split_tag(line: &str) -> Result<(Option<String>, &str), String> {
     }
     Ok((Some(tag.to_string()), cmd))
 }
-
 /// Script mode: commands from stdin, JSON events on stdout. At the end of input it finishes
 /// what was asked (see `--linger`); a signal stops it at once, gracefully.
 async fn script_loop(
@@ -452,18 +356,8 @@ async fn script_loop(
         }
     }
 }
-
-fn seed() -> u64 {
-    let mut bytes = [0u8; 8];
-    if rand::TryRngCore::try_fill_bytes(&mut rand::rngs::OsRng, &mut bytes).is_err() {
-        return std::process::id() as u64;
-    }
-    u64::from_le_bytes(bytes)
-}
-
 /// Script mode's output: one JSON object per event, flushed at once.
 struct Printer;
-
 impl Printer {
     fn print(&mut self, e: &Event) {
         if matches!(e, Event::Message(m) if m.is_merge()) {
@@ -473,80 +367,4 @@ impl Printer {
         let _ = writeln!(out, "{}", crate::json::event(e));
         let _ = out.flush();
     }
-}
-
-/// A readable line for a terminal user.
-pub fn human(e: &Event, me: &str) -> Option<String> {
-    Some(match e {
-        Event::Ready { user, node_id, addr, first } => format!(
-            "* signed in as {user} (node {node_id}) on {addr}{}. Type to chat; /msg USER TEXT, /peers, /history [USER], /quit",
-            if *first { ", first node of the network" } else { "" }
-        ),
-        Event::Message(m) if m.is_merge() => return None,
-        Event::Message(m) => {
-            let clock = m.clock.as_ref().map(|c| format!("  {c}")).unwrap_or_default();
-            match m.scope {
-                Scope::Group => format!("<{}> {}{clock}", m.from, m.text),
-                Scope::Private => {
-                    let to = m.to.clone().unwrap_or_default();
-                    if m.from == me {
-                        format!("[private to {to}] {}{clock}", m.text)
-                    } else {
-                        format!("[private from {}] {}{clock}", m.from, m.text)
-                    }
-                }
-            }
-        }
-        Event::Peer { info, status, joined } => {
-            if *joined {
-                format!("* {} just joined the chat!", info.user)
-            } else {
-                format!("* {} is {}", info.user, crate::json::status(*status))
-            }
-        }
-        Event::Peers(list) => {
-            if list.is_empty() {
-                "* no peers yet".to_string()
-            } else {
-                list.iter()
-                    .map(|(p, s)| format!("* {} (node {}, {}) {}", p.user, p.node_id, p.addr, crate::json::status(*s)))
-                    .collect::<Vec<_>>()
-                    .join("\n")
-            }
-        }
-        Event::History { messages, with, .. } => {
-            let mut lines = vec![match with {
-                Some(w) => format!("* private history with {w}:"),
-                None => "* group history:".to_string(),
-            }];
-            for m in messages {
-                let clock = m.clock.as_ref().map(|c| format!("  {c}")).unwrap_or_default();
-                lines.push(format!("  <{}> {}{clock}", m.from, m.text));
-            }
-            lines.join("\n")
-        }
-        Event::Acked { .. } => return None,
-        Event::Stored { peer, seq } => {
-            format!("* private message {seq} to {peer} is kept by a mailbox until {peer} is back")
-        }
-        Event::AuthServer { reachable } => format!(
-            "* auth server {}",
-            if *reachable { "reachable again" } else { "unreachable (the chat goes on)" }
-        ),
-        Event::Status(s) => format!("* status: {}", crate::json::status_text(s)),
-        Event::Error { message, fatal } => {
-            if *fatal {
-                format!("! fatal: {message}")
-            } else {
-                format!("! {message}")
-            }
-        }
-        Event::Overview { peers, .. } => format!(
-            "* {} members known, {} online",
-            peers.len(),
-            peers.iter().filter(|(_, s)| *s == PeerStatus::Online).count()
-        ),
-        Event::Reply { event, .. } => return human(event, me),
-        Event::Admitted { .. } | Event::Settled => return None,
-    })
 }

@@ -1,7 +1,7 @@
 //! `p2pchat demo`: the seed's scenarios, end to end on real UDP sockets, in one process.
 
-use crate::cli::DemoArgs;
 use anyhow::{bail, Context};
+use clap::Args;
 use p2pchat_core::{AuthConfig, Command, Event, HistoryEntry, NodeConfig, NodeParams, PeerStatus};
 use p2pchat_runtime::{spawn_auth_server, spawn_node, Argon2Credentials, AuthHandle, NodeControl};
 use p2pchat_store::Store;
@@ -9,6 +9,14 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 use tokio::sync::mpsc::UnboundedReceiver;
+
+/// Arguments of `p2pchat demo`.
+#[derive(Args, Debug)]
+pub struct DemoArgs {
+    /// Also print every protocol event (joins, presence) as it happens.
+    #[arg(long)]
+    pub verbose: bool,
+}
 
 const WAIT: Duration = Duration::from_secs(15);
 
@@ -80,7 +88,7 @@ impl Demo {
         signup: bool,
         port: u16,
     ) -> anyhow::Result<()> {
-        let path = crate::node_cmd::node_db(self.dir.path(), name);
+        let path = crate::process::node_db(self.dir.path(), name);
         let store = Store::open(&path)?;
         let bind = SocketAddr::from(([127, 0, 0, 1], port));
         let params = NodeParams {
@@ -128,7 +136,7 @@ impl Demo {
             };
             while let Ok(e) = rx.try_recv() {
                 if verbose {
-                    if let Some(line) = crate::node_cmd::human(&e, p.name) {
+                    if let Some(line) = crate::format::human(&e, p.name) {
                         println!("    [{t:6.2}s {:>5}] {line}", p.name);
                     }
                 }
@@ -253,7 +261,7 @@ fn show(entries: &[HistoryEntry]) {
 
 /// Runs the demo; an error means something did not work as promised.
 pub fn demo(args: DemoArgs) -> anyhow::Result<()> {
-    crate::node_cmd::init_logging("error");
+    crate::process::init_logging("error");
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;

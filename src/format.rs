@@ -1,0 +1,177 @@
+//! Human-readable text, in one place: the demo's transcript lines, presence words, and the
+//! status and traffic summaries the TUI and the demo show.
+
+use p2pchat_core::{Event, PeerStatus, Scope, Stats, StatusReport};
+
+/// `/status` for people: who and where, then traffic, deliveries, and every kind of rejected
+/// input that occurred.
+pub fn status_text(r: &StatusReport) -> String {
+    let who = match r.node_id {
+        Some(id) => format!("{} (node {id})", r.user),
+        None => r.user.clone(),
+    };
+    format!(
+        "{who}, {}; {}/{} online; {} private pending ({} in a mailbox); keeping {} for others; {}{}; {}",
+        r.phase.replace('_', " "),
+        r.online,
+        r.members,
+        r.pending_private,
+        r.stored_private,
+        r.mailbox,
+        if r.auth_server_reachable {
+            format!("auth server {} reachable", r.auth_server)
+        } else {
+            format!("auth server {} unreachable", r.auth_server)
+        },
+        if r.queued_commands > 0 {
+            format!("; {} commands wait for the sign-in", r.queued_commands)
+        } else {
+            String::new()
+        },
+        traffic_text(&r.stats)
+    )
+}
+/// Traffic, deliveries, and every kind of rejected input that occurred.
+pub fn traffic_text(s: &Stats) -> String {
+    let mut text = format!(
+        "{} datagrams in ({} B), {} out ({} B); delivered {} group, {} private",
+        s.datagrams_in,
+        s.bytes_in,
+        s.datagrams_out,
+        s.bytes_out,
+        s.group_delivered,
+        s.private_delivered
+    );
+    let dropped: Vec<String> = [
+        ("malformed", s.malformed),
+        ("unauthenticated", s.unauthenticated),
+        ("replayed", s.replayed),
+        ("unknown sender", s.unknown_sender),
+        ("bad signature", s.bad_signature),
+        ("expired certificate", s.expired),
+        ("impersonation", s.impersonation),
+        ("unknown author", s.unverifiable),
+        ("bad server key", s.bad_server_key),
+        ("other", s.rejected),
+    ]
+    .iter()
+    .filter(|(_, n)| *n > 0)
+    .map(|(k, n)| format!("{k} {n}"))
+    .collect();
+    if dropped.is_empty() {
+        text.push_str("; nothing rejected");
+    } else {
+        text.push_str(&format!("; rejected: {}", dropped.join(", ")));
+    }
+    text
+}
+/// Lower-case status name.
+pub fn status(s: PeerStatus) -> &'static str {
+    match s {
+        PeerStatus::Unknown => "unknown",
+        PeerStatus::Online => "online",
+        PeerStatus::Suspect => "suspect",
+        PeerStatus::Offline => "offline",
+    }
+}
+
+/// A readable line for a terminal user.
+pub fn human(e: &Event, me: &str) -> Option<String> {
+    Some(match e {
+        Event::Ready { user, node_id, addr, first } => format!(
+            "* signed in as {user} (node {node_id}) on {addr}{}. Type to chat; /msg USER TEXT, /peers, /history [USER], /quit",
+            if *first { ", first node of the network" } else { "" }
+        ),
+        Event::Message(m) if m.is_merge() => return None,
+        Event::Message(m) => {
+            let clock = m.clock.as_ref().map(|c| format!("  {c}")).unwrap_or_default();
+            match m.scope {
+                Scope::Group => format!("<{}> {}{clock}", m.from, m.text),
+                Scope::Private => {
+                    let to = m.to.clone().unwrap_or_default();
+                    if m.from == me {
+                        format!("[private to {to}] {}{clock}", m.text)
+                    } else {
+                        format!("[private from {}] {}{clock}", m.from, m.text)
+                    }
+                }
+            }
+        }
+        Event::Peer { info, status, joined } => {
+            if *joined {
+                format!("* {} just joined the chat!", info.user)
+            } else {
+                format!("* {} is {}", info.user, self::status(*status))
+            }
+        }
+        Event::Peers(list) => {
+            if list.is_empty() {
+                "* no peers yet".to_string()
+            } else {
+                list.iter()
+                    .map(|(p, s)| format!("* {} (node {}, {}) {}", p.user, p.node_id, p.addr, status(*s)))
+                    .collect::<Vec<_>>()
+                    .join("\n")
+            }
+        }
+        Event::History { messages, with, .. } => {
+            let mut lines = vec![match with {
+                Some(w) => format!("* private history with {w}:"),
+                None => "* group history:".to_string(),
+            }];
+            for m in messages {
+                let clock = m.clock.as_ref().map(|c| format!("  {c}")).unwrap_or_default();
+                lines.push(format!("  <{}> {}{clock}", m.from, m.text));
+            }
+            lines.join("\n")
+        }
+        Event::Acked { .. } => return None,
+        Event::Stored { peer, seq } => {
+            format!("* private message {seq} to {peer} is kept by a mailbox until {peer} is back")
+        }
+        Event::AuthServer { reachable } => format!(
+            "* auth server {}",
+            if *reachable { "reachable again" } else { "unreachable (the chat goes on)" }
+        ),
+        Event::Status(s) => format!("* status: {}", crate::format::status_text(s)),
+        Event::Error { message, fatal } => {
+            if *fatal {
+                format!("! fatal: {message}")
+            } else {
+                format!("! {message}")
+            }
+        }
+        Event::Overview { peers, .. } => format!(
+            "* {} members known, {} online",
+            peers.len(),
+            peers.iter().filter(|(_, s)| *s == PeerStatus::Online).count()
+        ),
+        Event::Reply { event, .. } => return human(event, me),
+        Event::Admitted { .. } | Event::Settled => return None,
+    })
+}
+
+#[cfg(test)]
+mod status_tests {
+    use super::*;
+    use p2pchat_core::Stats;
+
+    #[test]
+    fn status_text_names_every_kind_of_rejection_that_occurred() {
+        let quiet = traffic_text(&Stats::default());
+        assert!(quiet.ends_with("nothing rejected"), "{quiet}");
+        let s = Stats {
+            datagrams_in: 10,
+            unauthenticated: 2,
+            replayed: 1,
+            ..Stats::default()
+        };
+        let text = traffic_text(&s);
+        assert!(text.starts_with("10 datagrams in"), "{text}");
+        assert!(
+            text.contains("rejected: unauthenticated 2, replayed 1"),
+            "{text}"
+        );
+        assert!(!text.contains("malformed"), "{text}");
+    }
+}
