@@ -42,22 +42,12 @@ pub fn traffic_text(s: &Stats) -> String {
         s.group_delivered,
         s.private_delivered
     );
-    let dropped: Vec<String> = [
-        ("malformed", s.malformed),
-        ("unauthenticated", s.unauthenticated),
-        ("replayed", s.replayed),
-        ("unknown sender", s.unknown_sender),
-        ("bad signature", s.bad_signature),
-        ("expired certificate", s.expired),
-        ("impersonation", s.impersonation),
-        ("unknown author", s.unverifiable),
-        ("bad server key", s.bad_server_key),
-        ("other", s.rejected),
-    ]
-    .iter()
-    .filter(|(_, n)| *n > 0)
-    .map(|(k, n)| format!("{k} {n}"))
-    .collect();
+    let dropped: Vec<String> = s
+        .rejections()
+        .iter()
+        .filter(|(_, n)| *n > 0)
+        .map(|(k, n)| format!("{k} {n}"))
+        .collect();
     if dropped.is_empty() {
         text.push_str("; nothing rejected");
     } else {

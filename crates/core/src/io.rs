@@ -223,6 +223,31 @@ pub struct Stats {
     pub auth_failovers: u64,
 }
 
+impl Stats {
+    /// Every kind of input that was rejected, with its name for people: the one list that
+    /// `/status`, the runtime's fault log and the totals read.
+    pub fn rejections(&self) -> [(&'static str, u64); 11] {
+        [
+            ("malformed", self.malformed),
+            ("unauthenticated", self.unauthenticated),
+            ("replayed", self.replayed),
+            ("unknown sender", self.unknown_sender),
+            ("bad signature", self.bad_signature),
+            ("expired certificate", self.expired),
+            ("impersonation", self.impersonation),
+            ("unknown author", self.unverifiable),
+            ("bad server key", self.bad_server_key),
+            ("throttled", self.throttled),
+            ("other", self.rejected),
+        ]
+    }
+
+    /// All rejected input.
+    pub fn rejected_total(&self) -> u64 {
+        self.rejections().iter().map(|(_, n)| n).sum()
+    }
+}
+
 /// What `/status` reports: who we are, where we stand, and the counters.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct StatusReport {
@@ -390,4 +415,32 @@ pub enum Command {
     Settle,
     /// Say goodbye and stop.
     Quit,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_rejection_counter_is_listed_once_and_summed() {
+        let s = Stats {
+            malformed: 1,
+            unauthenticated: 2,
+            replayed: 4,
+            unknown_sender: 8,
+            bad_signature: 16,
+            expired: 32,
+            impersonation: 64,
+            unverifiable: 128,
+            bad_server_key: 256,
+            throttled: 512,
+            rejected: 1024,
+            ..Stats::default()
+        };
+        assert_eq!(s.rejected_total(), 2047, "each counter exactly once");
+        let mut names: Vec<&str> = s.rejections().iter().map(|(k, _)| *k).collect();
+        names.sort();
+        names.dedup();
+        assert_eq!(names.len(), s.rejections().len());
+    }
 }
