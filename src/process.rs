@@ -87,13 +87,6 @@ impl Signals {
 pub fn node_db(dir: &Path, user: &str) -> PathBuf {
     dir.join(format!("node-{user}.db"))
 }
-pub fn seed() -> u64 {
-    let mut bytes = [0u8; 8];
-    if rand::TryRngCore::try_fill_bytes(&mut rand::rngs::OsRng, &mut bytes).is_err() {
-        return std::process::id() as u64;
-    }
-    u64::from_le_bytes(bytes)
-}
 
 /// `HOST:PORT` to a socket address: an IP address as is, a hostname through the resolver
 /// (IPv4 addresses first: the loopback and most home networks are IPv4).

@@ -178,14 +178,9 @@ async fn run(args: &BenchArgs, messages: usize) -> anyhow::Result<serde_json::Va
             user: format!("b{i}"),
             password: "bench".into(),
             signup: true,
-            local_addr: SocketAddr::from(([127, 0, 0, 1], 0)),
             auth_addr: auth.local_addr,
             auth_fallbacks: Vec::new(),
-            seed: i as u64 + 1,
-            crypto_seed: [0; 32],
             auth_key: Some(auth.key),
-            wall_ms: 0,
-            crypto_memo: None,
         };
         // Deliveries are timestamped in the node task as it emits them, as the anchor does
         // in its swarm loop.

@@ -95,14 +95,9 @@ impl Demo {
             user: name.to_string(),
             password: format!("{name}-demo-password"),
             signup,
-            local_addr: bind,
             auth_addr: self.auth_addr,
             auth_fallbacks: Vec::new(),
-            seed: name.bytes().map(u64::from).sum::<u64>() ^ port as u64,
-            crypto_seed: [0; 32],
             auth_key: self.auth_key,
-            wall_ms: 0,
-            crypto_memo: None,
         };
         let handle = spawn_node(NodeConfig::default(), params, bind, store).await?;
         let addr = handle.local_addr();

@@ -2,7 +2,7 @@
 //! command per stdin line, one JSON event per stdout line).
 
 use crate::commands;
-use crate::process::{data_dir, init_logging, node_db, resolve, runtime, seed, Signals};
+use crate::process::{data_dir, init_logging, node_db, resolve, runtime, Signals};
 use anyhow::{bail, Context};
 use clap::Args;
 use p2pchat_core::{Command, Event, NodeConfig, NodeParams};
@@ -154,15 +154,9 @@ fn run_node(args: NodeArgs, script: bool) -> anyhow::Result<ExitCode> {
         user: args.user.clone(),
         password,
         signup: args.signup,
-        local_addr: bind,
         auth_addr,
         auth_fallbacks: fallbacks.to_vec(),
-        seed: seed(),
-        // Filled in from the OS by the runtime.
-        crypto_seed: [0; 32],
         auth_key,
-        wall_ms: 0,
-        crypto_memo: None,
     };
     let rt = runtime()?;
     let result = rt.block_on(async move {

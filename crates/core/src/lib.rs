@@ -39,4 +39,4 @@ pub use io::{
     Archive, Command, ConversationSummary, Event, HistoryEntry, Output, PeerStatus, Record, Scope,
     Stats, StatusReport,
 };
-pub use node::{Node, NodeParams};
+pub use node::{Host, Node, NodeParams};

@@ -75,7 +75,7 @@ enum Via {
     Ring(NodeId),
 }
 
-/// Who the node is and where it starts.
+/// Who the node is, as its user says: the account and the auth servers.
 #[derive(Clone, Debug)]
 pub struct NodeParams {
     /// Username.
@@ -84,24 +84,28 @@ pub struct NodeParams {
     pub password: String,
     /// Create the account instead of signing in.
     pub signup: bool,
-    /// Where this node's socket is bound.
-    pub local_addr: SocketAddr,
     /// The auth server.
     pub auth_addr: SocketAddr,
     /// More auth servers sharing its database (and keys): asked in turn when the current
     /// one stops answering.
     pub auth_fallbacks: Vec<SocketAddr>,
-    /// Seed for the node's RNG (peer selection, nonces).
-    pub seed: u64,
-    /// Seed for key generation and handshakes: from the OS in the runtime, derived in the sim.
-    pub crypto_seed: [u8; 32],
     /// The auth server's X25519 key, pinned explicitly (`--auth-key`). Without it the key
     /// remembered from the first signin is pinned (trust on first use).
     pub auth_key: Option<Key>,
+}
+
+/// Where a node runs, as its driver says: its address and its sources of randomness and
+/// time (from the OS in the runtime, derived from the seed in the simulator).
+#[derive(Clone, Debug)]
+pub struct Host {
+    /// Where this node's socket is bound.
+    pub local_addr: SocketAddr,
+    /// Seed for the node's RNG (peer selection, nonces).
+    pub seed: u64,
+    /// Seed for key generation and handshakes.
+    pub crypto_seed: [u8; 32],
     /// Unix time in milliseconds at `now == 0` (certificate expiry is wall-clock time).
     pub wall_ms: u64,
-    /// Shared memo of pure crypto results: the simulator's speed-up, `None` elsewhere.
-    pub crypto_memo: Option<std::sync::Arc<secure::CryptoMemo>>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -129,6 +133,8 @@ pub struct Node {
     cfg: NodeConfig,
     rng: ChaCha8Rng,
     params: NodeParams,
+    /// Unix time in milliseconds at `now == 0`.
+    wall_ms: u64,
     node_id: Option<NodeId>,
     advertised: SocketAddr,
     phase: Phase,
@@ -222,23 +228,30 @@ pub struct Node {
 
 impl Node {
     /// A node with no history: it will sign up or sign in at the first timeout.
-    pub fn new(cfg: NodeConfig, params: NodeParams, now: Duration) -> Self {
-        Self::restore(cfg, params, &[], now)
+    pub fn new(cfg: NodeConfig, params: NodeParams, host: Host, now: Duration) -> Self {
+        Self::restore(cfg, params, host, &[], now)
     }
 
     /// A node restored from the records it persisted. With an identity among them it is ready
     /// at once and rejoins through the peers it remembers, signing in in the background.
-    pub fn restore(cfg: NodeConfig, params: NodeParams, records: &[Record], now: Duration) -> Self {
-        let rng = ChaCha8Rng::seed_from_u64(params.seed);
+    pub fn restore(
+        cfg: NodeConfig,
+        params: NodeParams,
+        host: Host,
+        records: &[Record],
+        now: Duration,
+    ) -> Self {
+        let rng = ChaCha8Rng::seed_from_u64(host.seed);
         let auth = AuthClient::new(params.auth_addr, &params.auth_fallbacks);
         let group = GroupLog::new(cfg.full_clocks, cfg.record_hops);
-        let mut crng = secure::crypto_rng(params.crypto_seed);
+        let mut crng = secure::crypto_rng(host.crypto_seed);
         let ident = Identity::from_secrets([0; 32], [0; 32]);
         let crng_seed = secure::seed_from(&mut crng);
         let mut node = Node {
             cfg,
             rng,
-            advertised: params.local_addr,
+            advertised: host.local_addr,
+            wall_ms: host.wall_ms,
             params,
             node_id: None,
             phase: Phase::SigningIn,
@@ -294,8 +307,7 @@ impl Node {
         let mut have_keys = false;
         for record in records {
             if let Record::Keys { sign_sk, dh_sk } = record {
-                node.ident = Identity::from_secrets(*sign_sk, *dh_sk)
-                    .with_memo(node.params.crypto_memo.clone());
+                node.ident = Identity::from_secrets(*sign_sk, *dh_sk);
                 have_keys = true;
             }
         }
@@ -314,8 +326,7 @@ impl Node {
         }
         node.replaying = false;
         if !have_keys {
-            node.ident =
-                Identity::generate(&mut node.crng).with_memo(node.params.crypto_memo.clone());
+            node.ident = Identity::generate(&mut node.crng);
             let (sign_sk, dh_sk) = node.ident.secrets();
             node.persist(Record::Keys { sign_sk, dh_sk });
         }
@@ -442,6 +453,13 @@ impl Node {
     /// Number of known members (others).
     pub fn member_count(&self) -> usize {
         self.members.len()
+    }
+
+    /// Shares a memo of pure crypto results with other nodes of this process (the
+    /// simulator's speed-up: thousands of nodes verify the same signatures).
+    pub fn set_crypto_memo(&mut self, memo: std::sync::Arc<secure::CryptoMemo>) {
+        let ident = std::mem::replace(&mut self.ident, Identity::from_secrets([0; 32], [0; 32]));
+        self.ident = ident.with_memo(Some(memo));
     }
 
     /// Gives the node its archive: from now on only the newest `history_in_memory` group
@@ -706,7 +724,7 @@ impl Node {
     }
 
     fn wall(&self, now: Duration) -> u64 {
-        self.params.wall_ms.saturating_add(now.as_millis() as u64)
+        self.wall_ms.saturating_add(now.as_millis() as u64)
     }
 
     fn cert_valid(&self, id: NodeId, user: &str, cert: &Cert) -> bool {

@@ -2,8 +2,8 @@
 
 use crate::postgres::PgDirectory;
 use p2pchat_core::{
-    Archive, AuthConfig, AuthServer, Command, Credentials, Event, Node, NodeConfig, NodeParams,
-    Output, Record, Stats,
+    Archive, AuthConfig, AuthServer, Command, Credentials, Event, Host, Node, NodeConfig,
+    NodeParams, Output, Record, Stats,
 };
 use p2pchat_proto::{Dot, GroupMsg};
 use p2pchat_store::{Store, StoreError};
@@ -176,8 +176,8 @@ impl EventSink for mpsc::UnboundedSender<Event> {
     }
 }
 
-/// Starts a node on `bind`, restoring it from `store` if it holds an identity. The node's
-/// `crypto_seed` and `wall_ms` are filled in here, from the OS.
+/// Starts a node on `bind`, restoring it from `store` if it holds an identity. Its [`Host`]
+/// (address, seeds, wall clock) is made here, from the socket and the OS.
 pub async fn spawn_node(
     cfg: NodeConfig,
     params: NodeParams,
@@ -196,7 +196,7 @@ pub async fn spawn_node(
 /// timestamps deliveries there, as a UI would see them).
 pub async fn spawn_node_with_sink(
     cfg: NodeConfig,
-    mut params: NodeParams,
+    params: NodeParams,
     bind: SocketAddr,
     mut store: Store,
     sink: impl EventSink,
@@ -216,11 +216,17 @@ pub async fn spawn_node_with_sink(
     }
     let socket = bind_udp(bind).await?;
     let local_addr = socket.local_addr()?;
-    params.local_addr = local_addr;
-    params.crypto_seed = os_seed();
-    params.wall_ms = unix_ms();
+    let seed = os_seed();
+    let host = Host {
+        local_addr,
+        seed: u64::from_le_bytes([
+            seed[0], seed[1], seed[2], seed[3], seed[4], seed[5], seed[6], seed[7],
+        ]),
+        crypto_seed: os_seed(),
+        wall_ms: unix_ms(),
+    };
     let start = Instant::now();
-    let mut node = Node::restore(cfg, params, &records, Duration::ZERO);
+    let mut node = Node::restore(cfg, params, host, &records, Duration::ZERO);
     drop(records);
     let store = Arc::new(Mutex::new(store));
     node.set_archive(Box::new(StoreArchive(store.clone())));

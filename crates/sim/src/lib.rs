@@ -26,8 +26,8 @@
 
 use foldhash::HashSetExt;
 use p2pchat_core::{
-    AuthConfig, AuthServer, Command, Event, InsecurePlainCredentials, Node, NodeConfig, NodeParams,
-    Output, Record,
+    AuthConfig, AuthServer, Command, Event, Host, InsecurePlainCredentials, Node, NodeConfig,
+    NodeParams, Output, Record,
 };
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -241,7 +241,13 @@ impl Sim {
             }
             Ev::Start(i) => {
                 let params = self.params(i, true);
-                let node = Node::new(self.node_cfg.clone(), params, Self::dur(self.now));
+                let mut node = Node::new(
+                    self.node_cfg.clone(),
+                    params,
+                    self.host(i, 0),
+                    Self::dur(self.now),
+                );
+                node.set_crypto_memo(self.memo.clone());
                 self.eps[i].node = Some(node);
                 self.eps[i].started = true;
                 self.drain(i);
@@ -279,16 +285,16 @@ impl Sim {
                 self.crashes += 1;
             }
             Ev::Restart(i) => {
-                let mut params = self.params(i, false);
-                // A new boot draws new handshake randomness (its keys come from its records).
-                params.crypto_seed =
-                    self.crypto_seed((i as u64 + 1) ^ ((self.crashes as u64) << 32));
-                let node = Node::restore(
+                let params = self.params(i, false);
+                let host = self.host(i, self.crashes as u64);
+                let mut node = Node::restore(
                     self.node_cfg.clone(),
                     params,
+                    host,
                     &self.eps[i].records,
                     Self::dur(self.now),
                 );
+                node.set_crypto_memo(self.memo.clone());
                 self.eps[i].node = Some(node);
                 self.drain(i);
             }
@@ -334,16 +340,22 @@ impl Sim {
 
     fn params(&self, i: usize, signup: bool) -> NodeParams {
         NodeParams {
-            crypto_seed: self.crypto_seed(i as u64 + 1),
             auth_key: None,
-            wall_ms: WALL_MS,
-            crypto_memo: Some(self.memo.clone()),
             user: format!("u{i}"),
             password: format!("pw{i}"),
             signup,
-            local_addr: addr_of(self.port_base, i),
             auth_addr: addr_of(self.port_base, AUTH),
             auth_fallbacks: Vec::new(),
+        }
+    }
+
+    /// Node `i`'s address and seeds; `boot` draws new handshake randomness for a restart
+    /// (its keys come from its records).
+    fn host(&self, i: usize, boot: u64) -> Host {
+        Host {
+            crypto_seed: self.crypto_seed((i as u64 + 1) ^ (boot << 32)),
+            wall_ms: WALL_MS,
+            local_addr: addr_of(self.port_base, i),
             seed: self
                 .cfg
                 .seed

@@ -12,19 +12,23 @@ fn addr(port: u16) -> SocketAddr {
 
 const AUTH: u16 = 12345;
 
-fn params(user: &str, port: u16, signup: bool) -> NodeParams {
+fn params(user: &str, signup: bool) -> NodeParams {
     NodeParams {
         user: user.into(),
         password: "pw".into(),
         signup,
-        local_addr: addr(port),
         auth_addr: addr(AUTH),
         auth_fallbacks: Vec::new(),
+        auth_key: None,
+    }
+}
+
+fn host(port: u16) -> Host {
+    Host {
+        local_addr: addr(port),
         seed: port as u64,
         crypto_seed: [port as u8; 32],
-        auth_key: None,
         wall_ms: 1_700_000_000_000,
-        crypto_memo: None,
     }
 }
 
@@ -112,7 +116,8 @@ fn member_node(user: &str, id: u32, port: u16) -> Node {
 fn member_node_with_records(user: &str, id: u32, port: u16) -> (Node, Vec<Record>) {
     let mut n = Node::new(
         NodeConfig::default(),
-        params(user, port, true),
+        params(user, true),
+        host(port),
         Duration::ZERO,
     );
     let mut records = drain(&mut n).2;
@@ -333,8 +338,8 @@ fn join_flow_step_by_step() {
     );
     while server.poll_output().is_some() {}
     let t = Duration::ZERO;
-    let mut alice = Node::new(NodeConfig::default(), params("alice", 5000, true), t);
-    let mut bob = Node::new(NodeConfig::default(), params("bob", 5001, true), t);
+    let mut alice = Node::new(NodeConfig::default(), params("alice", true), host(5000), t);
+    let mut bob = Node::new(NodeConfig::default(), params("bob", true), host(5001), t);
 
     /// Carries every datagram among the three until all are quiet; returns the events.
     fn pump(server: &mut AuthServer, nodes: &mut [&mut Node], t: Duration) -> Vec<Vec<Event>> {
@@ -423,7 +428,8 @@ fn a_restored_node_keeps_its_identity_history_and_sequence_numbers() {
     records.extend(drain(&mut n).2);
     let mut r = Node::restore(
         NodeConfig::default(),
-        params("carol", 6003, false),
+        params("carol", false),
+        host(6003),
         &records,
         Duration::ZERO,
     );
@@ -562,9 +568,10 @@ fn forged_replayed_and_impersonating_datagrams_are_counted_and_never_delivered()
 
 #[test]
 fn a_changed_server_key_is_refused_before_any_password_is_sent() {
-    let mut p = params("dora", 6100, true);
+    let mut p = params("dora", true);
+    let p_host = host(6100);
     p.auth_key = Some(peer_ident(77).dh_pk);
-    let mut n = Node::new(NodeConfig::default(), p, Duration::ZERO);
+    let mut n = Node::new(NodeConfig::default(), p, p_host, Duration::ZERO);
     n.handle_timeout(Duration::ZERO);
     drain(&mut n);
     let server = server_ident();
@@ -755,7 +762,7 @@ fn partial_views_stay_bounded_symmetric_and_still_verify_unknown_authors() {
         view_max: 8,
         ..NodeConfig::default()
     };
-    let mut n = Node::new(cfg, params("carol", 6003, true), Duration::ZERO);
+    let mut n = Node::new(cfg, params("carol", true), host(6003), Duration::ZERO);
     drain(&mut n);
     admit(&mut n, 3, 6003);
     drain(&mut n);
@@ -991,7 +998,8 @@ fn events_of(n: &mut Node) -> Vec<Event> {
 fn commands_before_the_sign_in_wait_and_run_in_order_with_their_tags() {
     let mut n = Node::new(
         NodeConfig::default(),
-        params("carol", 6003, true),
+        params("carol", true),
+        host(6003),
         Duration::ZERO,
     );
     drain(&mut n);
@@ -1273,9 +1281,10 @@ fn a_node_fails_over_between_auth_servers_that_share_a_directory() {
     };
     let (a, b) = (addr(AUTH), addr(AUTH + 1));
     let mut servers = [(a, server(1)), (b, server(2))];
-    let mut p = params("alice", 5000, true);
+    let mut p = params("alice", true);
+    let p_host = host(5000);
     p.auth_fallbacks = vec![b];
-    let mut alice = Node::new(NodeConfig::default(), p, Duration::ZERO);
+    let mut alice = Node::new(NodeConfig::default(), p, p_host, Duration::ZERO);
     let me = addr(5000);
     // Runs for `secs` in 50 ms steps; datagrams to a server that is not `up` are lost.
     let run = |alice: &mut Node,
