@@ -194,8 +194,6 @@ pub struct Node {
     links: Links,
     /// Link datagrams that arrived before our admission (a Connect can beat the answer).
     early: Vec<(SocketAddr, Vec<u8>)>,
-    /// The authenticated sender of the datagram being handled.
-    cur_sender: Option<(SocketAddr, NodeId)>,
     /// Private texts waiting for the server to say where their recipient is, by username,
     /// with when we asked.
     lookups: HashMap<String, (Vec<String>, Duration)>,
@@ -217,6 +215,10 @@ pub struct Node {
     /// Certified nodes outside the view (see [`views`]), with their parsed signing keys.
     strangers: HashMap<NodeId, (PeerInfo, Option<VerifyingKey>)>,
     strangers_fifo: VecDeque<NodeId>,
+    /// The authenticated sender of the datagram being handled: a reply to its address is
+    /// sealed to it even when it is neither a member nor a stranger yet. (Its only use; every
+    /// handler gets the sender as an argument.)
+    replying_to: Option<(SocketAddr, NodeId)>,
     /// Group messages waiting for their author's record, by author.
     parked: HashMap<NodeId, Vec<Parked>>,
     parked_len: usize,
@@ -289,7 +291,6 @@ impl Node {
             server_sign: None,
             links: Links::default(),
             early: Vec::new(),
-            cur_sender: None,
             lookups: HashMap::new(),
             queued: VecDeque::new(),
             settle_asked: false,
@@ -299,6 +300,7 @@ impl Node {
             mail_holders: HashMap::new(),
             strangers: HashMap::new(),
             strangers_fifo: VecDeque::new(),
+            replying_to: None,
             parked: HashMap::new(),
             parked_len: 0,
             asked: HashMap::new(),
@@ -584,14 +586,14 @@ impl Node {
                             self.learn_member(now, info, true, Admit::IfRoom);
                         }
                         _ => {
-                            self.cur_sender = Some((from, id));
+                            self.replying_to = Some((from, id));
                             self.learn_and_announce(now, info, true, Admit::Contact);
                         }
                     }
                 }
-                self.cur_sender = Some((from, id));
+                self.replying_to = Some((from, id));
                 self.handle_peer(now, from, id, msg);
-                self.cur_sender = None;
+                self.replying_to = None;
             }
             _ => self.stats.unauthenticated += 1,
         }
@@ -627,12 +629,15 @@ impl Node {
                 self.learn_gossip(now, recent);
                 self.handle_hello_ack(now, info);
             }
-            Message::Bye { node_id } => self.handle_bye(now, from, node_id),
-            Message::Group { hop, msg } => self.receive_group(now, msg, hop, Some(from), Via::Push),
+            // (The claim was checked above: `node_id` is the sender.)
+            Message::Bye { node_id } => self.set_status(now, node_id, PeerStatus::Offline),
+            Message::Group { hop, msg } => {
+                self.receive_group(now, msg, hop, Some(from), Some(sender), Via::Push)
+            }
             Message::Ring { hop, limit, msg } => {
                 // Acknowledged even when a duplicate: the sender need not retry either way.
                 self.ring_ack_later(now, sender, msg.dot());
-                self.receive_group(now, msg, hop, Some(from), Via::Ring(limit))
+                self.receive_group(now, msg, hop, Some(from), Some(sender), Via::Ring(limit))
             }
             Message::RingAck { dots } => {
                 for dot in dots {
@@ -648,7 +653,7 @@ impl Node {
                 } else {
                     self.stats.rejected += 1;
                 }
-                self.receive_group(now, msg, hop, Some(from), Via::Push)
+                self.receive_group(now, msg, hop, Some(from), Some(sender), Via::Push)
             }
             Message::Forget => {
                 self.partial = true;
@@ -662,7 +667,7 @@ impl Node {
             Message::Stored { to, seq } => self.handle_stored(sender, to, seq),
             Message::Mail(blob) => self.handle_mail(from, blob),
             Message::MailAck { from: f, upto } => self.handle_mail_ack(sender, f, upto),
-            Message::Repair { msgs, more } => self.handle_repair(now, from, msgs, more),
+            Message::Repair { msgs, more } => self.handle_repair(now, from, sender, msgs, more),
             Message::RepairFrom {
                 msgs,
                 more,
@@ -671,7 +676,7 @@ impl Node {
                 for a in authors {
                     self.learn_record(a);
                 }
-                self.handle_repair(now, from, msgs, more);
+                self.handle_repair(now, from, sender, msgs, more);
             }
             Message::Digest {
                 lo,
@@ -688,7 +693,7 @@ impl Node {
                 }
                 self.handle_digest(from, lo, hi, entries, reply);
             }
-            Message::Private(msg) => self.handle_private(now, from, msg),
+            Message::Private(msg) => self.handle_private(now, from, sender, msg),
             Message::PrivateAck {
                 from: peer,
                 to,
@@ -961,19 +966,24 @@ impl Node {
                 .to(&self.ident, me, SERVER_ID, dh)
                 .seal(me, epoch, payload, cert)
         } else {
-            let id = match (self.by_addr.get(&to), self.cur_sender) {
-                (Some(&id), _) => id,
-                (None, Some((addr, id))) if addr == to => id,
-                _ => {
-                    self.stats.unsendable += 1;
-                    return;
-                }
+            let Some(id) = self.id_at(to) else {
+                self.stats.unsendable += 1;
+                return;
             };
             return self.send_payload_to(id, to, payload);
         };
         match sealed {
             Some(bytes) => self.push_datagram(to, bytes),
             None => debug_assert!(false, "a sealed message must fit a datagram"),
+        }
+    }
+
+    /// Who is at `addr`: a member, or the sender of the datagram being handled.
+    fn id_at(&self, addr: SocketAddr) -> Option<NodeId> {
+        match (self.by_addr.get(&addr), self.replying_to) {
+            (Some(&id), _) => Some(id),
+            (None, Some((at, id))) if at == addr => Some(id),
+            _ => None,
         }
     }
 
@@ -1652,14 +1662,6 @@ impl Node {
         }
     }
 
-    fn handle_bye(&mut self, now: Duration, from: SocketAddr, node_id: NodeId) {
-        if self.cur_sender == Some((from, node_id)) || self.by_addr.get(&from) == Some(&node_id) {
-            self.set_status(now, node_id, PeerStatus::Offline);
-        } else {
-            self.stats.rejected += 1;
-        }
-    }
-
     // ----- membership -------------------------------------------------------------------
 
     /// Learns a member and shows it if it is new: online if heard from, else unknown.
@@ -2194,17 +2196,19 @@ impl Node {
         }
     }
 
+    /// A group message, from the authenticated `sender` at `from` (either may be unknown for
+    /// a message that waited for its author's record).
     fn receive_group(
         &mut self,
         now: Duration,
         msg: GroupMsg,
         hop: u16,
         from: Option<SocketAddr>,
+        sender: Option<NodeId>,
         via: Via,
     ) {
         self.stats.group_payloads += 1;
         let dot = msg.dot();
-        let sender = self.cur_sender.map(|(_, id)| id);
         if self.group.seen(dot) {
             self.stats.group_duplicates += 1;
             // Plumtree: an eager link that brings a copy we already had is redundant.
@@ -2227,13 +2231,13 @@ impl Node {
         }
         // Verified once per new dot, after the duplicate check: copies cost nothing. A copy
         // straight from its author needs no check: the link already authenticated the author.
-        let from_author = self.cur_sender.map(|(_, id)| id) == Some(msg.author);
+        let from_author = sender == Some(msg.author);
         if !from_author {
             match self.group_sig_ok(&msg) {
                 Some(true) => {}
                 Some(false) => return,
                 // Unknown author: wait for its record (see `views`).
-                None => return self.park(now, msg, hop, from, via),
+                None => return self.park(now, msg, hop, from, sender, via),
             }
         }
         if self.plumtree() && !self.ring_mode() {
@@ -2341,9 +2345,16 @@ impl Node {
         }
     }
 
-    fn handle_repair(&mut self, now: Duration, from: SocketAddr, msgs: Vec<GroupMsg>, more: bool) {
+    fn handle_repair(
+        &mut self,
+        now: Duration,
+        from: SocketAddr,
+        sender: NodeId,
+        msgs: Vec<GroupMsg>,
+        more: bool,
+    ) {
         for msg in msgs {
-            self.receive_group(now, msg, u16::MAX, Some(from), Via::Repair);
+            self.receive_group(now, msg, u16::MAX, Some(from), Some(sender), Via::Repair);
         }
         if more {
             self.send_digest(from, NodeId(0), NodeId(u32::MAX), false);
@@ -2543,8 +2554,14 @@ impl Node {
         }
     }
 
-    fn handle_private(&mut self, _now: Duration, from: SocketAddr, msg: PrivateMsg) {
-        if Some(msg.to) != self.node_id || self.cur_sender.map(|s| s.1) != Some(msg.from) {
+    fn handle_private(
+        &mut self,
+        _now: Duration,
+        from: SocketAddr,
+        sender: NodeId,
+        msg: PrivateMsg,
+    ) {
+        if Some(msg.to) != self.node_id || sender != msg.from {
             self.stats.rejected += 1;
             return;
         }

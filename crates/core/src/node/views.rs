@@ -223,6 +223,7 @@ impl Node {
         msg: GroupMsg,
         hop: u16,
         from: Option<SocketAddr>,
+        sender: Option<NodeId>,
         via: Via,
     ) {
         let author = msg.author;
@@ -240,7 +241,7 @@ impl Node {
                 msg,
                 hop,
                 from,
-                sender: self.cur_sender.map(|(_, id)| id),
+                sender,
                 via,
                 since: now,
             });
@@ -287,14 +288,17 @@ impl Node {
             return;
         };
         self.parked_len = self.parked_len.saturating_sub(list.len());
-        let saved = self.cur_sender;
+        // Replies go to each message's sender, as if it had just arrived.
+        let saved = self.replying_to;
         for p in list {
             // Counted as a payload when it arrived.
             self.stats.group_payloads = self.stats.group_payloads.saturating_sub(1);
-            self.cur_sender = p.from.zip(p.sender);
-            self.receive_group(now, p.msg, p.hop, p.from, p.via);
+            // (The sender counts only with its address, as it came.)
+            let sender = p.from.and(p.sender);
+            self.replying_to = p.from.zip(p.sender);
+            self.receive_group(now, p.msg, p.hop, p.from, sender, p.via);
         }
-        self.cur_sender = saved;
+        self.replying_to = saved;
     }
 
     /// Drops parked messages whose author's record never came, and old `WhoIs` marks.
