@@ -46,6 +46,7 @@ use rand_chacha::ChaCha8Rng;
 use std::collections::{BTreeMap, VecDeque};
 use std::net::SocketAddr;
 use std::time::Duration;
+use swim::{Probe, Prober};
 use timers::{Timer, Timers};
 use views::{Admit, Parked};
 
@@ -120,14 +121,6 @@ enum Phase {
     Stopped,
 }
 
-struct Probe {
-    target: NodeId,
-    nonce: u64,
-    acked: bool,
-    /// When the ping left: anything heard from the target since proves it alive.
-    sent: Duration,
-}
-
 /// A chat peer. See the module docs for its parts and `docs/PROTOCOL.md` for the protocol.
 pub struct Node {
     cfg: NodeConfig,
@@ -165,16 +158,8 @@ pub struct Node {
     /// Private conversations (see [`private`]).
     conversations: Conversations,
 
-    /// Members currently suspect (kept apart so each probe round does not scan everyone).
-    suspects: std::collections::BTreeSet<NodeId>,
-    probe_order: Vec<NodeId>,
-    probe_next: usize,
-    /// Offline members are pinged on a slow schedule of their own (a partition may heal):
-    /// the next one in turn, and when.
-    offline_next: usize,
-    offline_check_at: Duration,
-    probe: Option<Probe>,
-    relays: HashMap<u64, (SocketAddr, u64, Duration)>,
+    /// Failure detection: whom to probe, the probe in flight, relayed pings (see [`swim`]).
+    prober: Prober,
 
     timers: Timers,
     out: VecDeque<Output>,
@@ -271,13 +256,7 @@ impl Node {
             eager_init: false,
             ring: ring::Ring::default(),
             conversations: Conversations::default(),
-            suspects: std::collections::BTreeSet::new(),
-            probe_order: Vec::new(),
-            probe_next: 0,
-            offline_next: 0,
-            offline_check_at: Duration::ZERO,
-            probe: None,
-            relays: HashMap::new(),
+            prober: Prober::new(),
             timers: Timers::default(),
             out: VecDeque::new(),
             stats: Stats::default(),
@@ -710,9 +689,10 @@ impl Node {
             }
             Message::PingReq { nonce, target } => {
                 let local: u64 = self.rng.random();
-                if self.relays.len() < 1024 {
-                    self.relays
-                        .insert(local, (from, nonce, now + self.cfg.probe_interval));
+                if self
+                    .prober
+                    .relay(local, from, nonce, now + self.cfg.probe_interval)
+                {
                     self.send(
                         target,
                         &Message::Ping {
@@ -1736,7 +1716,7 @@ impl Node {
                     },
                 );
                 self.live_insert(id);
-                self.probe_order.push(id);
+                self.prober.add(id);
                 if self.recent.len() >= RECENT_MEMBERS {
                     self.recent.pop_front();
                 }
@@ -1831,9 +1811,9 @@ impl Node {
         let was_offline = m.status == PeerStatus::Offline;
         m.status = status;
         if status == PeerStatus::Suspect {
-            self.suspects.insert(id);
+            self.prober.set_suspect(id, true);
         } else {
-            self.suspects.remove(&id);
+            self.prober.set_suspect(id, false);
         }
         m.suspect_since = (status == PeerStatus::Suspect).then_some(now);
         let info = m.info.clone();
@@ -1885,7 +1865,7 @@ impl Node {
 
     fn probe_timer(&mut self, now: Duration) {
         // Finish the previous probe.
-        if let Some(p) = self.probe.take() {
+        if let Some(p) = self.prober.probe.take() {
             // Anything heard since the ping left also proves it alive (a member that just
             // came back must not flap to suspect on a probe of its previous run).
             let silent = self.members.get(&p.target).is_some_and(|m| {
@@ -1896,14 +1876,16 @@ impl Node {
                 self.set_status(now, p.target, PeerStatus::Suspect);
             }
         }
-        if now >= self.offline_check_at {
-            self.offline_check_at = now + self.cfg.offline_probe_interval;
+        if self
+            .prober
+            .offline_due(now, self.cfg.offline_probe_interval)
+        {
             self.ping_offline();
         }
         // Suspects not heard from in time are declared offline.
         let expired: Vec<NodeId> = self
-            .suspects
-            .iter()
+            .prober
+            .suspects()
             .filter(|id| {
                 self.members.get(id).is_some_and(|m| {
                     m.suspect_since
@@ -1911,25 +1893,23 @@ impl Node {
                         && now.saturating_sub(m.last_heard) >= self.cfg.suspect_timeout
                 })
             })
-            .copied()
             .collect();
         for id in expired {
             self.set_status(now, id, PeerStatus::Offline);
         }
-        self.relays.retain(|_, (_, _, until)| *until > now);
+        self.prober.expire_relays(now);
         self.mail_tick(now);
         self.expire_parked(now);
         self.expire_lookups(now);
         // Next target: suspects first (to confirm or clear them quickly), then round-robin.
-        let suspect = self
-            .suspects
-            .iter()
-            .next()
-            .copied()
-            .filter(|_| self.rng.random_bool(0.5));
+        let suspect = self.prober.pick_suspect(&mut self.rng);
         let target = suspect.or_else(|| {
             // A member heard from within the last round is alive: no need to ask.
-            self.next_round_robin().filter(|id| {
+            let live = &self.live;
+            let next = self
+                .prober
+                .next_round_robin(&mut self.rng, |id| live.contains(id));
+            next.filter(|id| {
                 self.members.get(id).is_none_or(|m| {
                     m.status != PeerStatus::Online
                         || now.saturating_sub(m.last_heard) >= self.cfg.probe_interval
@@ -1941,7 +1921,7 @@ impl Node {
                 let nonce: u64 = self.rng.random();
                 let gossip = self.gossip_sample();
                 self.send(addr, &Message::Ping { nonce, gossip });
-                self.probe = Some(Probe {
+                self.prober.probe = Some(Probe {
                     target,
                     nonce,
                     acked: false,
@@ -1953,45 +1933,17 @@ impl Node {
         self.set_timer(Timer::Probe, now + self.cfg.probe_interval);
     }
 
-    /// The next member not offline, round-robin: offline members are left to
-    /// [`Node::ping_offline`], so the time to notice a crash does not grow with them.
-    fn next_round_robin(&mut self) -> Option<NodeId> {
-        for _ in 0..self.probe_order.len() {
-            if self.probe_next >= self.probe_order.len() {
-                self.probe_next = 0;
-                // Reshuffle each cycle (Fisher-Yates with the node's seeded RNG).
-                for i in (1..self.probe_order.len()).rev() {
-                    let j = self.rng.random_range(0..=i);
-                    self.probe_order.swap(i, j);
-                }
-            }
-            let id = self.probe_order[self.probe_next];
-            self.probe_next += 1;
-            if self.live.contains(id) {
-                return Some(id);
-            }
-        }
-        None
-    }
-
-    /// Pings the next offline member in turn (a partition may have healed, a member may be
-    /// back without our hearing its Hello): any answer shows it online again.
+    /// Pings the next offline member in turn: any answer shows it online again.
     fn ping_offline(&mut self) {
-        let n = self.probe_order.len();
-        for k in 0..n {
-            let i = (self.offline_next + k) % n;
-            let id = self.probe_order[i];
-            if self.live.contains(id) {
-                continue;
-            }
-            self.offline_next = i + 1;
+        let live = &self.live;
+        if let Some(id) = self.prober.next_offline(|id| live.contains(id)) {
             self.ring_ping(id);
-            return;
         }
     }
 
     fn probe_timeout(&mut self) {
         let Some((target, nonce)) = self
+            .prober
             .probe
             .as_ref()
             .filter(|p| !p.acked)
@@ -2017,7 +1969,7 @@ impl Node {
     }
 
     fn handle_ack(&mut self, now: Duration, nonce: u64) {
-        if let Some((requester, orig, _)) = self.relays.remove(&nonce) {
+        if let Some((requester, orig)) = self.prober.relayed(nonce) {
             self.send(
                 requester,
                 &Message::Ack {
@@ -2027,7 +1979,7 @@ impl Node {
             );
             return;
         }
-        if let Some(p) = self.probe.as_mut() {
+        if let Some(p) = self.prober.probe.as_mut() {
             if p.nonce == nonce {
                 p.acked = true;
                 let target = p.target;
@@ -2664,6 +2616,7 @@ mod mailbox;
 mod members;
 mod private;
 mod ring;
+mod swim;
 #[cfg(test)]
 mod tests;
 mod timers;

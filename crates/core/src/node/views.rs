@@ -129,9 +129,8 @@ impl Node {
             self.by_addr.remove(&m.info.addr);
         }
         self.live_remove(id);
-        self.probe_order.retain(|&p| p != id);
+        self.prober.remove(id);
         self.recent.retain(|&p| p != id);
-        self.suspects.remove(&id);
         self.eager.retain(|&p| p != id);
         self.full_lists_sent.remove(&m.info.addr);
         if let Some(link) = self.links.get_mut(id) {
