@@ -2367,38 +2367,10 @@ impl Node {
                 self.own_unspread = false;
             }
         }
-        // Both sides are sorted by author: walk them together, no allocation but `missing`.
-        let mut missing: Vec<(u64, NodeId, u64)> = Vec::new();
-        let mut they_are_ahead = false;
-        let mut theirs = entries.iter().copied().peekable();
-        for (author, mine) in self.group.delivered().range(lo, hi) {
-            while let Some(&(a, s)) = theirs.peek() {
-                if a >= author {
-                    break;
-                }
-                // They have an author we have never heard of.
-                they_are_ahead |= s > 0;
-                theirs.next();
-            }
-            let have = match theirs.peek() {
-                Some(&(a, s)) if a == author => {
-                    theirs.next();
-                    s
-                }
-                _ => 0,
-            };
-            they_are_ahead |= have > mine;
-            for seq in have + 1..=mine {
-                if let Some(lamport) = self.group.lamport(Dot::new(author, seq)) {
-                    missing.push((lamport, author, seq));
-                }
-            }
-        }
-        they_are_ahead |= theirs.any(|(_, s)| s > 0);
+        let (missing, they_are_ahead) = self.group.compare(lo, hi, &entries);
         if !missing.is_empty() {
             // Oldest first, and only as many as the datagram budget holds: a peer far behind
             // gets the rest when it asks again, and we never copy the whole backlog.
-            missing.sort_unstable();
             let mut batch: Vec<GroupMsg> = Vec::new();
             let mut size = 0usize;
             let mut sent = 0usize;
