@@ -39,6 +39,7 @@ use p2pchat_proto::{
     decode, decode_envelope, encode, AuthError, AuthReply, AuthRequest, Dot, GroupMsg, MailBlob,
     Message, NodeId, PeerInfo, PrivateMsg, VectorClock, MAX_TEXT_BYTES,
 };
+use plumtree::EagerSet;
 use private::{Acked, Conversations};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha20Rng;
@@ -147,9 +148,8 @@ pub struct Node {
     /// When we last sent each peer our whole member list.
     full_lists_sent: HashMap<SocketAddr, Duration>,
 
-    /// Plumtree eager-push peers (above `flood_below`).
-    eager: Vec<NodeId>,
-    eager_init: bool,
+    /// Plumtree eager-push peers (see [`plumtree`]).
+    eager: EagerSet,
     /// Ring broadcast state (full membership above `flood_below`).
     ring: ring::Ring,
     /// Delivered and held-back group messages (see [`group`]).
@@ -252,8 +252,7 @@ impl Node {
             recent: VecDeque::new(),
             full_lists_sent: HashMap::new(),
             group,
-            eager: Vec::new(),
-            eager_init: false,
+            eager: EagerSet::default(),
             ring: ring::Ring::default(),
             conversations: Conversations::default(),
             prober: Prober::new(),
@@ -702,7 +701,7 @@ impl Node {
                     );
                 }
             }
-            Message::Prune => self.eager.retain(|&e| e != sender),
+            Message::Prune => self.eager.remove(sender),
             Message::Graft => self.eager_add(sender),
             Message::Fetch { .. } | Message::Pending { .. } | Message::Lookup { .. } => {}
         }
@@ -2086,26 +2085,13 @@ impl Node {
     /// The eager-push peers: started as `fanout` random members, shaped by prunes and grafts;
     /// members that went offline leave it, and it is never left empty.
     fn eager_targets(&mut self, exclude: &[NodeId]) -> Vec<NodeId> {
-        if !self.eager_init {
-            self.eager_init = true;
-            self.eager = self.sample_live(self.cfg.fanout, &[]);
-        }
-        let live = &self.live;
-        self.eager.retain(|&id| live.contains(id));
-        if self.eager.is_empty() {
-            self.eager = self.sample_live(1, &[]);
-        }
+        let fanout = self.cfg.fanout;
         self.eager
-            .iter()
-            .copied()
-            .filter(|id| !exclude.contains(id))
-            .collect()
+            .targets(&self.live, &mut self.rng, fanout, exclude)
     }
 
     fn eager_add(&mut self, id: NodeId) {
-        if !self.eager.contains(&id) && self.live.contains(id) {
-            self.eager.push(id);
-        }
+        self.eager.add(id, &self.live);
     }
 
     fn gossip(&mut self, msg: GroupMsg, hop: u16, exclude: &[NodeId]) {
@@ -2166,8 +2152,7 @@ impl Node {
             // Plumtree: an eager link that brings a copy we already had is redundant.
             if via == Via::Push && self.plumtree() {
                 if let Some(s) = sender {
-                    if let Some(pos) = self.eager.iter().position(|&e| e == s) {
-                        self.eager.swap_remove(pos);
+                    if self.eager.cut(s) {
                         if let Some(addr) = from {
                             self.send(addr, &Message::Prune);
                         }
@@ -2197,7 +2182,7 @@ impl Node {
                 if via == Via::Push {
                     // The link that delivered first is a tree link, both ways.
                     self.eager_add(s);
-                } else if !self.eager.contains(&s) {
+                } else if !self.eager.contains(s) {
                     // Only repair brought it: the tree misses us here. Graft the link.
                     self.eager_add(s);
                     if let Some(addr) = from {
@@ -2586,6 +2571,7 @@ mod group;
 mod join;
 mod mailbox;
 mod members;
+mod plumtree;
 mod private;
 mod ring;
 mod swim;

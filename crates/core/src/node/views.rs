@@ -131,7 +131,7 @@ impl Node {
         self.live_remove(id);
         self.prober.remove(id);
         self.recent.retain(|&p| p != id);
-        self.eager.retain(|&p| p != id);
+        self.eager.remove(id);
         self.full_lists_sent.remove(&m.info.addr);
         if let Some(link) = self.links.get_mut(id) {
             link.peer_has_cert = false;
