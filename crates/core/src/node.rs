@@ -1897,6 +1897,16 @@ impl Node {
             self.set_status(now, id, PeerStatus::Offline);
         }
         self.prober.expire_relays(now);
+        // Peers we owe messages but cannot reach: ask for their records every round, not
+        // only when a retry falls due (the backoff grows to seconds).
+        let lost: Vec<NodeId> = self
+            .conversations
+            .owed()
+            .filter(|&id| self.info_of(id).is_none())
+            .collect();
+        for id in lost {
+            self.ask_record(now, id);
+        }
         self.mail_tick(now);
         self.expire_parked(now);
         self.expire_lookups(now);
@@ -2453,9 +2463,12 @@ impl Node {
             if r.unanswered && (away || r.tries >= 3) {
                 self.deposit(now, r.peer, r.msg.seq);
             }
-            if let Some(addr) = self.info_of(r.peer).map(|i| i.addr) {
-                self.stats.private_retransmits += 1;
-                self.send_to(r.peer, addr, &Message::Private(r.msg));
+            match self.info_of(r.peer).map(|i| i.addr) {
+                Some(addr) => {
+                    self.stats.private_retransmits += 1;
+                    self.send_to(r.peer, addr, &Message::Private(r.msg));
+                }
+                None => self.ask_record(now, r.peer),
             }
         }
         if let Some(at) = next {

@@ -241,6 +241,23 @@ fn private_messages_reach_users_outside_the_senders_view() {
     assert_eq!(r.expected, 150 * 10 + 40, "seed {}: {r:?}", cfg.seed);
 }
 
+/// Found with seed 2: a sender restarted from its records no longer knew where its
+/// recipient was (the record had been a stranger's, not kept), so its retries went nowhere
+/// and the message waited forever. It now asks members for the record.
+#[test]
+fn a_sender_that_lost_its_recipients_record_finds_it_again() {
+    assert_clean(&SimConfig {
+        nodes: 240,
+        messages: 60,
+        private: 30,
+        view: 24,
+        loss: 0.05,
+        crash: 40,
+        seed: 2,
+        ..SimConfig::default()
+    });
+}
+
 #[test]
 fn private_messages_reach_users_who_return_after_their_senders_left() {
     for seed in [1, 2] {

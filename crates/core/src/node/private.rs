@@ -218,6 +218,14 @@ impl Conversations {
         self.0.get_mut(&peer)?.outbox.get_mut(&seq)
     }
 
+    /// Peers we owe unacknowledged messages.
+    pub(super) fn owed(&self) -> impl Iterator<Item = NodeId> + '_ {
+        self.0
+            .iter()
+            .filter(|(_, c)| !c.outbox.is_empty())
+            .map(|(&id, _)| id)
+    }
+
     /// Unacknowledged messages in all.
     pub(super) fn pending(&self) -> usize {
         self.0.values().map(|c| c.outbox.len()).sum()

@@ -258,6 +258,25 @@ impl Node {
         }
     }
 
+    /// We owe `peer` private messages but no longer know where it is (its record left our
+    /// view and our strangers, or we restarted): ask a few members that are up for it, at
+    /// most once per `WHOIS_RETRY`. Their `Certs` answer makes it a stranger again.
+    pub(super) fn ask_record(&mut self, now: Duration, peer: NodeId) {
+        let recently = self
+            .asked
+            .get(&peer)
+            .is_some_and(|&t| now.saturating_sub(t) < WHOIS_RETRY);
+        if recently {
+            return;
+        }
+        self.asked.insert(peer, now);
+        for id in self.sample_live(3, &[peer]) {
+            if let Some(addr) = self.members.get(&id).map(|m| m.info.addr) {
+                self.send(addr, &Message::WhoIs { ids: vec![peer] });
+            }
+        }
+    }
+
     /// Answers a `WhoIs` with the records we know.
     pub(super) fn handle_whois(&mut self, from: SocketAddr, ids: &[NodeId]) {
         let peers: Vec<PeerInfo> = ids
@@ -277,6 +296,13 @@ impl Node {
             if self.learn_record(info) {
                 self.asked.remove(&id);
                 self.unpark(now, id);
+                // What we owe it goes out now rather than at the next backoff.
+                if self
+                    .conversations
+                    .flush(id, now, self.cfg.private_rto_initial)
+                {
+                    self.set_timer(Timer::Private, now);
+                }
             }
         }
     }
