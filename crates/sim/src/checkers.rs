@@ -3,7 +3,7 @@
 //! something its author had delivered when writing it), and the statistics of the tree
 //! (deliveries by push or by repair), hops and offline delivery.
 
-use crate::{HashMap, HashSet, TreeStat};
+use crate::{HashMap, HashSet, TreeStat, RECOVERY_WINDOW};
 use foldhash::HashMapExt;
 use p2pchat_core::{Event, Node, Scope};
 use p2pchat_proto::{Dot, NodeId};
@@ -31,6 +31,16 @@ pub(crate) struct Seen {
     by_author: HashMap<NodeId, u64>,
     pub(crate) group: HashSet<Dot>,
     private: HashSet<(NodeId, u64)>,
+}
+
+/// How well the broadcast tree delivered by push (not repair) around the crashes: the share
+/// of deliveries by push among nodes that never crash, before, during and after them, and
+/// how many broadcasts after the last crash it took to heal.
+pub(crate) struct TreeHealth {
+    pub(crate) before: f64,
+    pub(crate) during: f64,
+    pub(crate) after: f64,
+    pub(crate) recovery_broadcasts: Option<usize>,
 }
 
 /// Everything the checkers count.
@@ -71,6 +81,50 @@ impl Checker {
             offline_early: 0,
             refused: 0,
             merges: 0,
+        }
+    }
+
+    /// The tree's health around crashes from `first_crash` to `last_crash` (µs).
+    pub(crate) fn tree_health(
+        &self,
+        first_crash: Option<u64>,
+        last_crash: Option<u64>,
+    ) -> TreeHealth {
+        // In send order.
+        let mut sent: Vec<&TreeStat> = self.tree.values().collect();
+        sent.sort_unstable();
+        let cut = first_crash.unwrap_or(u64::MAX);
+        let end = last_crash.unwrap_or(u64::MAX);
+        let before: Vec<&TreeStat> = sent.iter().copied().filter(|t| t.0 < cut).collect();
+        let during: Vec<&TreeStat> = sent
+            .iter()
+            .copied()
+            .filter(|t| (cut..=end).contains(&t.0))
+            .collect();
+        let after: Vec<&TreeStat> = sent.iter().copied().filter(|t| t.0 > end).collect();
+        let share = |ts: &[&TreeStat]| {
+            let (all, push) = ts.iter().fold((0u64, 0u64), |(a, p), t| {
+                (a + u64::from(t.1), p + u64::from(t.2))
+            });
+            if all == 0 {
+                0.0
+            } else {
+                push as f64 / all as f64
+            }
+        };
+        // Healed: from this broadcast on, the next RECOVERY_WINDOW together reached 95% of
+        // the nodes that never crashed by push.
+        let recovery_broadcasts = last_crash.and_then(|_| {
+            (0..after.len()).find(|&k| {
+                let window = &after[k..(k + RECOVERY_WINDOW).min(after.len())];
+                share(window) >= 0.95
+            })
+        });
+        TreeHealth {
+            before: share(&before),
+            during: share(&during),
+            after: share(&after),
+            recovery_broadcasts,
         }
     }
 
@@ -241,5 +295,23 @@ mod tests {
             c.observe(&at(6), 1, fatal, |_| false).as_deref(),
             Some("boom")
         );
+    }
+
+    #[test]
+    fn tree_health_splits_push_shares_around_the_crashes() {
+        let mut c = Checker::new(1);
+        // Sent at 1, 5 and 9..=20 µs; crashes between 4 and 6.
+        c.tree.insert(Dot::new(NodeId(1), 1), (1, 10, 10));
+        c.tree.insert(Dot::new(NodeId(1), 2), (5, 10, 2));
+        for t in 9..=20u64 {
+            let push = if t < 12 { 5 } else { 10 };
+            c.tree.insert(Dot::new(NodeId(2), t), (t, 10, push));
+        }
+        let h = c.tree_health(Some(4), Some(6));
+        assert_eq!((h.before, h.during), (1.0, 0.2));
+        assert!(h.after > 0.8 && h.after < 1.0);
+        // Windows of 10 after the crashes reach 95% by push from the 3rd broadcast on.
+        assert_eq!(h.recovery_broadcasts, Some(2));
+        assert_eq!(c.tree_health(None, None).recovery_broadcasts, None);
     }
 }

@@ -711,36 +711,7 @@ impl Sim {
         } else {
             0.0
         };
-        // Tree health around the crashes, in send order.
-        let mut sent: Vec<&TreeStat> = self.checker.tree.values().collect();
-        sent.sort_unstable();
-        let cut = self.first_crash.unwrap_or(u64::MAX);
-        let end = self.last_crash.unwrap_or(u64::MAX);
-        let before: Vec<&TreeStat> = sent.iter().copied().filter(|t| t.0 < cut).collect();
-        let during: Vec<&TreeStat> = sent
-            .iter()
-            .copied()
-            .filter(|t| (cut..=end).contains(&t.0))
-            .collect();
-        let after: Vec<&TreeStat> = sent.iter().copied().filter(|t| t.0 > end).collect();
-        let share = |ts: &[&TreeStat]| {
-            let (all, push) = ts.iter().fold((0u64, 0u64), |(a, p), t| {
-                (a + u64::from(t.1), p + u64::from(t.2))
-            });
-            if all == 0 {
-                0.0
-            } else {
-                push as f64 / all as f64
-            }
-        };
-        // Healed: from this broadcast on, the next RECOVERY_WINDOW together reached 95% of
-        // the nodes that never crashed by push.
-        let recovery_broadcasts = self.last_crash.and_then(|_| {
-            (0..after.len()).find(|&k| {
-                let window = &after[k..(k + RECOVERY_WINDOW).min(after.len())];
-                share(window) >= 0.95
-            })
-        });
+        let health = self.checker.tree_health(self.first_crash, self.last_crash);
         let ldh = if self.checker.max_hop.is_empty() {
             0.0
         } else {
@@ -782,10 +753,10 @@ impl Sim {
             rmr: round2(rmr),
             last_delivery_hop: round2(ldh),
             crashes: self.crashes,
-            push_share_before: share(&before),
-            push_share_during: share(&during),
-            push_share_after: share(&after),
-            recovery_broadcasts,
+            push_share_before: health.before,
+            push_share_during: health.during,
+            push_share_after: health.after,
+            recovery_broadcasts: health.recovery_broadcasts,
             ring_retries,
             ring_handovers,
             view_max: self.cfg.view_size(),
