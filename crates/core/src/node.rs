@@ -29,7 +29,7 @@ use ed25519_dalek::VerifyingKey;
 use foldhash::HashMapExt;
 use group::GroupLog;
 use join::AuthClient;
-use members::{LiveSet, Member};
+use members::{LiveSet, Member, MemberTable};
 use p2pchat_proto::wire::{
     encode_envelope, from_payload, to_payload, Cert, Envelope, Key, SenderCert, MAX_PASSWORD,
     MIN_AUTH_HELLO, MIN_KEY_REQUEST,
@@ -44,7 +44,7 @@ use private::{Acked, Conversations};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha20Rng;
 use rand_chacha::ChaCha8Rng;
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::time::Duration;
 use swim::{Probe, Prober};
@@ -53,8 +53,6 @@ use views::{Admit, Parked};
 
 /// Digest entries per datagram (each at most ~14 bytes).
 const DIGEST_CHUNK: usize = 70;
-/// Recently learned members remembered for membership repair.
-const RECENT_MEMBERS: usize = 128;
 /// Recently learned members passed on in each HelloAck.
 const RECENT_IN_ACK: usize = 4;
 /// How long a cookie is reused for retries (the server accepts it for 30 to 60 s).
@@ -139,12 +137,10 @@ pub struct Node {
     /// Sign-in and polls: which server, attempts, handshakes (see [`join`]).
     auth: AuthClient,
 
-    members: BTreeMap<NodeId, Member>,
-    by_addr: HashMap<SocketAddr, NodeId>,
+    /// The view: members by id and address, the newest ones (see [`members`]).
+    members: MemberTable,
     /// Members not offline, for O(1) random peer choice.
     live: LiveSet,
-    /// The members learned most recently, newest last.
-    recent: VecDeque<NodeId>,
     /// When we last sent each peer our whole member list.
     full_lists_sent: HashMap<SocketAddr, Duration>,
 
@@ -246,10 +242,8 @@ impl Node {
             ready_sent: false,
             restored: false,
             auth,
-            members: BTreeMap::new(),
-            by_addr: HashMap::new(),
+            members: MemberTable::default(),
             live: LiveSet::new(),
-            recent: VecDeque::new(),
             full_lists_sent: HashMap::new(),
             group,
             eager: EagerSet::default(),
@@ -959,8 +953,8 @@ impl Node {
 
     /// Who is at `addr`: a member, or the sender of the datagram being handled.
     fn id_at(&self, addr: SocketAddr) -> Option<NodeId> {
-        match (self.by_addr.get(&addr), self.replying_to) {
-            (Some(&id), _) => Some(id),
+        match (self.members.id_at(addr), self.replying_to) {
+            (Some(id), _) => Some(id),
             (None, Some((at, id))) if at == addr => Some(id),
             _ => None,
         }
@@ -1461,11 +1455,12 @@ impl Node {
     /// whole list when it lacks more than those (at most every `FULL_LIST_COOLDOWN`).
     fn repair_members(&mut self, now: Duration, to: SocketAddr, lacking: usize) {
         // Now and then the whole list, in case what it lacks is older than `recent`.
-        if lacking <= self.recent.len() && !self.rng.random_ratio(1, 16) {
+        if lacking <= self.members.recent().len() && !self.rng.random_ratio(1, 16) {
             // What it lacks is most likely among the newest: send a few times as many.
-            let take = (4 * lacking + 8).min(self.recent.len());
+            let take = (4 * lacking + 8).min(self.members.recent().len());
             let peers: Vec<PeerInfo> = self
-                .recent
+                .members
+                .recent()
                 .iter()
                 .rev()
                 .take(take)
@@ -1618,7 +1613,8 @@ impl Node {
         }
         if let Some(me) = self.my_info() {
             let recent: Vec<PeerInfo> = self
-                .recent
+                .members
+                .recent()
                 .iter()
                 .rev()
                 .take(RECENT_IN_ACK)
@@ -1669,61 +1665,29 @@ impl Node {
             return false;
         }
         let id = info.node_id;
-        match self.members.get_mut(&id) {
-            Some(m) => {
-                if m.info != info {
-                    self.by_addr.remove(&m.info.addr);
-                    if m.info.cert.sign_pk != info.cert.sign_pk {
-                        m.vk = None;
-                    }
-                    m.info = info.clone();
-                    self.by_addr.insert(info.addr, id);
-                    self.persist(Record::Peer(info));
-                }
-                if heard {
-                    self.mark_heard_id(now, id);
-                }
-                false
-            }
-            None => {
-                if !self.replaying && !self.admit(&info, how) {
-                    return false;
-                }
-                if self.replaying && self.view_full() {
-                    return false;
-                }
-                if self.strangers.remove(&id).is_some() {
-                    self.strangers_fifo.retain(|&s| s != id);
-                }
-                self.by_addr.insert(info.addr, id);
-                self.members.insert(
-                    id,
-                    Member {
-                        info: info.clone(),
-                        // Second-hand (a bootstrap list, gossip, our own records): not shown
-                        // online until it answers. It is still tried as if alive.
-                        status: if heard {
-                            PeerStatus::Online
-                        } else {
-                            PeerStatus::Unknown
-                        },
-                        last_heard: now,
-                        suspect_since: None,
-                        hello: None,
-                        join_announced: false,
-                        vk: None,
-                    },
-                );
-                self.live_insert(id);
-                self.prober.add(id);
-                if self.recent.len() >= RECENT_MEMBERS {
-                    self.recent.pop_front();
-                }
-                self.recent.push_back(id);
+        if self.members.contains_key(&id) {
+            if self.members.update(&info) {
                 self.persist(Record::Peer(info));
-                true
             }
+            if heard {
+                self.mark_heard_id(now, id);
+            }
+            return false;
         }
+        if !self.replaying && !self.admit(&info, how) {
+            return false;
+        }
+        if self.replaying && self.view_full() {
+            return false;
+        }
+        if self.strangers.remove(&id).is_some() {
+            self.strangers_fifo.retain(|&s| s != id);
+        }
+        self.members.add(Member::new(info.clone(), heard, now));
+        self.live_insert(id);
+        self.prober.add(id);
+        self.persist(Record::Peer(info));
+        true
     }
 
     /// A member record from the wire: its certificate must be the server's, and not older
@@ -1785,7 +1749,7 @@ impl Node {
     }
 
     fn mark_heard(&mut self, now: Duration, from: SocketAddr) {
-        if let Some(&id) = self.by_addr.get(&from) {
+        if let Some(id) = self.members.id_at(from) {
             self.mark_heard_id(now, id);
         }
     }
@@ -2201,7 +2165,7 @@ impl Node {
                 }
             }
         }
-        let sender = sender.or_else(|| from.and_then(|a| self.by_addr.get(&a).copied()));
+        let sender = sender.or_else(|| from.and_then(|a| self.members.id_at(a)));
         // The author of a small group sent everyone a copy: no need to forward.
         let flooded = hop == 0 && sender == Some(msg.author) && self.flooding();
         if let (Via::Ring(limit), false) = (via, self.partial()) {

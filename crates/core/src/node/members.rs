@@ -10,7 +10,12 @@ use ed25519_dalek::VerifyingKey;
 use foldhash::HashMapExt;
 use p2pchat_proto::{NodeId, PeerInfo};
 use rand::Rng;
+use std::collections::{BTreeMap, VecDeque};
+use std::net::SocketAddr;
 use std::time::Duration;
+
+/// Recently learned members remembered for membership repair.
+const RECENT_MEMBERS: usize = 128;
 
 /// What a node knows about another member.
 pub(super) struct Member {
@@ -24,6 +29,122 @@ pub(super) struct Member {
     pub(super) join_announced: bool,
     /// Its parsed signing key, once needed.
     pub(super) vk: Option<VerifyingKey>,
+}
+
+impl Member {
+    /// A member just learned: online if heard from, else unknown until it answers.
+    pub(super) fn new(info: PeerInfo, heard: bool, now: Duration) -> Self {
+        Member {
+            info,
+            // Second-hand (a bootstrap list, gossip, our own records): not shown online until
+            // it answers. It is still tried as if alive.
+            status: if heard {
+                PeerStatus::Online
+            } else {
+                PeerStatus::Unknown
+            },
+            last_heard: now,
+            suspect_since: None,
+            hello: None,
+            join_announced: false,
+            vk: None,
+        }
+    }
+}
+
+/// The members in our view, by id and by address, and the most recently learned ones.
+#[derive(Default)]
+pub(super) struct MemberTable {
+    members: BTreeMap<NodeId, Member>,
+    by_addr: HashMap<SocketAddr, NodeId>,
+    /// Newest last.
+    recent: VecDeque<NodeId>,
+}
+
+impl MemberTable {
+    pub(super) fn get(&self, id: &NodeId) -> Option<&Member> {
+        self.members.get(id)
+    }
+
+    pub(super) fn get_mut(&mut self, id: &NodeId) -> Option<&mut Member> {
+        self.members.get_mut(id)
+    }
+
+    pub(super) fn contains_key(&self, id: &NodeId) -> bool {
+        self.members.contains_key(id)
+    }
+
+    pub(super) fn len(&self) -> usize {
+        self.members.len()
+    }
+
+    /// Members by id.
+    pub(super) fn values(&self) -> impl Iterator<Item = &Member> {
+        self.members.values()
+    }
+
+    pub(super) fn values_mut(&mut self) -> impl Iterator<Item = &mut Member> {
+        self.members.values_mut()
+    }
+
+    /// Members by id, with their ids.
+    pub(super) fn iter(&self) -> impl Iterator<Item = (&NodeId, &Member)> {
+        self.members.iter()
+    }
+
+    pub(super) fn keys(&self) -> impl Iterator<Item = &NodeId> {
+        self.members.keys()
+    }
+
+    /// The member at `addr`.
+    pub(super) fn id_at(&self, addr: SocketAddr) -> Option<NodeId> {
+        self.by_addr.get(&addr).copied()
+    }
+
+    /// The members learned last, newest last.
+    pub(super) fn recent(&self) -> &VecDeque<NodeId> {
+        &self.recent
+    }
+
+    /// Adds a member (not already one).
+    pub(super) fn add(&mut self, member: Member) {
+        let id = member.info.node_id;
+        self.by_addr.insert(member.info.addr, id);
+        self.members.insert(id, member);
+        if self.recent.len() >= RECENT_MEMBERS {
+            self.recent.pop_front();
+        }
+        self.recent.push_back(id);
+    }
+
+    /// A member's record changed (address, keys, certificate); false if it is the same or
+    /// not a member.
+    pub(super) fn update(&mut self, info: &PeerInfo) -> bool {
+        let id = info.node_id;
+        let Some(m) = self.members.get_mut(&id) else {
+            return false;
+        };
+        if m.info == *info {
+            return false;
+        }
+        self.by_addr.remove(&m.info.addr);
+        if m.info.cert.sign_pk != info.cert.sign_pk {
+            m.vk = None;
+        }
+        m.info = info.clone();
+        self.by_addr.insert(info.addr, id);
+        true
+    }
+
+    /// Removes a member.
+    pub(super) fn remove(&mut self, id: NodeId) -> Option<Member> {
+        let m = self.members.remove(&id)?;
+        if self.by_addr.get(&m.info.addr) == Some(&id) {
+            self.by_addr.remove(&m.info.addr);
+        }
+        self.recent.retain(|&p| p != id);
+        Some(m)
+    }
 }
 
 /// Members that are not offline.
@@ -108,7 +229,58 @@ impl LiveSet {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use p2pchat_proto::wire::Cert;
     use rand::SeedableRng;
+
+    fn info(id: u32, port: u16, key: u8) -> PeerInfo {
+        PeerInfo {
+            node_id: NodeId(id),
+            user: format!("u{id}"),
+            addr: SocketAddr::from(([127, 0, 0, 1], port)),
+            cert: Cert {
+                sign_pk: [key; 32],
+                dh_pk: [key; 32],
+                expires_ms: 0,
+                sig: [0; 64],
+            },
+        }
+    }
+
+    #[test]
+    fn the_address_index_and_recent_list_follow_the_members() {
+        let mut t = MemberTable::default();
+        for i in 1..=3 {
+            t.add(Member::new(
+                info(i, 9000 + i as u16, 1),
+                false,
+                Duration::ZERO,
+            ));
+        }
+        assert_eq!(
+            t.get(&NodeId(1)).map(|m| m.status),
+            Some(PeerStatus::Unknown)
+        );
+        assert_eq!(
+            t.id_at(SocketAddr::from(([127, 0, 0, 1], 9002))),
+            Some(NodeId(2))
+        );
+        // A new address and key: the old address is free, the parsed key is dropped.
+        assert!(t.update(&info(2, 9100, 2)));
+        assert!(!t.update(&info(2, 9100, 2)), "same record");
+        assert_eq!(t.id_at(SocketAddr::from(([127, 0, 0, 1], 9002))), None);
+        assert_eq!(
+            t.id_at(SocketAddr::from(([127, 0, 0, 1], 9100))),
+            Some(NodeId(2))
+        );
+        assert!(t.remove(NodeId(2)).is_some());
+        assert_eq!(t.id_at(SocketAddr::from(([127, 0, 0, 1], 9100))), None);
+        assert_eq!(t.recent().iter().map(|n| n.0).collect::<Vec<_>>(), [1, 3]);
+        for i in 10..(10 + RECENT_MEMBERS as u32) {
+            t.add(Member::new(info(i, 0, 1), true, Duration::ZERO));
+        }
+        assert_eq!(t.recent().len(), RECENT_MEMBERS, "bounded");
+        assert_eq!(t.len(), 2 + RECENT_MEMBERS);
+    }
 
     #[test]
     fn inserts_and_removes_keep_the_index_true() {

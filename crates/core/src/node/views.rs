@@ -103,11 +103,12 @@ impl Node {
     /// Drops one member from the view (an offline one first, else a random one) and tells
     /// it to forget us.
     fn evict_one(&mut self, keep: NodeId) {
-        let victim = self
+        let offline = self
             .members
             .iter()
             .find(|(id, m)| m.status == PeerStatus::Offline && **id != keep)
-            .map(|(id, _)| *id)
+            .map(|(id, _)| *id);
+        let victim = offline
             .or_else(|| self.random_live(&[keep]))
             .or_else(|| self.members.keys().find(|&&id| id != keep).copied());
         if let Some(v) = victim {
@@ -121,16 +122,12 @@ impl Node {
     /// Moves a member out of the view into the strangers. It forgets us too (we told it, or
     /// it told us), so our next datagram to it carries our certificate again.
     pub(super) fn drop_member(&mut self, id: NodeId) {
-        let Some(m) = self.members.remove(&id) else {
+        let Some(m) = self.members.remove(id) else {
             return;
         };
         self.partial = true;
-        if self.by_addr.get(&m.info.addr) == Some(&id) {
-            self.by_addr.remove(&m.info.addr);
-        }
         self.live_remove(id);
         self.prober.remove(id);
-        self.recent.retain(|&p| p != id);
         self.eager.remove(id);
         self.full_lists_sent.remove(&m.info.addr);
         if let Some(link) = self.links.get_mut(id) {
