@@ -163,6 +163,49 @@ fn a_node_fails_over_and_a_killed_server_loses_no_signup() {
     );
 }
 
+#[test]
+fn a_database_outage_answers_nothing_wrong_and_signups_go_on_when_it_is_back() {
+    let Some(pg) = Postgres::start() else { return };
+    let url = pg.create_db("outage");
+    let (_a, a_addr) = Proc::auth_server_db(&url, "127.0.0.1:0", &[]);
+    let dir = tempdir();
+    let d = path(&dir);
+    let mut ann = Proc::node("ann", "pw-a", &a_addr, &d.join("ann"), true, None, &[]);
+    ann.ready();
+    pg.pause();
+    // bob asks while the database is down: no answer (neither "taken" nor an error).
+    let attempts = ["--auth-attempts", "60"];
+    let mut bob = Proc::node(
+        "bob",
+        "pw-b",
+        &a_addr,
+        &d.join("bob"),
+        true,
+        None,
+        &attempts,
+    );
+    let asking = Instant::now();
+    loop {
+        let st = status(&mut bob);
+        assert_eq!(st["phase"], "signing_in", "{st}");
+        if st["datagrams_out"].as_u64() >= Some(4) {
+            break;
+        }
+        assert!(asking.elapsed() < TIMEOUT, "bob never asked: {st}");
+    }
+    assert!(
+        !bob.seen.iter().any(|v| v["event"] == "error"),
+        "no answer is given while the database is down: {:?}",
+        bob.seen
+    );
+    pg.resume();
+    // The server reconnects; bob's next attempt gets in. ann kept chatting meanwhile.
+    bob.ready();
+    ann.send("after the outage");
+    bob.wait_text("after the outage");
+    assert_eq!(pg.sql("outage", "SELECT count(*) FROM accounts"), "2");
+}
+
 /// Runs an auth server that must exit 1 at once; returns what it printed.
 fn auth_server_fails(url: &str) -> String {
     let out = std::process::Command::new(bin())

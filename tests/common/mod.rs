@@ -562,18 +562,35 @@ impl Postgres {
                 "--no-sync",
             ]);
         });
+        pg.resume();
+        Some(pg)
+    }
+
+    /// Starts the server (again, after [`Postgres::pause`]).
+    pub fn resume(&self) {
         let opts = format!(
-            "-p {port} -k {} -c listen_addresses=127.0.0.1 -c fsync=off",
-            pg.dir.path().display()
+            "-p {} -k {} -c listen_addresses=127.0.0.1 -c fsync=off",
+            self.port,
+            self.dir.path().display()
         );
-        pg.run("pg_ctl", |c| {
+        let data = self.dir.path().join("data");
+        self.run("pg_ctl", |c| {
             c.arg("-D")
                 .arg(&data)
                 .args(["-o", &opts, "-l"])
-                .arg(pg.dir.path().join("log"))
+                .arg(self.dir.path().join("log"))
                 .args(["-w", "-t", "60", "start"]);
         });
-        Some(pg)
+    }
+
+    /// Stops the server (its data stays): the database is down.
+    pub fn pause(&self) {
+        let data = self.dir.path().join("data");
+        self.run("pg_ctl", |c| {
+            c.arg("-D")
+                .arg(&data)
+                .args(["-m", "fast", "-w", "-t", "60", "stop"]);
+        });
     }
 
     /// A PostgreSQL tool, run as the server's user.
