@@ -47,6 +47,7 @@ use rand_chacha::ChaCha8Rng;
 use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::time::Duration;
+use strangers::Strangers;
 use swim::{Probe, Prober};
 use timers::{Timer, Timers};
 use views::{Admit, Parked};
@@ -194,8 +195,7 @@ pub struct Node {
     mail_holders: HashMap<NodeId, Vec<NodeId>>,
 
     /// Certified nodes outside the view (see [`views`]), with their parsed signing keys.
-    strangers: HashMap<NodeId, (PeerInfo, Option<VerifyingKey>)>,
-    strangers_fifo: VecDeque<NodeId>,
+    strangers: Strangers,
     /// The authenticated sender of the datagram being handled: a reply to its address is
     /// sealed to it even when it is neither a member nor a stranger yet. (Its only use; every
     /// handler gets the sender as an argument.)
@@ -270,8 +270,7 @@ impl Node {
             mailbox: Mailbox::default(),
             mail_handed: HashMap::new(),
             mail_holders: HashMap::new(),
-            strangers: HashMap::new(),
-            strangers_fifo: VecDeque::new(),
+            strangers: Strangers::new(),
             replying_to: None,
             parked: HashMap::new(),
             parked_len: 0,
@@ -1680,9 +1679,7 @@ impl Node {
         if self.replaying && self.view_full() {
             return false;
         }
-        if self.strangers.remove(&id).is_some() {
-            self.strangers_fifo.retain(|&s| s != id);
-        }
+        self.strangers.remove(id);
         self.members.add(Member::new(info.clone(), heard, now));
         self.live_insert(id);
         self.prober.add(id);
@@ -2368,7 +2365,7 @@ impl Node {
         self.members
             .values()
             .map(|m| &m.info)
-            .chain(self.strangers.values().map(|s| &s.0))
+            .chain(self.strangers.records())
             .find(|i| i.user == user)
             .map(|i| i.node_id)
     }
@@ -2551,6 +2548,7 @@ mod members;
 mod plumtree;
 mod private;
 mod ring;
+mod strangers;
 mod swim;
 #[cfg(test)]
 mod tests;

@@ -20,8 +20,6 @@
 
 use super::*;
 
-/// Certified nodes outside the view kept to authenticate and verify them.
-pub(super) const STRANGERS_MAX: usize = 1024;
 /// Group messages that may wait for their author's record, in all.
 const PARKED_MAX: usize = 1024;
 /// Least time between two `WhoIs` for the same author.
@@ -138,22 +136,7 @@ impl Node {
 
     /// Remembers a certified node outside the view; true if it was not known.
     pub(super) fn stranger_insert(&mut self, info: PeerInfo) -> bool {
-        let id = info.node_id;
-        if let Some(e) = self.strangers.get_mut(&id) {
-            if e.0 != info {
-                *e = (info, None);
-            }
-            return false;
-        }
-        while self.strangers.len() >= STRANGERS_MAX {
-            let Some(old) = self.strangers_fifo.pop_front() else {
-                break;
-            };
-            self.strangers.remove(&old);
-        }
-        self.strangers_fifo.push_back(id);
-        self.strangers.insert(id, (info, None));
-        true
+        self.strangers.insert(info)
     }
 
     /// The record of a member or stranger.
@@ -161,7 +144,7 @@ impl Node {
         self.members
             .get(&id)
             .map(|m| &m.info)
-            .or_else(|| self.strangers.get(&id).map(|s| &s.0))
+            .or_else(|| self.strangers.get(id))
     }
 
     /// The record of a member, a stranger or ourselves (what rides along with a message).
@@ -181,11 +164,9 @@ impl Node {
             }
             return m.vk;
         }
-        let s = self.strangers.get_mut(&id)?;
-        if s.1.is_none() {
-            s.1 = self.ident.parse_key(&s.0.cert.sign_pk);
-        }
-        s.1
+        let ident = &self.ident;
+        self.strangers
+            .signing_key(id, |info| ident.parse_key(&info.cert.sign_pk))
     }
 
     /// A record carried by a `GroupFrom` or `Certs`: kept (as a stranger unless it is a
@@ -200,8 +181,8 @@ impl Node {
         }
         if self
             .strangers
-            .get(&id)
-            .is_some_and(|s| s.0.cert == info.cert && s.0.user == info.user)
+            .get(id)
+            .is_some_and(|s| s.cert == info.cert && s.user == info.user)
         {
             return true;
         }
