@@ -28,6 +28,7 @@ use crate::{HashMap, HashSet};
 use ed25519_dalek::VerifyingKey;
 use foldhash::HashMapExt;
 use group::GroupLog;
+use handover::HandOver;
 use join::AuthClient;
 use members::{LiveSet, Member, MemberTable};
 use p2pchat_proto::wire::{
@@ -188,11 +189,8 @@ pub struct Node {
     own_unspread: bool,
     /// What we keep, as a mailbox, for absent recipients (see [`crate::mail`]).
     mailbox: Mailbox,
-    /// When we last handed each recipient what we keep for it.
-    mail_handed: HashMap<NodeId, Duration>,
-    /// Per recipient we keep mail for: the mailboxes known to hold it (its mailbox set when
-    /// we last looked), so that a member joining the set gets a copy.
-    mail_holders: HashMap<NodeId, Vec<NodeId>>,
+    /// Hand-overs and copies of what we keep (see [`handover`]).
+    handover: HandOver,
 
     /// Certified nodes outside the view (see [`views`]), with their parsed signing keys.
     strangers: Strangers,
@@ -268,8 +266,7 @@ impl Node {
             settle_asked: false,
             own_unspread: false,
             mailbox: Mailbox::default(),
-            mail_handed: HashMap::new(),
-            mail_holders: HashMap::new(),
+            handover: HandOver::new(),
             strangers: Strangers::new(),
             replying_to: None,
             parked: HashMap::new(),
@@ -2542,6 +2539,7 @@ impl Node {
 
 mod clocks;
 mod group;
+mod handover;
 mod join;
 mod mailbox;
 mod members;

@@ -140,13 +140,13 @@ impl Node {
         }
         // To whoever gave it: the sender shows it stored, a mailbox ignores it.
         self.send(from, &Message::Stored { to, seq });
-        if !self.mail_holders.contains_key(&to) {
+        if !self.handover.holders_known(to) {
             // The set as the sender saw it (it deposited with each of them).
             let holders = self.mailboxes_of(to);
-            self.mail_holders.insert(to, holders);
+            self.handover.set_holders(to, holders);
         }
         // The recipient may be up after all (the sender only failed to reach it).
-        self.mail_handed.remove(&to);
+        self.handover.hand_again(to);
         self.hand_over(now, to);
     }
 
@@ -184,17 +184,14 @@ impl Node {
             .members
             .get(&to)
             .is_some_and(|m| m.status == PeerStatus::Online);
-        let recent = self
-            .mail_handed
-            .get(&to)
-            .is_some_and(|&t| now.saturating_sub(t) < HAND_OVER_EVERY);
+        let recent = self.handover.handed_recently(to, now, HAND_OVER_EVERY);
         let Some(addr) = self.members.get(&to).map(|m| m.info.addr) else {
             return;
         };
         if !up || recent {
             return;
         }
-        self.mail_handed.insert(to, now);
+        self.handover.handed(to, now);
         let blobs = self.mail_for(to);
         for blob in blobs {
             self.send_to(to, addr, &Message::Mail(blob));
@@ -205,7 +202,7 @@ impl Node {
     /// and give a copy to members that joined a recipient's mailbox set.
     pub(super) fn mail_tick(&mut self, now: Duration) {
         if self.mailbox.is_empty() {
-            self.mail_holders.clear();
+            self.handover.clear();
             return;
         }
         for (to, from, seq) in self.mailbox.expire(self.wall(now)) {
@@ -216,7 +213,7 @@ impl Node {
             });
         }
         let recipients = self.mailbox.recipients();
-        self.mail_holders.retain(|to, _| recipients.contains(to));
+        self.handover.retain(&recipients);
         for to in recipients {
             self.hand_over(now, to);
             self.replicate(to);
@@ -234,17 +231,10 @@ impl Node {
             return;
         }
         let set = self.mailboxes_of(to);
-        let me = self.node_id;
-        let known = self.mail_holders.entry(to).or_insert_with(|| set.clone());
-        let new: Vec<NodeId> = set
-            .iter()
-            .copied()
-            .filter(|id| !known.contains(id) && Some(*id) != me)
-            .collect();
+        let new = self.handover.new_holders(to, &set, self.node_id);
         if new.is_empty() {
             return;
         }
-        known.extend(new.iter().copied());
         let blobs = self.mail_for(to);
         for id in new {
             if let Some(addr) = self.members.get(&id).map(|m| m.info.addr) {
