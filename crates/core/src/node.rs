@@ -40,6 +40,7 @@ use p2pchat_proto::{
     decode, decode_envelope, encode, AuthError, AuthReply, AuthRequest, Dot, GroupMsg, MailBlob,
     Message, NodeId, PeerInfo, PrivateMsg, VectorClock, MAX_TEXT_BYTES,
 };
+use parking::{Park, Parked, Parking};
 use plumtree::EagerSet;
 use private::{Acked, Conversations};
 use rand::{Rng, SeedableRng};
@@ -51,7 +52,7 @@ use std::time::Duration;
 use strangers::Strangers;
 use swim::{Probe, Prober};
 use timers::{Timer, Timers};
-use views::{Admit, Parked};
+use views::Admit;
 
 /// Digest entries per datagram (each at most ~14 bytes).
 const DIGEST_CHUNK: usize = 70;
@@ -198,11 +199,9 @@ pub struct Node {
     /// sealed to it even when it is neither a member nor a stranger yet. (Its only use; every
     /// handler gets the sender as an argument.)
     replying_to: Option<(SocketAddr, NodeId)>,
-    /// Group messages waiting for their author's record, by author.
-    parked: HashMap<NodeId, Vec<Parked>>,
-    parked_len: usize,
-    /// When we last asked for each author's record.
-    asked: HashMap<NodeId, Duration>,
+    /// Group messages waiting for their author's record, and the records asked for (see
+    /// [`parking`]).
+    parking: Parking,
     /// The network is larger than our view (see [`views`]).
     partial: bool,
 }
@@ -269,9 +268,7 @@ impl Node {
             handover: HandOver::new(),
             strangers: Strangers::new(),
             replying_to: None,
-            parked: HashMap::new(),
-            parked_len: 0,
-            asked: HashMap::new(),
+            parking: Parking::new(),
             partial: false,
         };
         let mut have_keys = false;
@@ -2543,6 +2540,7 @@ mod handover;
 mod join;
 mod mailbox;
 mod members;
+mod parking;
 mod plumtree;
 mod private;
 mod ring;

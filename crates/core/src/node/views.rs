@@ -9,7 +9,7 @@
 //! - members learned by gossip join only while there is room;
 //! - any other certified node that contacts us is kept as a *stranger* (enough to
 //!   authenticate its datagrams and answer) and told `Forget`;
-//! - group messages whose author we do not know wait ([`Parked`]) while `WhoIs` asks the
+//! - group messages whose author we do not know wait (see `parking`) while `WhoIs` asks the
 //!   peer that sent them for the author's record; pushes in a large network carry it
 //!   (`GroupFrom`, `RepairFrom`), so only a record too long to ride along needs asking;
 //! - a private message to a user outside the view waits while the server (`Lookup`) says
@@ -19,14 +19,6 @@
 //! traffic per node depend on `view_max`, not on the size of the network.
 
 use super::*;
-
-/// Group messages that may wait for their author's record, in all.
-const PARKED_MAX: usize = 1024;
-/// Least time between two `WhoIs` for the same author.
-const WHOIS_RETRY: Duration = Duration::from_secs(1);
-/// A parked message whose author's record never came is dropped after this long
-/// (anti-entropy brings it again).
-const PARKED_TTL: Duration = Duration::from_secs(30);
 
 /// Users whose record we may be asking the server for at once.
 const LOOKUPS_MAX: usize = 16;
@@ -46,16 +38,6 @@ pub(super) enum Admit {
     /// It contacted us with something else: if there is no room, keep it as a stranger
     /// and tell it to forget us.
     Contact,
-}
-
-/// A group message waiting for its author's record.
-pub(super) struct Parked {
-    pub(super) msg: GroupMsg,
-    pub(super) hop: u16,
-    pub(super) from: Option<SocketAddr>,
-    pub(super) sender: Option<NodeId>,
-    pub(super) via: Via,
-    pub(super) since: Duration,
 }
 
 impl Node {
@@ -204,50 +186,34 @@ impl Node {
         via: Via,
     ) {
         let author = msg.author;
-        let dot = msg.dot();
-        let list = self.parked.entry(author).or_default();
-        if list.iter().any(|p| p.msg.dot() == dot) {
-            self.stats.group_duplicates += 1;
-        } else if self.parked_len >= PARKED_MAX {
+        let p = Parked {
+            msg,
+            hop,
+            from,
+            sender,
+            via,
+            since: now,
+        };
+        match self.parking.park(p) {
+            Park::Waiting => self.stats.parked += 1,
+            Park::Duplicate => self.stats.group_duplicates += 1,
             // Anti-entropy brings it back later.
-            self.stats.unverifiable += 1;
-        } else {
-            self.parked_len += 1;
-            self.stats.parked += 1;
-            list.push(Parked {
-                msg,
-                hop,
-                from,
-                sender,
-                via,
-                since: now,
-            });
+            Park::Full => self.stats.unverifiable += 1,
         }
-        if list.is_empty() {
-            self.parked.remove(&author);
-        }
-        let recently = self
-            .asked
-            .get(&author)
-            .is_some_and(|&t| now.saturating_sub(t) < WHOIS_RETRY);
-        if let (false, Some(addr)) = (recently, from) {
-            self.asked.insert(author, now);
-            self.send(addr, &Message::WhoIs { ids: vec![author] });
+        if let Some(addr) = from {
+            if self.parking.may_ask(author, now) {
+                self.send(addr, &Message::WhoIs { ids: vec![author] });
+            }
         }
     }
 
     /// We owe `peer` private messages but no longer know where it is (its record left our
     /// view and our strangers, or we restarted): ask a few members that are up for it, at
-    /// most once per `WHOIS_RETRY`. Their `Certs` answer makes it a stranger again.
+    /// most once a second. Their `Certs` answer makes it a stranger again.
     pub(super) fn ask_record(&mut self, now: Duration, peer: NodeId) {
-        let recently = self
-            .asked
-            .get(&peer)
-            .is_some_and(|&t| now.saturating_sub(t) < WHOIS_RETRY);
-        if recently {
+        if !self.parking.may_ask(peer, now) {
             return;
         }
-        self.asked.insert(peer, now);
         for id in self.sample_live(3, &[peer]) {
             if let Some(addr) = self.members.get(&id).map(|m| m.info.addr) {
                 self.send(addr, &Message::WhoIs { ids: vec![peer] });
@@ -272,7 +238,7 @@ impl Node {
         for info in peers {
             let id = info.node_id;
             if self.learn_record(info) {
-                self.asked.remove(&id);
+                self.parking.answered(id);
                 self.unpark(now, id);
                 // What we owe it goes out now rather than at the next backoff.
                 if self
@@ -287,10 +253,10 @@ impl Node {
 
     /// Feeds the messages that waited for `author`'s record through the usual path.
     pub(super) fn unpark(&mut self, now: Duration, author: NodeId) {
-        let Some(list) = self.parked.remove(&author) else {
+        let list = self.parking.take(author);
+        if list.is_empty() {
             return;
-        };
-        self.parked_len = self.parked_len.saturating_sub(list.len());
+        }
         // Replies go to each message's sender, as if it had just arrived.
         let saved = self.replying_to;
         for p in list {
@@ -306,19 +272,8 @@ impl Node {
 
     /// Drops parked messages whose author's record never came, and old `WhoIs` marks.
     pub(super) fn expire_parked(&mut self, now: Duration) {
-        if self.parked_len > 0 {
-            let mut dropped = 0;
-            self.parked.retain(|_, list| {
-                let before = list.len();
-                list.retain(|p| now.saturating_sub(p.since) < PARKED_TTL);
-                dropped += before - list.len();
-                !list.is_empty()
-            });
-            self.parked_len -= dropped;
-            self.stats.unverifiable += dropped as u64;
-        }
-        self.asked
-            .retain(|_, t| now.saturating_sub(*t) < PARKED_TTL);
+        let dropped = self.parking.expire(now);
+        self.stats.unverifiable += dropped as u64;
     }
 
     /// Keeps a private text for `user`, who is outside our view, and asks the server where
