@@ -360,6 +360,24 @@ fn refusal(l: &Load, cfg: &AuthConfig) -> Option<AuthError> {
     (l.live + l.waiting >= cfg.max_nodes as i64).then_some(AuthError::NetworkFull)
 }
 
+/// `me` holds a lease from `t` (with its record) and no longer waits in the queue.
+async fn go_live(
+    tx: &Transaction<'_>,
+    me: i64,
+    t: i64,
+    info: &[u8],
+) -> Result<(), tokio_postgres::Error> {
+    tx.execute(
+        "INSERT INTO leases (node_id, last_poll_ms, info) VALUES ($1, $2, $3) \
+         ON CONFLICT (node_id) DO UPDATE SET last_poll_ms = $2, info = $3",
+        &[&me, &t, &info],
+    )
+    .await?;
+    tx.execute("DELETE FROM queue WHERE node_id = $1", &[&me])
+        .await?;
+    Ok(())
+}
+
 /// One admission, inside a serializable transaction (see [`Directory::admit`]).
 async fn admit_tx(
     tx: &Transaction<'_>,
@@ -419,14 +437,7 @@ async fn admit_tx(
         cert: cert.clone(),
     });
     if first {
-        tx.execute(
-            "INSERT INTO leases (node_id, last_poll_ms, info) VALUES ($1, $2, $3) \
-             ON CONFLICT (node_id) DO UPDATE SET last_poll_ms = $2, info = $3",
-            &[&me, &t, &info],
-        )
-        .await?;
-        tx.execute("DELETE FROM queue WHERE node_id = $1", &[&me])
-            .await?;
+        go_live(tx, me, t, &info).await?;
     } else {
         tx.execute(
             "INSERT INTO queue (node_id, info, queued_ms, offered_ms) VALUES ($1, $2, $3, NULL) \
@@ -513,15 +524,8 @@ impl Directory for PgDirectory {
         self.retrying(|c| {
             block(async {
                 let tx = c.transaction().await?;
-                tx.execute(
-                    "INSERT INTO leases (node_id, last_poll_ms, info) VALUES ($1, $2, $3) \
-                     ON CONFLICT (node_id) DO UPDATE SET last_poll_ms = $2, info = $3",
-                    &[&me, &t, &info],
-                )
-                .await?;
                 // A newcomer that polls is in the network: it no longer waits.
-                tx.execute("DELETE FROM queue WHERE node_id = $1", &[&me])
-                    .await?;
+                go_live(&tx, me, t, &info).await?;
                 let rows = tx
                     .query(
                         "UPDATE queue SET offered_ms = $1 WHERE node_id IN ( \
