@@ -417,9 +417,55 @@ pub enum Command {
     Quit,
 }
 
+/// Wraps in [`Event::Reply`] with `tag` the events among `outputs` that answer a command of
+/// user `me`: errors (not fatal ones), listings, status, and the echo of own messages.
+pub fn tag_replies<'a>(outputs: impl Iterator<Item = &'a mut Output>, tag: &str, me: &str) {
+    for out in outputs {
+        let Output::Event(e) = out else { continue };
+        let reply = match e {
+            Event::Error { fatal, .. } => !*fatal,
+            Event::Peers(_) | Event::History { .. } | Event::Status(_) | Event::Overview { .. } => {
+                true
+            }
+            Event::Message(m) => m.from == me && !m.is_merge(),
+            _ => false,
+        };
+        if reply {
+            let event = std::mem::replace(e, Event::Settled);
+            *e = Event::Reply {
+                tag: tag.to_string(),
+                event: Box::new(event),
+            };
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn replies_are_tagged_and_other_events_are_not() {
+        let error = |fatal| {
+            Output::Event(Event::Error {
+                message: "x".into(),
+                fatal,
+            })
+        };
+        let mut outs = [
+            error(false),
+            error(true),
+            Output::Event(Event::Peers(Vec::new())),
+            Output::Event(Event::Settled),
+            Output::Persist(Record::Boot { epoch: 1 }),
+        ];
+        tag_replies(outs.iter_mut(), "t1", "ann");
+        let tagged: Vec<bool> = outs
+            .iter()
+            .map(|o| matches!(o, Output::Event(Event::Reply { tag, .. }) if tag == "t1"))
+            .collect();
+        assert_eq!(tagged, [true, false, true, false, false]);
+    }
 
     #[test]
     fn every_rejection_counter_is_listed_once_and_summed() {

@@ -802,26 +802,8 @@ impl Node {
 
     /// Wraps the replies among the outputs from `start` on in [`Event::Reply`].
     fn tag_replies(&mut self, start: usize, tag: Option<String>) {
-        let Some(tag) = tag else { return };
-        let me = self.params.user.as_str();
-        for out in self.out.range_mut(start..) {
-            let Output::Event(e) = out else { continue };
-            let reply = match e {
-                Event::Error { fatal, .. } => !*fatal,
-                Event::Peers(_)
-                | Event::History { .. }
-                | Event::Status(_)
-                | Event::Overview { .. } => true,
-                Event::Message(m) => m.from == me && !m.is_merge(),
-                _ => false,
-            };
-            if reply {
-                let event = std::mem::replace(e, Event::Settled);
-                *e = Event::Reply {
-                    tag: tag.clone(),
-                    event: Box::new(event),
-                };
-            }
+        if let Some(tag) = tag {
+            crate::io::tag_replies(self.out.range_mut(start..), &tag, &self.params.user);
         }
     }
 
