@@ -22,15 +22,16 @@ use crate::config::NodeConfig;
 use crate::io::{
     Archive, Command, Event, HistoryEntry, Output, PeerStatus, Record, Scope, Stats, StatusReport,
 };
-use crate::mail::Mailbox;
-use crate::secure::{self, Identity, Links, SERVER_ID};
+use crate::secure::{self, Identity, SERVER_ID};
 use crate::{HashMap, HashSet};
 use ed25519_dalek::VerifyingKey;
-use foldhash::HashMapExt;
 use group::GroupLog;
-use handover::HandOver;
+use handover::Mail;
 use join::AuthClient;
-use members::{LiveSet, Member, MemberTable};
+use life::{Lifecycle, Phase};
+use members::{Member, View};
+use net::Net;
+use own::Own;
 use p2pchat_proto::wire::{
     encode_envelope, from_payload, to_payload, Cert, Envelope, Key, SenderCert, MAX_PASSWORD,
     MIN_AUTH_HELLO, MIN_KEY_REQUEST,
@@ -40,16 +41,13 @@ use p2pchat_proto::{
     decode, decode_envelope, encode, AuthError, AuthReply, AuthRequest, Dot, GroupMsg, MailBlob,
     Message, NodeId, PeerInfo, PrivateMsg, VectorClock, MAX_TEXT_BYTES,
 };
-use parking::{Park, Parked, Parking};
-use plumtree::EagerSet;
+use parking::{Park, Parked};
 use private::{Acked, Conversations};
 use rand::{Rng, SeedableRng};
-use rand_chacha::ChaCha20Rng;
 use rand_chacha::ChaCha8Rng;
-use std::collections::VecDeque;
+use spread::Spread;
 use std::net::SocketAddr;
 use std::time::Duration;
-use strangers::Strangers;
 use swim::{Probe, Prober};
 use timers::{Timer, Timers};
 use views::Admit;
@@ -60,12 +58,8 @@ const DIGEST_CHUNK: usize = 70;
 const RECENT_IN_ACK: usize = 4;
 /// How long a cookie is reused for retries (the server accepts it for 30 to 60 s).
 const COOKIE_REUSE: Duration = Duration::from_secs(20);
-/// Link datagrams kept while waiting for admission.
-const EARLY_LIMIT: usize = 64;
 /// Least time between two full member lists sent to the same peer by membership repair.
 const FULL_LIST_COOLDOWN: Duration = Duration::from_secs(10);
-/// Commands kept while signing in (they run, in order, once signed in).
-const QUEUED_COMMANDS_MAX: usize = 10_000;
 
 /// How a group message reached us.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -111,99 +105,36 @@ pub struct Host {
     pub wall_ms: u64,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Phase {
-    /// Waiting for an AuthReply.
-    SigningIn,
-    /// Admitted, waiting for a Connect (or a HelloAck from a remembered peer).
-    AwaitingBootstrap,
-    /// Part of the network.
-    Member,
-    /// Said goodbye, or failed fatally.
-    Stopped,
-}
-
 /// A chat peer. See the module docs for its parts and `docs/PROTOCOL.md` for the protocol.
 pub struct Node {
     cfg: NodeConfig,
-    rng: ChaCha8Rng,
+    /// Who the node is, as its user says.
     params: NodeParams,
-    /// Unix time in milliseconds at `now == 0`.
-    wall_ms: u64,
-    node_id: Option<NodeId>,
-    advertised: SocketAddr,
-    phase: Phase,
-    first: bool,
-    ready_sent: bool,
-    /// Restored from records: it has joined before (Hello says "back", not "joined").
-    restored: bool,
-    /// Sign-in and polls: which server, attempts, handshakes (see [`join`]).
+    /// Peer selection, nonces, jitter.
+    rng: ChaCha8Rng,
+    /// Who the node is on the network: id, keys, certificate, address (see [`own`]).
+    own: Own,
+    /// Where the node is in its life: signing in, member, stopped; commands waiting.
+    life: Lifecycle,
+    /// Sign-in and polls: which server, attempts, handshakes, pinned keys (see [`join`]).
     auth: AuthClient,
-
-    /// The view: members by id and address, the newest ones (see [`members`]).
-    members: MemberTable,
-    /// Members not offline, for O(1) random peer choice.
-    live: LiveSet,
-    /// When we last sent each peer our whole member list.
-    full_lists_sent: HashMap<SocketAddr, Duration>,
-
-    /// Plumtree eager-push peers (see [`plumtree`]).
-    eager: EagerSet,
-    /// Ring broadcast state (full membership above `flood_below`).
-    ring: ring::Ring,
+    /// The members we know, the strangers we can authenticate, records asked for (see
+    /// [`view`]).
+    view: View,
+    /// How group messages travel: Plumtree eager peers, ring broadcast (see [`spread`]).
+    spread: Spread,
     /// Delivered and held-back group messages (see [`group`]).
     group: GroupLog,
-
     /// Private conversations (see [`private`]).
     conversations: Conversations,
-
     /// Failure detection: whom to probe, the probe in flight, relayed pings (see [`swim`]).
     prober: Prober,
-
+    /// What we keep, as a mailbox, for absent recipients, and its hand-overs (see
+    /// [`mailbox`]).
+    mail: Mail,
     timers: Timers,
-    out: VecDeque<Output>,
-    stats: Stats,
-    replaying: bool,
-
-    /// Randomness for keys and handshakes.
-    crng: ChaCha20Rng,
-    ident: Identity,
-    my_vk: Option<VerifyingKey>,
-    epoch: u32,
-    cert: Option<Cert>,
-    /// The pinned server keys (X25519, Ed25519).
-    server_dh: Option<Key>,
-    server_sign: Option<(Key, VerifyingKey)>,
-    /// Links to peers and (as `SERVER_ID`) to the auth server.
-    links: Links,
-    /// Link datagrams that arrived before our admission (a Connect can beat the answer).
-    early: Vec<(SocketAddr, Vec<u8>)>,
-    /// Private texts waiting for the server to say where their recipient is, by username,
-    /// with when we asked.
-    lookups: HashMap<String, (Vec<String>, Duration)>,
-    /// Commands given before the sign-in, with their tags: run in order once signed in.
-    queued: VecDeque<(Option<String>, Command)>,
-    /// [`Command::Settle`] was given: emit [`Event::Settled`] once nothing is in flight.
-    settle_asked: bool,
-    /// An own group message was written while no member was reachable: nobody has it yet
-    /// (cleared once a peer's digest shows it has all of ours).
-    own_unspread: bool,
-    /// What we keep, as a mailbox, for absent recipients (see [`crate::mail`]).
-    mailbox: Mailbox,
-    /// Hand-overs and copies of what we keep (see [`handover`]).
-    handover: HandOver,
-
-    /// Certified nodes outside the view (see [`views`]), with their parsed signing keys.
-    strangers: Strangers,
-    /// The authenticated sender of the datagram being handled: a reply to its address is
-    /// sealed to it even when it is neither a member nor a stranger yet. (Its only use; every
-    /// handler gets the sender as an argument.)
-    replying_to: Option<(SocketAddr, NodeId)>,
-    /// Group messages waiting for their author's record, and the records asked for (see
-    /// [`parking`]).
-    parking: Parking,
-    /// The network is larger than our view (see [`views`]).
-    partial: bool,
+    /// The links to peers and what goes out: datagrams, events, records (see [`net`]).
+    net: Net,
 }
 
 impl Node {
@@ -229,52 +160,29 @@ impl Node {
         let crng_seed = secure::seed_from(&mut crng);
         let mut node = Node {
             cfg,
-            rng,
-            advertised: host.local_addr,
-            wall_ms: host.wall_ms,
             params,
-            node_id: None,
-            phase: Phase::SigningIn,
-            first: false,
-            ready_sent: false,
-            restored: false,
+            rng,
+            own: Own::new(
+                host.local_addr,
+                host.wall_ms,
+                ident,
+                secure::crypto_rng(crng_seed),
+            ),
+            life: Lifecycle::default(),
             auth,
-            members: MemberTable::default(),
-            live: LiveSet::new(),
-            full_lists_sent: HashMap::new(),
+            view: View::new(),
+            spread: Spread::default(),
             group,
-            eager: EagerSet::default(),
-            ring: ring::Ring::default(),
             conversations: Conversations::default(),
             prober: Prober::new(),
+            mail: Mail::default(),
             timers: Timers::default(),
-            out: VecDeque::new(),
-            stats: Stats::default(),
-            replaying: true,
-            crng: secure::crypto_rng(crng_seed),
-            ident,
-            my_vk: None,
-            epoch: 0,
-            cert: None,
-            server_dh: None,
-            server_sign: None,
-            links: Links::default(),
-            early: Vec::new(),
-            lookups: HashMap::new(),
-            queued: VecDeque::new(),
-            settle_asked: false,
-            own_unspread: false,
-            mailbox: Mailbox::default(),
-            handover: HandOver::new(),
-            strangers: Strangers::new(),
-            replying_to: None,
-            parking: Parking::new(),
-            partial: false,
+            net: Net::default(),
         };
         let mut have_keys = false;
         for record in records {
             if let Record::Keys { sign_sk, dh_sk } = record {
-                node.ident = Identity::from_secrets(*sign_sk, *dh_sk);
+                node.own.ident = Identity::from_secrets(*sign_sk, *dh_sk);
                 have_keys = true;
             }
         }
@@ -291,30 +199,32 @@ impl Node {
         for record in records {
             node.replay(now, record, &newest);
         }
-        node.replaying = false;
+        node.net.replaying = false;
         if !have_keys {
-            node.ident = Identity::generate(&mut node.crng);
-            let (sign_sk, dh_sk) = node.ident.secrets();
+            node.own.ident = Identity::generate(&mut node.own.crng);
+            let (sign_sk, dh_sk) = node.own.ident.secrets();
             node.persist(Record::Keys { sign_sk, dh_sk });
         }
-        node.my_vk = secure::verifying_key(&node.ident.sign_pk);
+        node.own.my_vk = secure::verifying_key(&node.own.ident.sign_pk);
         // A new counter space for every link: persisted before anything is sent.
-        node.epoch = node.epoch.saturating_add(1);
-        node.persist(Record::Boot { epoch: node.epoch });
+        node.own.epoch = node.own.epoch.saturating_add(1);
+        node.persist(Record::Boot {
+            epoch: node.own.epoch,
+        });
         if let Some(pin) = node.params.auth_key {
-            if node.server_dh != Some(pin) {
-                node.server_dh = Some(pin);
-                node.server_sign = None;
+            if node.auth.server_dh != Some(pin) {
+                node.auth.server_dh = Some(pin);
+                node.auth.server_sign = None;
             }
         }
         node.auth.req = node.rng.random();
         node.set_timer(Timer::Auth, now);
-        if node.node_id.is_some() {
-            node.restored = true;
-            node.phase = Phase::AwaitingBootstrap;
+        if node.own.node_id.is_some() {
+            node.life.restored = true;
+            node.life.phase = Phase::AwaitingBootstrap;
             node.emit_ready();
             // Rejoin through remembered peers, whether or not the server answers.
-            let ids: Vec<NodeId> = node.members.keys().copied().collect();
+            let ids: Vec<NodeId> = node.view.members.keys().copied().collect();
             for id in ids {
                 node.queue_hello(id, now);
             }
@@ -324,7 +234,7 @@ impl Node {
 
     fn replay(&mut self, now: Duration, record: &Record, view: &HashSet<NodeId>) {
         match record {
-            Record::Identity { node_id, .. } => self.node_id = Some(*node_id),
+            Record::Identity { node_id, .. } => self.own.node_id = Some(*node_id),
             Record::Group(msg) => {
                 let dot = msg.dot();
                 if !self.group.seen(dot) {
@@ -343,18 +253,18 @@ impl Node {
             Record::Peer(info) => {
                 self.stranger_insert(info.clone());
             }
-            Record::Boot { epoch } => self.epoch = self.epoch.max(*epoch),
+            Record::Boot { epoch } => self.own.epoch = self.own.epoch.max(*epoch),
             Record::AuthKey { dh_pk, sign_pk } => {
-                self.server_dh = Some(*dh_pk);
-                self.server_sign = secure::verifying_key(sign_pk).map(|vk| (*sign_pk, vk));
+                self.auth.server_dh = Some(*dh_pk);
+                self.auth.server_sign = secure::verifying_key(sign_pk).map(|vk| (*sign_pk, vk));
             }
-            Record::OwnCert(cert) => self.cert = Some(cert.clone()),
+            Record::OwnCert(cert) => self.own.cert = Some(cert.clone()),
             Record::MailboxPut(blob) => {
                 // Kept as it was kept (expiry runs on the next tick).
-                self.mailbox.put(blob.clone(), self.mail_limits(), 0);
+                self.mail.mailbox.put(blob.clone(), self.mail_limits(), 0);
             }
             Record::MailboxDrop { to, from, upto } => {
-                self.mailbox.drop_upto(*to, *from, *upto);
+                self.mail.mailbox.drop_upto(*to, *from, *upto);
             }
             Record::Keys { .. } | Record::User { .. } => {}
         }
@@ -367,11 +277,11 @@ impl Node {
 
     /// The next output to carry out, in order.
     pub fn poll_output(&mut self) -> Option<Output> {
-        if self.out.is_empty() && self.settle_asked && self.settled() {
-            self.settle_asked = false;
+        if self.net.out.is_empty() && self.life.settle_asked && self.settled() {
+            self.life.settle_asked = false;
             return Some(Output::Event(Event::Settled));
         }
-        self.out.pop_front()
+        self.net.out.pop_front()
     }
 
     /// Nothing asked of this node is in flight: signed in (a restored node's sign-in in
@@ -379,19 +289,19 @@ impl Node {
     /// queued command carried out, every private message acknowledged, every own group
     /// message handed to a peer (and, in ring broadcast, acknowledged).
     pub fn settled(&self) -> bool {
-        self.node_id.is_some()
+        self.own.node_id.is_some()
             && !self.auth.pending
-            && self.phase == Phase::Member
-            && self.queued.is_empty()
+            && self.life.phase == Phase::Member
+            && self.life.queued_len() == 0
             && self.conversations.safe()
-            && self.lookups.is_empty()
-            && self.ring.idle()
-            && !self.own_unspread
+            && self.view.lookups.is_empty()
+            && self.spread.ring.idle()
+            && !self.spread.own_unspread
     }
 
     /// The earliest timer deadline; call [`Node::handle_timeout`] once it has passed.
     pub fn poll_timeout(&self) -> Option<Duration> {
-        if self.phase == Phase::Stopped {
+        if self.life.phase == Phase::Stopped {
             return None;
         }
         self.timers.next()
@@ -399,7 +309,7 @@ impl Node {
 
     /// This node's id once admitted.
     pub fn node_id(&self) -> Option<NodeId> {
-        self.node_id
+        self.own.node_id
     }
 
     /// The username.
@@ -409,24 +319,27 @@ impl Node {
 
     /// True once signed in and bootstrapped (or first).
     pub fn is_member(&self) -> bool {
-        self.phase == Phase::Member
+        self.life.phase == Phase::Member
     }
 
     /// True after `/quit` or a fatal error.
     pub fn is_stopped(&self) -> bool {
-        self.phase == Phase::Stopped
+        self.life.phase == Phase::Stopped
     }
 
     /// Number of known members (others).
     pub fn member_count(&self) -> usize {
-        self.members.len()
+        self.view.members.len()
     }
 
     /// Shares a memo of pure crypto results with other nodes of this process (the
     /// simulator's speed-up: thousands of nodes verify the same signatures).
     pub fn set_crypto_memo(&mut self, memo: std::sync::Arc<secure::CryptoMemo>) {
-        let ident = std::mem::replace(&mut self.ident, Identity::from_secrets([0; 32], [0; 32]));
-        self.ident = ident.with_memo(Some(memo));
+        let ident = std::mem::replace(
+            &mut self.own.ident,
+            Identity::from_secrets([0; 32], [0; 32]),
+        );
+        self.own.ident = ident.with_memo(Some(memo));
     }
 
     /// Gives the node its archive: from now on only the newest `history_in_memory` group
@@ -437,17 +350,17 @@ impl Node {
 
     /// This node's public keys: (Ed25519, X25519).
     pub fn public_keys(&self) -> (Key, Key) {
-        (self.ident.sign_pk, self.ident.dh_pk)
+        (self.own.ident.sign_pk, self.own.ident.dh_pk)
     }
 
     /// The pinned auth server key, if any.
     pub fn server_key(&self) -> Option<Key> {
-        self.server_dh
+        self.auth.server_dh
     }
 
     /// Counters.
     pub fn stats(&self) -> &Stats {
-        &self.stats
+        &self.net.stats
     }
 
     /// Group messages delivered per author.
@@ -493,16 +406,16 @@ impl Node {
     /// Feeds one received datagram. Malformed, unauthenticated, replayed or unexpected input
     /// is counted and dropped; it never gets an answer.
     pub fn handle_datagram(&mut self, now: Duration, from: SocketAddr, bytes: &[u8]) {
-        if self.phase == Phase::Stopped {
+        if self.life.phase == Phase::Stopped {
             return;
         }
         self.group.trim(self.cfg.history_in_memory);
-        self.stats.datagrams_in += 1;
-        self.stats.bytes_in += bytes.len() as u64;
+        self.net.stats.datagrams_in += 1;
+        self.net.stats.bytes_in += bytes.len() as u64;
         let env = match decode_envelope(bytes) {
             Ok(e) => e,
             Err(_) => {
-                self.stats.malformed += 1;
+                self.net.stats.malformed += 1;
                 return;
             }
         };
@@ -510,10 +423,8 @@ impl Node {
         match env {
             Envelope::KeyReply { dh_pk, cookie, .. } if auth => self.key_reply(now, dh_pk, cookie),
             Envelope::AuthAnswer { to, noise } if auth => self.auth_answer(now, to, noise),
-            Envelope::Link { .. } if self.node_id.is_none() => {
-                if self.early.len() < EARLY_LIMIT {
-                    self.early.push((from, bytes.to_vec()));
-                }
+            Envelope::Link { .. } if self.own.node_id.is_none() => {
+                self.net.keep_early(from, bytes);
             }
             Envelope::Link {
                 from: id,
@@ -530,7 +441,7 @@ impl Node {
                 let msg = match decode(&payload) {
                     Ok(m) => m,
                     Err(_) => {
-                        self.stats.malformed += 1;
+                        self.net.stats.malformed += 1;
                         return;
                     }
                 };
@@ -541,7 +452,7 @@ impl Node {
                 if let Some(info) = fresh {
                     // A certificate we did not have: Hello, HelloAck and Connect learn it
                     // themselves (with the right announcement); anything else learns it here.
-                    let known = self.members.contains_key(&id);
+                    let known = self.view.members.contains_key(&id);
                     match &msg {
                         Message::Hello { .. }
                         | Message::HelloAck { .. }
@@ -551,16 +462,16 @@ impl Node {
                             self.learn_member(now, info, true, Admit::IfRoom);
                         }
                         _ => {
-                            self.replying_to = Some((from, id));
+                            self.net.replying_to = Some((from, id));
                             self.learn_and_announce(now, info, true, Admit::Contact);
                         }
                     }
                 }
-                self.replying_to = Some((from, id));
+                self.net.replying_to = Some((from, id));
                 self.handle_peer(now, from, id, msg);
-                self.replying_to = None;
+                self.net.replying_to = None;
             }
-            _ => self.stats.unauthenticated += 1,
+            _ => self.net.stats.unauthenticated += 1,
         }
     }
 
@@ -574,13 +485,13 @@ impl Node {
             Message::Private(p) => Some(p.from),
             Message::PrivateAck { from: f, .. } => Some(*f),
             Message::Fetch { .. } | Message::Pending { .. } | Message::Lookup { .. } => {
-                self.stats.rejected += 1;
+                self.net.stats.rejected += 1;
                 return;
             }
             _ => None,
         };
         if claimed.is_some_and(|c| c != sender) {
-            self.stats.impersonation += 1;
+            self.net.stats.impersonation += 1;
             return;
         }
         if !matches!(msg, Message::Bye { .. }) {
@@ -612,17 +523,17 @@ impl Node {
             Message::RingDown { ids } => self.handle_ring_down(now, sender, &ids),
             Message::GroupFrom { hop, msg, author } => {
                 // Its sender knows the network is larger than a view: so do we now.
-                self.partial = true;
+                self.view.partial = true;
                 if author.node_id == msg.author {
                     self.learn_record(author);
                 } else {
-                    self.stats.rejected += 1;
+                    self.net.stats.rejected += 1;
                 }
                 self.receive_group(now, msg, hop, Some(from), Some(sender), Via::Push)
             }
             Message::Forget => {
-                self.partial = true;
-                if self.members.contains_key(&sender) {
+                self.view.partial = true;
+                if self.view.members.contains_key(&sender) {
                     self.drop_member(sender);
                 }
             }
@@ -651,7 +562,7 @@ impl Node {
                 members,
             } => {
                 // Membership anti-entropy rides on the first digest chunk.
-                let known = self.members.len() + 1;
+                let known = self.view.members.len() + 1;
                 // (Not between partial views: their sizes say nothing about what is missing.)
                 if lo == NodeId(0) && (members as usize) < known && !self.partial() {
                     self.repair_members(now, from, known - members as usize);
@@ -688,20 +599,21 @@ impl Node {
                     );
                 }
             }
-            Message::Prune => self.eager.remove(sender),
+            Message::Prune => self.spread.eager.remove(sender),
             Message::Graft => self.eager_add(sender),
             Message::Fetch { .. } | Message::Pending { .. } | Message::Lookup { .. } => {}
         }
     }
 
     fn wall(&self, now: Duration) -> u64 {
-        self.wall_ms.saturating_add(now.as_millis() as u64)
+        self.own.wall(now)
     }
 
     fn cert_valid(&self, id: NodeId, user: &str, cert: &Cert) -> bool {
-        self.server_sign
+        self.auth
+            .server_sign
             .as_ref()
-            .is_some_and(|(_, vk)| self.ident.check_cert(vk, id, user, cert))
+            .is_some_and(|(_, vk)| self.own.ident.check_cert(vk, id, user, cert))
     }
 
     /// Authenticates a link datagram. Returns its payload and, when it carried a certificate
@@ -717,37 +629,39 @@ impl Node {
         attached: Option<SenderCert>,
         sealed: &[u8],
     ) -> Option<(Vec<u8>, Option<PeerInfo>)> {
-        let Some(me) = self.node_id else {
-            self.stats.unauthenticated += 1;
+        let Some(me) = self.own.node_id else {
+            self.net.stats.unauthenticated += 1;
             return None;
         };
         if id == SERVER_ID {
-            let (Some(dh), true) = (self.server_dh, from == self.auth.addr()) else {
-                self.stats.unauthenticated += 1;
+            let (Some(dh), true) = (self.auth.server_dh, from == self.auth.addr()) else {
+                self.net.stats.unauthenticated += 1;
                 return None;
             };
-            let opened = self
-                .links
-                .open(&self.ident, me, SERVER_ID, dh, epoch, counter, sealed);
+            let opened =
+                self.net
+                    .links
+                    .open(&self.own.ident, me, SERVER_ID, dh, epoch, counter, sealed);
             return opened
-                .map_err(|r| r.count(&mut self.stats))
+                .map_err(|r| r.count(&mut self.net.stats))
                 .ok()
                 .map(|p| (p, None));
         }
         if id == me {
-            self.stats.impersonation += 1;
+            self.net.stats.impersonation += 1;
             return None;
         }
         let known = self.info_of(id).map(|i| (i.user.clone(), i.cert.clone()));
         let wall = self.wall(now);
         let (user, cert, fresh) =
             secure::pick_cert(attached, known, wall, |u, c| self.cert_valid(id, u, c))
-                .map_err(|r| r.count(&mut self.stats))
+                .map_err(|r| r.count(&mut self.net.stats))
                 .ok()?;
-        let opened = self
-            .links
-            .open(&self.ident, me, id, cert.dh_pk, epoch, counter, sealed);
-        let payload = opened.map_err(|r| r.count(&mut self.stats)).ok()?;
+        let opened =
+            self.net
+                .links
+                .open(&self.own.ident, me, id, cert.dh_pk, epoch, counter, sealed);
+        let payload = opened.map_err(|r| r.count(&mut self.net.stats)).ok()?;
         let info = fresh.then_some(PeerInfo {
             node_id: id,
             user,
@@ -761,7 +675,7 @@ impl Node {
     pub fn handle_timeout(&mut self, now: Duration) {
         self.group.trim(self.cfg.history_in_memory);
         for timer in Timers::all() {
-            if self.phase == Phase::Stopped {
+            if self.life.phase == Phase::Stopped {
                 return;
             }
             if self.timers.take_due(timer, now) {
@@ -780,22 +694,19 @@ impl Node {
     /// given before the sign-in wait for it and then run in order; `Status`, `Settle` and
     /// `Quit` are answered at once.
     pub fn handle_tagged(&mut self, now: Duration, tag: Option<String>, cmd: Command) {
-        if self.phase == Phase::Stopped {
+        if self.life.phase == Phase::Stopped {
             return;
         }
         self.group.trim(self.cfg.history_in_memory);
-        let at_once = matches!(cmd, Command::Status | Command::Settle | Command::Quit);
-        if !at_once && (!self.ready_sent || !self.queued.is_empty()) {
-            if self.queued.len() < QUEUED_COMMANDS_MAX {
-                self.queued.push_back((tag, cmd));
-            } else {
-                let start = self.out.len();
+        if self.life.must_wait(&cmd) {
+            if !self.life.queue(tag.clone(), cmd) {
+                let start = self.net.out.len();
                 self.error("too many commands waiting for the sign-in; this one is dropped");
                 self.tag_replies(start, tag);
             }
             return;
         }
-        let start = self.out.len();
+        let start = self.net.out.len();
         self.run_command(now, cmd);
         self.tag_replies(start, tag);
     }
@@ -803,17 +714,14 @@ impl Node {
     /// Wraps the replies among the outputs from `start` on in [`Event::Reply`].
     fn tag_replies(&mut self, start: usize, tag: Option<String>) {
         if let Some(tag) = tag {
-            crate::io::tag_replies(self.out.range_mut(start..), &tag, &self.params.user);
+            crate::io::tag_replies(self.net.out.range_mut(start..), &tag, &self.params.user);
         }
     }
 
     /// Runs the commands given before the sign-in, in order.
     fn run_queued(&mut self, now: Duration) {
-        while self.ready_sent && self.phase != Phase::Stopped {
-            let Some((tag, cmd)) = self.queued.pop_front() else {
-                return;
-            };
-            let start = self.out.len();
+        while let Some((tag, cmd)) = self.life.next_queued() {
+            let start = self.net.out.len();
             self.run_command(now, cmd);
             self.tag_replies(start, tag);
         }
@@ -822,31 +730,28 @@ impl Node {
     fn status_report(&self) -> StatusReport {
         StatusReport {
             user: self.params.user.clone(),
-            node_id: self.node_id,
-            phase: match self.phase {
-                Phase::SigningIn => "signing_in",
-                Phase::AwaitingBootstrap => "awaiting_bootstrap",
-                Phase::Member => "member",
-                Phase::Stopped => "stopped",
-            },
+            node_id: self.own.node_id,
+            phase: self.life.phase.name(),
             online: self
+                .view
                 .members
                 .values()
                 .filter(|m| m.status == PeerStatus::Online)
                 .count(),
-            members: self.members.len(),
+            members: self.view.members.len(),
             pending_private: self.outbox_len(),
             stored_private: self.conversations.stored(),
-            mailbox: self.mailbox.len(),
-            queued_commands: self.queued.len(),
+            mailbox: self.mail.mailbox.len(),
+            queued_commands: self.life.queued_len(),
             auth_server_reachable: self.auth.reachable,
             auth_server: self.auth.addr(),
-            stats: self.stats.clone(),
+            stats: self.net.stats.clone(),
         }
     }
 
     fn overview(&self) -> Event {
         let peers = self
+            .view
             .members
             .values()
             .map(|m| (m.info.clone(), m.status))
@@ -864,6 +769,7 @@ impl Node {
             Command::Msg { to, text } => self.send_private(now, &to, text),
             Command::Peers => {
                 let list = self
+                    .view
                     .members
                     .values()
                     .map(|m| (m.info.clone(), m.status))
@@ -873,17 +779,17 @@ impl Node {
             Command::History { with, last } => self.show_history(with, last),
             Command::Status => self.event(Event::Status(Box::new(self.status_report()))),
             Command::Overview => self.event(self.overview()),
-            Command::Settle => self.settle_asked = true,
+            Command::Settle => self.life.settle_asked = true,
             Command::Quit => {
-                let ids: Vec<NodeId> = self.live.ids().to_vec();
-                if let Some(me) = self.node_id {
+                let ids: Vec<NodeId> = self.view.live.ids().to_vec();
+                if let Some(me) = self.own.node_id {
                     for id in ids {
-                        if let Some(addr) = self.members.get(&id).map(|m| m.info.addr) {
+                        if let Some(addr) = self.view.members.get(&id).map(|m| m.info.addr) {
                             self.send(addr, &Message::Bye { node_id: me });
                         }
                     }
                 }
-                self.phase = Phase::Stopped;
+                self.life.phase = Phase::Stopped;
             }
         }
     }
@@ -904,18 +810,21 @@ impl Node {
 
     /// Seals an encoded message for the member (or server) at `to`.
     fn send_payload(&mut self, to: SocketAddr, payload: &[u8]) {
-        let Some(me) = self.node_id else { return };
+        let Some(me) = self.own.node_id else { return };
         let sealed = if to == self.auth.addr() {
-            let Some(dh) = self.server_dh else { return };
+            let Some(dh) = self.auth.server_dh else {
+                return;
+            };
             // Always with the certificate: a restarted server keeps no state about us.
             let cert = self.attachment(false);
-            let epoch = self.epoch;
-            self.links
-                .to(&self.ident, me, SERVER_ID, dh)
+            let epoch = self.own.epoch;
+            self.net
+                .links
+                .to(&self.own.ident, me, SERVER_ID, dh)
                 .seal(me, epoch, payload, cert)
         } else {
             let Some(id) = self.id_at(to) else {
-                self.stats.unsendable += 1;
+                self.net.stats.unsendable += 1;
                 return;
             };
             return self.send_payload_to(id, to, payload);
@@ -928,7 +837,7 @@ impl Node {
 
     /// Who is at `addr`: a member, or the sender of the datagram being handled.
     fn id_at(&self, addr: SocketAddr) -> Option<NodeId> {
-        match (self.members.id_at(addr), self.replying_to) {
+        match (self.view.members.id_at(addr), self.net.replying_to) {
             (Some(id), _) => Some(id),
             (None, Some((at, id))) if at == addr => Some(id),
             _ => None,
@@ -945,20 +854,22 @@ impl Node {
 
     /// Seals an encoded message for the member or stranger `id` at `to`.
     fn send_payload_to(&mut self, id: NodeId, to: SocketAddr, payload: &[u8]) {
-        let Some(me) = self.node_id else { return };
+        let Some(me) = self.own.node_id else { return };
         let Some(dh) = self.info_of(id).map(|i| i.cert.dh_pk) else {
-            self.stats.unsendable += 1;
+            self.net.stats.unsendable += 1;
             return;
         };
         let has = self
+            .net
             .links
             .get(id)
             .is_some_and(|l| l.peer_dh == dh && l.peer_has_cert);
         let cert = self.attachment(has);
-        let epoch = self.epoch;
+        let epoch = self.own.epoch;
         let sealed = self
+            .net
             .links
-            .to(&self.ident, me, id, dh)
+            .to(&self.own.ident, me, id, dh)
             .seal(me, epoch, payload, cert);
         match sealed {
             Some(bytes) => self.push_datagram(to, bytes),
@@ -967,42 +878,28 @@ impl Node {
     }
 
     fn push_datagram(&mut self, to: SocketAddr, bytes: Vec<u8>) {
-        self.stats.datagrams_out += 1;
-        self.stats.bytes_out += bytes.len() as u64;
-        self.out.push_back(Output::Send { to, bytes });
+        self.net.push_datagram(to, bytes);
     }
 
     /// Our certificate, to attach when the receiver may not have it.
     fn attachment(&self, peer_has: bool) -> Option<SenderCert> {
-        if peer_has {
-            return None;
-        }
-        self.cert.clone().map(|cert| SenderCert {
-            user: self.params.user.clone(),
-            cert,
-        })
+        self.own.attachment(&self.params.user, peer_has)
     }
 
     /// Adopts a (new or renewed) certificate; peers get it attached to our next datagrams.
     fn set_cert(&mut self, cert: Cert) {
-        if self.cert.as_ref() == Some(&cert) {
-            return;
+        if self.own.adopt_cert(&cert) {
+            self.persist(Record::OwnCert(cert));
+            self.net.links.resend_certs();
         }
-        self.persist(Record::OwnCert(cert.clone()));
-        self.cert = Some(cert);
-        self.links.resend_certs();
     }
 
     fn event(&mut self, e: Event) {
-        if !self.replaying {
-            self.out.push_back(Output::Event(e));
-        }
+        self.net.event(e);
     }
 
     fn persist(&mut self, r: Record) {
-        if !self.replaying {
-            self.out.push_back(Output::Persist(r));
-        }
+        self.net.persist(r);
     }
 
     fn error(&mut self, message: impl Into<String>) {
@@ -1017,20 +914,15 @@ impl Node {
             message: message.into(),
             fatal: true,
         });
-        self.phase = Phase::Stopped;
+        self.life.phase = Phase::Stopped;
     }
 
     fn my_info(&self) -> Option<PeerInfo> {
-        Some(PeerInfo {
-            node_id: self.node_id?,
-            user: self.params.user.clone(),
-            addr: self.advertised,
-            cert: self.cert.clone()?,
-        })
+        self.own.info(&self.params.user)
     }
 
     fn user_name(&self, id: NodeId) -> String {
-        if Some(id) == self.node_id {
+        if Some(id) == self.own.node_id {
             return self.params.user.clone();
         }
         self.info_of(id)
@@ -1040,16 +932,16 @@ impl Node {
     /// Says "ready" once; commands queued before it run once the node is a member (see
     /// [`Node::become_member`]).
     fn emit_ready(&mut self) {
-        if self.ready_sent {
+        if self.life.ready_sent {
             return;
         }
-        if let Some(node_id) = self.node_id {
-            self.ready_sent = true;
+        if let Some(node_id) = self.own.node_id {
+            self.life.ready_sent = true;
             self.event(Event::Ready {
                 user: self.params.user.clone(),
                 node_id,
-                addr: self.advertised,
-                first: self.first,
+                addr: self.own.advertised,
+                first: self.life.first,
             });
         }
     }
@@ -1058,7 +950,7 @@ impl Node {
         match timer {
             Timer::Auth => self.auth_timer(now),
             Timer::Bootstrap => {
-                if self.phase == Phase::AwaitingBootstrap && !self.auth.pending {
+                if self.life.phase == Phase::AwaitingBootstrap && !self.auth.pending {
                     // Nobody bootstrapped us: ask again (we may be first by now).
                     self.auth.pending = true;
                     self.auth.req = self.rng.random();
@@ -1069,7 +961,7 @@ impl Node {
             Timer::Fetch => self.fetch_timer(now),
             Timer::AntiEntropy => {
                 if let Some(peer) = self.random_live(&[]) {
-                    if let Some(addr) = self.members.get(&peer).map(|m| m.info.addr) {
+                    if let Some(addr) = self.view.members.get(&peer).map(|m| m.info.addr) {
                         self.send_digest(addr, NodeId(0), NodeId(u32::MAX), true);
                     }
                 }
@@ -1096,7 +988,7 @@ impl Node {
             ));
             return;
         }
-        if self.auth.attempts >= self.cfg.auth_attempts && self.node_id.is_none() {
+        if self.auth.attempts >= self.cfg.auth_attempts && self.own.node_id.is_none() {
             let servers: Vec<String> = self.auth.servers().iter().map(|a| a.to_string()).collect();
             self.fatal(format!(
                 "auth server {} unreachable after {} attempts",
@@ -1114,7 +1006,8 @@ impl Node {
         // straight to the hello (one round trip instead of two).
         self.auth.hello_sent = false;
         if let Some((cookie, key, at)) = self.auth.cookie {
-            if now.saturating_sub(at) < COOKIE_REUSE && self.server_dh.is_none_or(|k| k == key) {
+            if now.saturating_sub(at) < COOKIE_REUSE && self.auth.server_dh.is_none_or(|k| k == key)
+            {
                 self.send_hello(key, cookie);
             }
         }
@@ -1131,8 +1024,8 @@ impl Node {
     /// Turns to the next configured auth server, if there is one.
     fn next_auth_server(&mut self, now: Duration) {
         if self.auth.switch(now) {
-            self.links.forget(SERVER_ID);
-            self.stats.auth_failovers += 1;
+            self.net.links.forget(SERVER_ID);
+            self.net.stats.auth_failovers += 1;
         }
     }
 
@@ -1154,13 +1047,13 @@ impl Node {
 
     /// The server's key and a cookie: check the pin, then send the request inside Noise NK.
     fn key_reply(&mut self, now: Duration, dh_pk: Key, cookie: [u8; 16]) {
-        let changed = self.server_dh.is_some_and(|pinned| pinned != dh_pk);
+        let changed = self.auth.server_dh.is_some_and(|pinned| pinned != dh_pk);
         if !changed && (!self.auth.pending || self.auth.hello_sent) {
             return;
         }
-        if let Some(pinned) = self.server_dh {
+        if let Some(pinned) = self.auth.server_dh {
             if pinned != dh_pk {
-                self.stats.bad_server_key += 1;
+                self.net.stats.bad_server_key += 1;
                 if self.auth.key_change_reported {
                     return;
                 }
@@ -1173,7 +1066,7 @@ impl Node {
                     self.auth.addr(),
                     secure::fingerprint(&dh_pk)
                 );
-                if self.node_id.is_none() {
+                if self.own.node_id.is_none() {
                     self.fatal(msg);
                 } else {
                     // Already a member: keep chatting with peers, but stop asking this server
@@ -1194,11 +1087,11 @@ impl Node {
     fn send_hello(&mut self, dh_pk: Key, cookie: [u8; 16]) {
         let mut req = AuthRequest {
             req: self.auth.req,
-            signup: self.params.signup && !self.restored,
+            signup: self.params.signup && !self.life.restored,
             user: self.params.user.clone(),
             password: self.params.password.clone(),
-            sign_pk: self.ident.sign_pk,
-            dh_pk: self.ident.dh_pk,
+            sign_pk: self.own.ident.sign_pk,
+            dh_pk: self.own.ident.dh_pk,
             cookie,
             pad: Vec::new(),
         };
@@ -1208,7 +1101,7 @@ impl Node {
         let Ok(payload) = to_payload(&req) else {
             return;
         };
-        let seed = secure::seed_from(&mut self.crng);
+        let seed = secure::seed_from(&mut self.own.crng);
         match secure::nk_initiate(&dh_pk, seed, &payload) {
             Ok((hs, m1)) => {
                 let mut tag = [0u8; 8];
@@ -1231,7 +1124,7 @@ impl Node {
     fn auth_answer(&mut self, now: Duration, tag: [u8; 8], noise: &[u8]) {
         let Some(i) = self.auth.hs.iter().position(|(t, _, _)| *t == tag) else {
             // An answer to an attempt we gave up on (or already read).
-            self.stats.rejected += 1;
+            self.net.stats.rejected += 1;
             return;
         };
         let (_, mut hs, dh) = self.auth.hs.remove(i);
@@ -1239,7 +1132,7 @@ impl Node {
             .ok()
             .and_then(|p| from_payload::<AuthReply>(&p).ok());
         let Some(reply) = reply else {
-            self.stats.unauthenticated += 1;
+            self.net.stats.unauthenticated += 1;
             return;
         };
         if reply.req != self.auth.req || !self.auth.pending {
@@ -1251,17 +1144,17 @@ impl Node {
                 let vk = secure::verifying_key(&adm.server_sign_pk);
                 let valid = vk.as_ref().is_some_and(|vk| {
                     secure::cert_ok(vk, adm.node_id, &self.params.user, &adm.cert)
-                }) && adm.cert.sign_pk == self.ident.sign_pk
-                    && adm.cert.dh_pk == self.ident.dh_pk;
+                }) && adm.cert.sign_pk == self.own.ident.sign_pk
+                    && adm.cert.dh_pk == self.own.ident.dh_pk;
                 let (true, Some(vk)) = (valid, vk) else {
                     self.fatal("the auth server issued an invalid certificate");
                     return;
                 };
-                if self.server_dh != Some(dh)
-                    || self.server_sign.as_ref().map(|s| s.0) != Some(adm.server_sign_pk)
+                if self.auth.server_dh != Some(dh)
+                    || self.auth.server_sign.as_ref().map(|s| s.0) != Some(adm.server_sign_pk)
                 {
-                    self.server_dh = Some(dh);
-                    self.server_sign = Some((adm.server_sign_pk, vk));
+                    self.auth.server_dh = Some(dh);
+                    self.auth.server_sign = Some((adm.server_sign_pk, vk));
                     self.persist(Record::AuthKey {
                         dh_pk: dh,
                         sign_pk: adm.server_sign_pk,
@@ -1271,7 +1164,7 @@ impl Node {
                 self.set_cert(adm.cert.clone());
                 self.admitted(now, adm);
                 // What peers sent before we knew who we are.
-                for (from, bytes) in std::mem::take(&mut self.early) {
+                for (from, bytes) in self.net.take_early() {
                     self.handle_datagram(now, from, &bytes);
                 }
             }
@@ -1311,16 +1204,18 @@ impl Node {
         self.server_heard(now);
         match msg {
             Message::Pending { newcomers, renewed } => {
-                if let (Some(cert), Some(me)) = (renewed, self.node_id) {
-                    let mine = cert.sign_pk == self.ident.sign_pk && cert.dh_pk == self.ident.dh_pk;
+                if let (Some(cert), Some(me)) = (renewed, self.own.node_id) {
+                    let mine = cert.sign_pk == self.own.ident.sign_pk
+                        && cert.dh_pk == self.own.ident.dh_pk;
                     let newer = self
+                        .own
                         .cert
                         .as_ref()
                         .is_none_or(|c| c.expires_ms < cert.expires_ms);
                     if mine && newer && self.cert_valid(me, &self.params.user.clone(), &cert) {
                         self.set_cert(cert);
                     } else {
-                        self.stats.bad_signature += 1;
+                        self.net.stats.bad_signature += 1;
                     }
                 }
                 for newcomer in newcomers {
@@ -1328,12 +1223,12 @@ impl Node {
                 }
             }
             Message::Certs { peers } => self.lookup_answer(now, peers),
-            _ => self.stats.rejected += 1,
+            _ => self.net.stats.rejected += 1,
         }
     }
 
     fn admitted(&mut self, now: Duration, adm: p2pchat_proto::Admission) {
-        if let Some(id) = self.node_id {
+        if let Some(id) = self.own.node_id {
             if id != adm.node_id {
                 self.fatal(format!(
                     "the auth server gave node id {} but this data dir belongs to node {}",
@@ -1346,30 +1241,30 @@ impl Node {
         self.auth.pending = false;
         // The account exists now: any later request (re-signin after a bootstrap timeout) signs in.
         self.params.signup = false;
-        self.node_id = Some(adm.node_id);
-        self.advertised = adm.observed;
-        if !self.restored {
+        self.own.node_id = Some(adm.node_id);
+        self.own.advertised = adm.observed;
+        if !self.life.restored {
             self.persist(Record::Identity {
                 node_id: adm.node_id,
                 user: self.params.user.clone(),
             });
         }
-        if self.phase == Phase::Member {
+        if self.life.phase == Phase::Member {
             // Already back in through a remembered peer.
         } else if adm.first {
-            self.first = !self.restored;
+            self.life.first = !self.life.restored;
             self.become_member(now);
         } else {
-            self.phase = Phase::AwaitingBootstrap;
+            self.life.phase = Phase::AwaitingBootstrap;
             self.set_timer(Timer::Bootstrap, now + self.cfg.bootstrap_timeout);
         }
     }
 
     fn become_member(&mut self, now: Duration) {
-        if self.phase == Phase::Member {
+        if self.life.phase == Phase::Member {
             return;
         }
-        self.phase = Phase::Member;
+        self.life.phase = Phase::Member;
         self.timers.cancel(Timer::Bootstrap);
         self.emit_ready();
         let jitter = |rng: &mut ChaCha8Rng, d: Duration| {
@@ -1386,7 +1281,7 @@ impl Node {
     }
 
     fn fetch_timer(&mut self, now: Duration) {
-        if let Some(node_id) = self.node_id {
+        if let Some(node_id) = self.own.node_id {
             let auth = self.auth.addr();
             self.send(auth, &Message::Fetch { node_id });
         }
@@ -1407,7 +1302,7 @@ impl Node {
         if silent && self.auth.may_switch(now, unreachable) {
             self.next_auth_server(now);
         }
-        if silent && !self.auth.key_change_reported && self.server_dh.is_some() {
+        if silent && !self.auth.key_change_reported && self.auth.server_dh.is_some() {
             // A server that answers nothing may be gone, or back with another key (it cannot
             // open polls sealed to the old one): its key reply tells which.
             self.send_key_request();
@@ -1417,7 +1312,7 @@ impl Node {
 
     /// An existing member hands a newcomer the member list.
     fn bootstrap(&mut self, now: Duration, newcomer: PeerInfo) {
-        if Some(newcomer.node_id) == self.node_id {
+        if Some(newcomer.node_id) == self.own.node_id {
             return;
         }
         let addr = newcomer.addr;
@@ -1430,16 +1325,17 @@ impl Node {
     /// whole list when it lacks more than those (at most every `FULL_LIST_COOLDOWN`).
     fn repair_members(&mut self, now: Duration, to: SocketAddr, lacking: usize) {
         // Now and then the whole list, in case what it lacks is older than `recent`.
-        if lacking <= self.members.recent().len() && !self.rng.random_ratio(1, 16) {
+        if lacking <= self.view.members.recent().len() && !self.rng.random_ratio(1, 16) {
             // What it lacks is most likely among the newest: send a few times as many.
-            let take = (4 * lacking + 8).min(self.members.recent().len());
+            let take = (4 * lacking + 8).min(self.view.members.recent().len());
             let peers: Vec<PeerInfo> = self
+                .view
                 .members
                 .recent()
                 .iter()
                 .rev()
                 .take(take)
-                .filter_map(|id| self.members.get(id))
+                .filter_map(|id| self.view.members.get(id))
                 .filter(|m| m.info.addr != to)
                 .map(|m| m.info.clone())
                 .collect();
@@ -1447,15 +1343,17 @@ impl Node {
             return;
         }
         let recently = self
+            .view
             .full_lists_sent
             .get(&to)
             .is_some_and(|&at| now.saturating_sub(at) < FULL_LIST_COOLDOWN);
         if !recently {
-            if self.full_lists_sent.len() >= 1024 {
-                self.full_lists_sent
+            if self.view.full_lists_sent.len() >= 1024 {
+                self.view
+                    .full_lists_sent
                     .retain(|_, at| now.saturating_sub(*at) < FULL_LIST_COOLDOWN);
             }
-            self.full_lists_sent.insert(to, now);
+            self.view.full_lists_sent.insert(to, now);
             self.send_members(to);
         }
     }
@@ -1466,12 +1364,13 @@ impl Node {
         let peers: Vec<PeerInfo> = if self.view_full() {
             self.sample_live(self.cfg.view_max / 2, &[])
                 .into_iter()
-                .filter_map(|id| self.members.get(&id))
+                .filter_map(|id| self.view.members.get(&id))
                 .filter(|m| m.info.addr != to)
                 .map(|m| m.info.clone())
                 .collect()
         } else {
-            self.members
+            self.view
+                .members
                 .values()
                 .filter(|m| m.info.addr != to)
                 .map(|m| m.info.clone())
@@ -1499,8 +1398,8 @@ impl Node {
     }
 
     fn handle_connect(&mut self, now: Duration, from: PeerInfo, peers: Vec<PeerInfo>) {
-        if self.node_id.is_none() {
-            self.stats.rejected += 1;
+        if self.own.node_id.is_none() {
+            self.net.stats.rejected += 1;
             return;
         }
         // "ready" before the members it brings (commands wait for the membership).
@@ -1519,7 +1418,7 @@ impl Node {
     }
 
     fn queue_hello(&mut self, id: NodeId, now: Duration) {
-        if let Some(m) = self.members.get_mut(&id) {
+        if let Some(m) = self.view.members.get_mut(&id) {
             if m.hello.is_none() {
                 m.hello = Some((self.cfg.hello_attempts, now));
                 self.set_timer(Timer::Hello, now);
@@ -1529,10 +1428,10 @@ impl Node {
 
     fn hello_timer(&mut self, now: Duration) {
         let Some(me) = self.my_info() else { return };
-        let joined = !self.restored;
+        let joined = !self.life.restored;
         let mut due = Vec::new();
         let mut next: Option<Duration> = None;
-        for m in self.members.values_mut() {
+        for m in self.view.members.values_mut() {
             if let Some((left, at)) = m.hello {
                 if at <= now {
                     due.push(m.info.addr);
@@ -1565,10 +1464,11 @@ impl Node {
     }
 
     fn handle_hello(&mut self, now: Duration, from: SocketAddr, info: PeerInfo, joined: bool) {
-        if Some(info.node_id) == self.node_id {
+        if Some(info.node_id) == self.own.node_id {
             return;
         }
         let was_online = self
+            .view
             .members
             .get(&info.node_id)
             .is_some_and(|m| m.status == PeerStatus::Online && m.info == info);
@@ -1576,6 +1476,7 @@ impl Node {
         let new = self.learn_member(now, info.clone(), true, Admit::Force);
         let first_join = joined
             && self
+                .view
                 .members
                 .get_mut(&id)
                 .is_some_and(|m| !std::mem::replace(&mut m.join_announced, true));
@@ -1588,13 +1489,14 @@ impl Node {
         }
         if let Some(me) = self.my_info() {
             let recent: Vec<PeerInfo> = self
+                .view
                 .members
                 .recent()
                 .iter()
                 .rev()
                 .take(RECENT_IN_ACK)
                 .filter(|&&r| r != id)
-                .filter_map(|id| self.members.get(id).map(|m| m.info.clone()))
+                .filter_map(|id| self.view.members.get(id).map(|m| m.info.clone()))
                 .collect();
             self.send(from, &Message::HelloAck { info: me, recent });
         }
@@ -1603,11 +1505,11 @@ impl Node {
     fn handle_hello_ack(&mut self, now: Duration, info: PeerInfo) {
         let id = info.node_id;
         self.learn_and_announce(now, info, true, Admit::Force);
-        if let Some(m) = self.members.get_mut(&id) {
+        if let Some(m) = self.view.members.get_mut(&id) {
             m.hello = Some((0, Duration::MAX));
         }
         // A restored node may be back before (or without) the server answering.
-        if self.node_id.is_some() {
+        if self.own.node_id.is_some() {
             self.become_member(now);
         }
     }
@@ -1619,6 +1521,7 @@ impl Node {
         let id = info.node_id;
         if self.learn_member(now, info.clone(), heard, how) {
             let status = self
+                .view
                 .members
                 .get(&id)
                 .map_or(PeerStatus::Unknown, |m| m.status);
@@ -1633,15 +1536,15 @@ impl Node {
     /// Adds or updates a member; true if it was not known before (and entered the view:
     /// see `how`). Emits no event.
     fn learn_member(&mut self, now: Duration, info: PeerInfo, heard: bool, how: Admit) -> bool {
-        if Some(info.node_id) == self.node_id {
+        if Some(info.node_id) == self.own.node_id {
             return false;
         }
-        if !self.replaying && !self.cert_acceptable(&info) {
+        if !self.net.replaying && !self.cert_acceptable(&info) {
             return false;
         }
         let id = info.node_id;
-        if self.members.contains_key(&id) {
-            if self.members.update(&info) {
+        if self.view.members.contains_key(&id) {
+            if self.view.members.update(&info) {
                 self.persist(Record::Peer(info));
             }
             if heard {
@@ -1649,14 +1552,14 @@ impl Node {
             }
             return false;
         }
-        if !self.replaying && !self.admit(&info, how) {
+        if !self.net.replaying && !self.admit(&info, how) {
             return false;
         }
-        if self.replaying && self.view_full() {
+        if self.net.replaying && self.view_full() {
             return false;
         }
-        self.strangers.remove(id);
-        self.members.add(Member::new(info.clone(), heard, now));
+        self.view.strangers.remove(id);
+        self.view.members.add(Member::new(info.clone(), heard, now));
         self.live_insert(id);
         self.prober.add(id);
         self.persist(Record::Peer(info));
@@ -1666,7 +1569,7 @@ impl Node {
     /// A member record from the wire: its certificate must be the server's, and not older
     /// than the one we have.
     fn cert_acceptable(&mut self, info: &PeerInfo) -> bool {
-        if let Some(m) = self.members.get(&info.node_id) {
+        if let Some(m) = self.view.members.get(&info.node_id) {
             if m.info.cert == info.cert && m.info.user == info.user {
                 return true;
             }
@@ -1677,7 +1580,7 @@ impl Node {
         if self.cert_valid(info.node_id, &info.user, &info.cert) {
             true
         } else {
-            self.stats.bad_signature += 1;
+            self.net.stats.bad_signature += 1;
             false
         }
     }
@@ -1685,23 +1588,23 @@ impl Node {
     /// Checks a group message's signature (once per new dot): `None` if the author is
     /// unknown here.
     fn group_sig_ok(&mut self, msg: &GroupMsg) -> Option<bool> {
-        let vk = if Some(msg.author) == self.node_id {
-            self.my_vk
+        let vk = if Some(msg.author) == self.own.node_id {
+            self.own.my_vk
         } else {
             self.signing_key(msg.author)
         };
         let vk = vk?;
-        if self.ident.check(&vk, &msg.signed_bytes(), &msg.sig) {
+        if self.own.ident.check(&vk, &msg.signed_bytes(), &msg.sig) {
             Some(true)
         } else {
-            self.stats.bad_signature += 1;
+            self.net.stats.bad_signature += 1;
             Some(false)
         }
     }
 
     fn learn_gossip(&mut self, now: Duration, gossip: Vec<PeerInfo>) {
         for info in gossip {
-            if !self.members.contains_key(&info.node_id) {
+            if !self.view.members.contains_key(&info.node_id) {
                 self.learn_and_announce(now, info, false, Admit::IfRoom);
             }
         }
@@ -1711,7 +1614,7 @@ impl Node {
         let mut out = Vec::new();
         for _ in 0..self.cfg.gossip_members {
             if let Some(id) = self.random_live(&[]) {
-                if let Some(m) = self.members.get(&id) {
+                if let Some(m) = self.view.members.get(&id) {
                     if !out.contains(&m.info) {
                         out.push(m.info.clone());
                     }
@@ -1722,14 +1625,14 @@ impl Node {
     }
 
     fn mark_heard(&mut self, now: Duration, from: SocketAddr) {
-        if let Some(id) = self.members.id_at(from) {
+        if let Some(id) = self.view.members.id_at(from) {
             self.mark_heard_id(now, id);
         }
     }
 
     fn mark_heard_id(&mut self, now: Duration, id: NodeId) {
         self.ring_heard(id);
-        if let Some(m) = self.members.get_mut(&id) {
+        if let Some(m) = self.view.members.get_mut(&id) {
             m.last_heard = now;
             if m.status != PeerStatus::Online {
                 self.set_status(now, id, PeerStatus::Online);
@@ -1738,7 +1641,7 @@ impl Node {
     }
 
     fn set_status(&mut self, now: Duration, id: NodeId, status: PeerStatus) {
-        let Some(m) = self.members.get_mut(&id) else {
+        let Some(m) = self.view.members.get_mut(&id) else {
             return;
         };
         if m.status == status {
@@ -1778,15 +1681,15 @@ impl Node {
     }
 
     fn live_insert(&mut self, id: NodeId) {
-        if self.live.insert(id) {
+        if self.view.live.insert(id) {
             self.ring_join(id);
         }
     }
 
     fn live_remove(&mut self, id: NodeId) {
-        if self.live.contains(id) {
+        if self.view.live.contains(id) {
             self.ring_forget(id);
-            self.live.remove(id);
+            self.view.live.remove(id);
         }
     }
 
@@ -1796,7 +1699,7 @@ impl Node {
 
     /// Up to `k` distinct random members that are not offline, skipping `exclude`.
     fn sample_live(&mut self, k: usize, exclude: &[NodeId]) -> Vec<NodeId> {
-        self.live.sample(&mut self.rng, k, exclude)
+        self.view.live.sample(&mut self.rng, k, exclude)
     }
 
     fn probe_timer(&mut self, now: Duration) {
@@ -1804,7 +1707,7 @@ impl Node {
         if let Some(p) = self.prober.probe.take() {
             // Anything heard since the ping left also proves it alive (a member that just
             // came back must not flap to suspect on a probe of its previous run).
-            let silent = self.members.get(&p.target).is_some_and(|m| {
+            let silent = self.view.members.get(&p.target).is_some_and(|m| {
                 matches!(m.status, PeerStatus::Online | PeerStatus::Unknown)
                     && m.last_heard < p.sent
             });
@@ -1823,7 +1726,7 @@ impl Node {
             .prober
             .suspects()
             .filter(|id| {
-                self.members.get(id).is_some_and(|m| {
+                self.view.members.get(id).is_some_and(|m| {
                     m.suspect_since
                         .is_some_and(|s| now.saturating_sub(s) >= self.cfg.suspect_timeout)
                         && now.saturating_sub(m.last_heard) >= self.cfg.suspect_timeout
@@ -1851,19 +1754,19 @@ impl Node {
         let suspect = self.prober.pick_suspect(&mut self.rng);
         let target = suspect.or_else(|| {
             // A member heard from within the last round is alive: no need to ask.
-            let live = &self.live;
+            let live = &self.view.live;
             let next = self
                 .prober
                 .next_round_robin(&mut self.rng, |id| live.contains(id));
             next.filter(|id| {
-                self.members.get(id).is_none_or(|m| {
+                self.view.members.get(id).is_none_or(|m| {
                     m.status != PeerStatus::Online
                         || now.saturating_sub(m.last_heard) >= self.cfg.probe_interval
                 })
             })
         });
         if let Some(target) = target {
-            if let Some(addr) = self.members.get(&target).map(|m| m.info.addr) {
+            if let Some(addr) = self.view.members.get(&target).map(|m| m.info.addr) {
                 let nonce: u64 = self.rng.random();
                 let gossip = self.gossip_sample();
                 self.send(addr, &Message::Ping { nonce, gossip });
@@ -1881,7 +1784,7 @@ impl Node {
 
     /// Pings the next offline member in turn: any answer shows it online again.
     fn ping_offline(&mut self) {
-        let live = &self.live;
+        let live = &self.view.live;
         if let Some(id) = self.prober.next_offline(|id| live.contains(id)) {
             self.ring_ping(id);
         }
@@ -1897,12 +1800,12 @@ impl Node {
         else {
             return;
         };
-        let Some(target_addr) = self.members.get(&target).map(|m| m.info.addr) else {
+        let Some(target_addr) = self.view.members.get(&target).map(|m| m.info.addr) else {
             return;
         };
         let helpers = self.sample_live(self.cfg.indirect_probes, &[target]);
         for h in helpers {
-            if let Some(addr) = self.members.get(&h).map(|m| m.info.addr) {
+            if let Some(addr) = self.view.members.get(&h).map(|m| m.info.addr) {
                 self.send(
                     addr,
                     &Message::PingReq {
@@ -1937,7 +1840,7 @@ impl Node {
     // ----- group chat -------------------------------------------------------------------
 
     fn say(&mut self, now: Duration, text: String) {
-        let Some(me) = self.node_id else {
+        let Some(me) = self.own.node_id else {
             self.error("not signed in yet");
             return;
         };
@@ -1958,7 +1861,7 @@ impl Node {
             .is_ok();
             if deps.len() <= MAX_DEPS && fits {
                 let mut msg = msg;
-                msg.sig = self.ident.sign(&msg.signed_bytes());
+                msg.sig = self.own.ident.sign(&msg.signed_bytes());
                 return self.publish(now, me, msg);
             }
             if deps.is_empty() {
@@ -1970,7 +1873,7 @@ impl Node {
             }
             let chunk = deps[..deps.len().min(MAX_DEPS)].to_vec();
             let mut merge = self.own_group(now, me, chunk, String::new());
-            merge.sig = self.ident.sign(&merge.signed_bytes());
+            merge.sig = self.own.ident.sign(&merge.signed_bytes());
             self.publish(now, me, merge);
         }
     }
@@ -1994,9 +1897,9 @@ impl Node {
         let dot = msg.dot();
         self.hold(now, msg.clone());
         self.group.record_hop(dot, 0);
-        if self.live.is_empty() {
+        if self.view.live.is_empty() {
             // Nobody to hand it to: anti-entropy will, once someone is reachable.
-            self.own_unspread = true;
+            self.spread.own_unspread = true;
         }
         if self.ring_mode() {
             self.ring_push(now, msg, 0, me);
@@ -2006,7 +1909,7 @@ impl Node {
     }
 
     fn flooding(&self) -> bool {
-        self.live.len() <= self.cfg.flood_below && !self.partial()
+        self.view.live.len() <= self.cfg.flood_below && !self.partial()
     }
 
     /// Refuses (with a clear error) empty texts and texts over the limit.
@@ -2033,18 +1936,20 @@ impl Node {
     /// members that went offline leave it, and it is never left empty.
     fn eager_targets(&mut self, exclude: &[NodeId]) -> Vec<NodeId> {
         let fanout = self.cfg.fanout;
-        self.eager
-            .targets(&self.live, &mut self.rng, fanout, exclude)
+        self.spread
+            .eager
+            .targets(&self.view.live, &mut self.rng, fanout, exclude)
     }
 
     fn eager_add(&mut self, id: NodeId) {
-        self.eager.add(id, &self.live);
+        self.spread.eager.add(id, &self.view.live);
     }
 
     fn gossip(&mut self, msg: GroupMsg, hop: u16, exclude: &[NodeId]) {
         let targets = if hop == 0 && self.flooding() {
             // A small group: straight to everyone.
-            self.live
+            self.view
+                .live
                 .ids()
                 .iter()
                 .copied()
@@ -2074,7 +1979,7 @@ impl Node {
         };
         if let Ok(payload) = payload {
             for t in targets {
-                if let Some(addr) = self.members.get(&t).map(|m| m.info.addr) {
+                if let Some(addr) = self.view.members.get(&t).map(|m| m.info.addr) {
                     self.send_payload(addr, &payload);
                 }
             }
@@ -2092,14 +1997,14 @@ impl Node {
         sender: Option<NodeId>,
         via: Via,
     ) {
-        self.stats.group_payloads += 1;
+        self.net.stats.group_payloads += 1;
         let dot = msg.dot();
         if self.group.seen(dot) {
-            self.stats.group_duplicates += 1;
+            self.net.stats.group_duplicates += 1;
             // Plumtree: an eager link that brings a copy we already had is redundant.
             if via == Via::Push && self.plumtree() {
                 if let Some(s) = sender {
-                    if self.eager.cut(s) {
+                    if self.spread.eager.cut(s) {
                         if let Some(addr) = from {
                             self.send(addr, &Message::Prune);
                         }
@@ -2110,7 +2015,7 @@ impl Node {
         }
         if self.group.held_len() >= self.cfg.holdback_limit {
             // Anti-entropy brings it back once the backlog drains.
-            self.stats.holdback_dropped += 1;
+            self.net.stats.holdback_dropped += 1;
             return;
         }
         // Verified once per new dot, after the duplicate check: copies cost nothing. A copy
@@ -2129,7 +2034,7 @@ impl Node {
                 if via == Via::Push {
                     // The link that delivered first is a tree link, both ways.
                     self.eager_add(s);
-                } else if !self.eager.contains(s) {
+                } else if !self.spread.eager.contains(s) {
                     // Only repair brought it: the tree misses us here. Graft the link.
                     self.eager_add(s);
                     if let Some(addr) = from {
@@ -2138,7 +2043,7 @@ impl Node {
                 }
             }
         }
-        let sender = sender.or_else(|| from.and_then(|a| self.members.id_at(a)));
+        let sender = sender.or_else(|| from.and_then(|a| self.view.members.id_at(a)));
         // The author of a small group sent everyone a copy: no need to forward.
         let flooded = hop == 0 && sender == Some(msg.author) && self.flooding();
         if let (Via::Ring(limit), false) = (via, self.partial()) {
@@ -2148,7 +2053,7 @@ impl Node {
             if let Some(sender) = sender {
                 exclude.push(sender);
             }
-            if let Some(me) = self.node_id {
+            if let Some(me) = self.own.node_id {
                 exclude.push(me);
             }
             self.gossip(msg.clone(), hop.saturating_add(1), &exclude);
@@ -2166,9 +2071,9 @@ impl Node {
     /// Holds `msg` back until its dependencies are delivered, and delivers what it can.
     fn hold(&mut self, _now: Duration, msg: GroupMsg) {
         for (msg, clock) in self.group.hold(msg) {
-            self.stats.group_delivered += 1;
+            self.net.stats.group_delivered += 1;
             self.persist(Record::Group(msg.clone()));
-            if !self.replaying {
+            if !self.net.replaying {
                 let entry = self.group_entry(msg, clock);
                 self.event(Event::Message(Box::new(entry)));
             }
@@ -2193,7 +2098,7 @@ impl Node {
     /// Digest chunks of our delivered counters over `lo..=hi`.
     fn send_digest(&mut self, to: SocketAddr, lo: NodeId, hi: NodeId, reply: bool) {
         let entries: Vec<(NodeId, u64)> = self.group.delivered().range(lo, hi).collect();
-        let members = u32::try_from(self.members.len() + 1).unwrap_or(u32::MAX);
+        let members = u32::try_from(self.view.members.len() + 1).unwrap_or(u32::MAX);
         if entries.is_empty() {
             self.send(
                 to,
@@ -2293,10 +2198,10 @@ impl Node {
         entries: Vec<(NodeId, u64)>,
         reply: bool,
     ) {
-        if let Some(me) = self.node_id.filter(|_| self.own_unspread) {
+        if let Some(me) = self.own.node_id.filter(|_| self.spread.own_unspread) {
             let mine = self.group.delivered().get(me);
             if entries.iter().any(|&(a, s)| a == me && s >= mine) {
-                self.own_unspread = false;
+                self.spread.own_unspread = false;
             }
         }
         let (missing, they_are_ahead) = self.group.compare(lo, hi, &entries);
@@ -2338,16 +2243,17 @@ impl Node {
     // ----- private chat -----------------------------------------------------------------
 
     fn member_by_name(&self, user: &str) -> Option<NodeId> {
-        self.members
+        self.view
+            .members
             .values()
             .map(|m| &m.info)
-            .chain(self.strangers.records())
+            .chain(self.view.strangers.records())
             .find(|i| i.user == user)
             .map(|i| i.node_id)
     }
 
     fn send_private(&mut self, now: Duration, to: &str, text: String) {
-        let Some(me) = self.node_id else {
+        let Some(me) = self.own.node_id else {
             self.error("not signed in yet");
             return;
         };
@@ -2373,6 +2279,7 @@ impl Node {
         let entry = self.private_entry(&msg);
         self.event(Event::Message(Box::new(entry)));
         let away = self
+            .view
             .members
             .get(&peer)
             .is_some_and(|m| m.status == PeerStatus::Offline);
@@ -2394,6 +2301,7 @@ impl Node {
             // Not acknowledged in time: to the mailboxes too once the recipient looks away,
             // or after three tries whatever it looks like (a crash takes seconds to notice).
             let away = self
+                .view
                 .members
                 .get(&r.peer)
                 .is_none_or(|m| m.status != PeerStatus::Online);
@@ -2402,7 +2310,7 @@ impl Node {
             }
             match self.info_of(r.peer).map(|i| i.addr) {
                 Some(addr) => {
-                    self.stats.private_retransmits += 1;
+                    self.net.stats.private_retransmits += 1;
                     self.send_to(r.peer, addr, &Message::Private(r.msg));
                 }
                 None => self.ask_record(now, r.peer),
@@ -2420,8 +2328,8 @@ impl Node {
         sender: NodeId,
         msg: PrivateMsg,
     ) {
-        if Some(msg.to) != self.node_id || sender != msg.from {
-            self.stats.rejected += 1;
+        if Some(msg.to) != self.own.node_id || sender != msg.from {
+            self.net.stats.rejected += 1;
             return;
         }
         let (me, peer) = (msg.to, msg.from);
@@ -2443,10 +2351,10 @@ impl Node {
             .conversations
             .accept(msg, self.cfg.private_buffer_limit);
         if duplicate {
-            self.stats.private_duplicates += 1;
+            self.net.stats.private_duplicates += 1;
         }
         for m in ready {
-            self.stats.private_delivered += 1;
+            self.net.stats.private_delivered += 1;
             self.persist(Record::PrivateIn(m.clone()));
             let entry = self.private_entry(&m);
             self.event(Event::Message(Box::new(entry)));
@@ -2455,12 +2363,12 @@ impl Node {
     }
 
     fn handle_private_ack(&mut self, peer: NodeId, to: NodeId, upto: u64) {
-        if Some(to) != self.node_id {
-            self.stats.rejected += 1;
+        if Some(to) != self.own.node_id {
+            self.net.stats.rejected += 1;
             return;
         }
         match self.conversations.ack(peer, upto) {
-            Acked::Unknown => self.stats.rejected += 1,
+            Acked::Unknown => self.net.stats.rejected += 1,
             Acked::Old => {}
             Acked::Upto(upto) => {
                 self.persist(Record::PrivateAcked { peer, upto });
@@ -2520,12 +2428,16 @@ mod clocks;
 mod group;
 mod handover;
 mod join;
+mod life;
 mod mailbox;
 mod members;
+mod net;
+mod own;
 mod parking;
 mod plumtree;
 mod private;
 mod ring;
+mod spread;
 mod strangers;
 mod swim;
 #[cfg(test)]

@@ -3,6 +3,7 @@
 //! it knows hold copies (the recipient's mailbox set when it last looked), so that a member
 //! joining the set while the recipient is away gets a copy.
 
+use crate::mail::Mailbox;
 use crate::HashMap;
 use foldhash::HashMapExt;
 use p2pchat_proto::NodeId;
@@ -12,6 +13,12 @@ use std::time::Duration;
 pub(super) struct HandOver {
     handed: HashMap<NodeId, Duration>,
     holders: HashMap<NodeId, Vec<NodeId>>,
+}
+
+impl Default for HandOver {
+    fn default() -> Self {
+        Self::new()
+    }
 }
 
 impl HandOver {
@@ -76,6 +83,15 @@ impl HandOver {
     pub(super) fn clear(&mut self) {
         self.holders.clear();
     }
+}
+
+/// What the node keeps for others as a mailbox, and the hand-overs and copies of it.
+#[derive(Default)]
+pub(super) struct Mail {
+    /// Sealed private messages for absent recipients (see [`crate::mail`]).
+    pub(super) mailbox: Mailbox,
+    /// Hand-overs and copies of what we keep.
+    pub(super) handover: HandOver,
 }
 
 #[cfg(test)]

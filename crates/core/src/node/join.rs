@@ -1,7 +1,8 @@
 //! The node's side of the auth servers: which server it asks, whether the last attempt was
-//! answered, the handshakes in flight and the cookie. `Node` drives it (it holds the keys
-//! and sends); this part decides when to turn to another server.
+//! answered, the handshakes in flight, the cookie and the pinned server keys. `Node` drives
+//! it (it holds our keys and sends); this part decides when to turn to another server.
 
+use ed25519_dalek::VerifyingKey;
 use p2pchat_proto::wire::Key;
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -38,6 +39,9 @@ pub(super) struct AuthClient {
     pub(super) cookie: Option<([u8; 16], Key, Duration)>,
     /// A changed server key was already reported.
     pub(super) key_change_reported: bool,
+    /// The pinned server keys: X25519 (links, Noise), Ed25519 (certificates).
+    pub(super) server_dh: Option<Key>,
+    pub(super) server_sign: Option<(Key, VerifyingKey)>,
 }
 
 impl AuthClient {
@@ -56,6 +60,8 @@ impl AuthClient {
             hello_sent: false,
             cookie: None,
             key_change_reported: false,
+            server_dh: None,
+            server_sign: None,
         }
     }
 

@@ -57,6 +57,7 @@ impl Node {
         let stored = o.boxes_stored.clone();
         let msg = o.msg.clone();
         let live = self
+            .view
             .live
             .ids()
             .iter()
@@ -80,13 +81,13 @@ impl Node {
             .wall(now)
             .saturating_add(self.cfg.mailbox_ttl.as_millis() as u64);
         let mut nonce = [0u8; 24];
-        rand::RngCore::fill_bytes(&mut self.crng, &mut nonce);
-        let Some(blob) = mail::seal(&self.ident, &msg, &to_dh, expires_ms, nonce) else {
+        rand::RngCore::fill_bytes(&mut self.own.crng, &mut nonce);
+        let Some(blob) = mail::seal(&self.own.ident, &msg, &to_dh, expires_ms, nonce) else {
             return;
         };
         let deposit = Message::Deposit(blob);
         for b in boxes {
-            if let Some(addr) = self.members.get(&b).map(|m| m.info.addr) {
+            if let Some(addr) = self.view.members.get(&b).map(|m| m.info.addr) {
                 self.send_to(b, addr, &deposit);
             }
         }
@@ -95,25 +96,25 @@ impl Node {
     /// `to`'s mailbox set as a mailbox sees it: the members not offline, ourselves
     /// included, with the highest rendezvous scores.
     fn mailboxes_of(&self, to: NodeId) -> Vec<NodeId> {
-        let live = self.live.ids().iter().copied().filter(|&id| id != to);
-        mail::choose(to, live.chain(self.node_id), self.cfg.mailboxes)
+        let live = self.view.live.ids().iter().copied().filter(|&id| id != to);
+        mail::choose(to, live.chain(self.own.node_id), self.cfg.mailboxes)
     }
 
     /// Whether the blob carries its sender's signature (whoever passes it on).
     fn mail_signed(&mut self, blob: &MailBlob) -> bool {
-        let vk = if Some(blob.from) == self.node_id {
-            self.my_vk
+        let vk = if Some(blob.from) == self.own.node_id {
+            self.own.my_vk
         } else {
             self.signing_key(blob.from)
         };
         let Some(vk) = vk else {
             // A sender we cannot check (outside our view): not kept; others will be.
-            self.stats.unverifiable += 1;
+            self.net.stats.unverifiable += 1;
             return false;
         };
-        let ok = mail::authentic(&self.ident, blob, &vk);
+        let ok = mail::authentic(&self.own.ident, blob, &vk);
         if !ok {
-            self.stats.bad_signature += 1;
+            self.net.stats.bad_signature += 1;
         }
         ok
     }
@@ -125,28 +126,32 @@ impl Node {
             return;
         }
         let (to, seq) = (blob.to, blob.seq);
-        if Some(to) == self.node_id {
+        if Some(to) == self.own.node_id {
             // For us after all: it is the message itself.
             return self.receive_mail(None, blob);
         }
         let now_ms = self.wall(now);
-        match self.mailbox.put(blob.clone(), self.mail_limits(), now_ms) {
+        match self
+            .mail
+            .mailbox
+            .put(blob.clone(), self.mail_limits(), now_ms)
+        {
             Put::Stored => self.persist(Record::MailboxPut(blob)),
             Put::Duplicate => {}
             Put::Refused => {
-                self.stats.rejected += 1;
+                self.net.stats.rejected += 1;
                 return;
             }
         }
         // To whoever gave it: the sender shows it stored, a mailbox ignores it.
         self.send(from, &Message::Stored { to, seq });
-        if !self.handover.holders_known(to) {
+        if !self.mail.handover.holders_known(to) {
             // The set as the sender saw it (it deposited with each of them).
             let holders = self.mailboxes_of(to);
-            self.handover.set_holders(to, holders);
+            self.mail.handover.set_holders(to, holders);
         }
         // The recipient may be up after all (the sender only failed to reach it).
-        self.handover.hand_again(to);
+        self.mail.handover.hand_again(to);
         self.hand_over(now, to);
     }
 
@@ -168,7 +173,8 @@ impl Node {
 
     /// What we keep for `to`, at most what one hand-over carries.
     fn mail_for(&self, to: NodeId) -> Vec<MailBlob> {
-        self.mailbox
+        self.mail
+            .mailbox
             .for_recipient(to)
             .take(HAND_OVER_MAX)
             .cloned()
@@ -177,21 +183,22 @@ impl Node {
 
     /// Hands `to` what we keep for it, if it is up and was not handed it just now.
     pub(super) fn hand_over(&mut self, now: Duration, to: NodeId) {
-        if !self.mailbox.has_mail_for(to) {
+        if !self.mail.mailbox.has_mail_for(to) {
             return;
         }
         let up = self
+            .view
             .members
             .get(&to)
             .is_some_and(|m| m.status == PeerStatus::Online);
-        let recent = self.handover.handed_recently(to, now, HAND_OVER_EVERY);
-        let Some(addr) = self.members.get(&to).map(|m| m.info.addr) else {
+        let recent = self.mail.handover.handed_recently(to, now, HAND_OVER_EVERY);
+        let Some(addr) = self.view.members.get(&to).map(|m| m.info.addr) else {
             return;
         };
         if !up || recent {
             return;
         }
-        self.handover.handed(to, now);
+        self.mail.handover.handed(to, now);
         let blobs = self.mail_for(to);
         for blob in blobs {
             self.send_to(to, addr, &Message::Mail(blob));
@@ -201,19 +208,19 @@ impl Node {
     /// Once a probe round: drop what expired, hand over again what is not acknowledged,
     /// and give a copy to members that joined a recipient's mailbox set.
     pub(super) fn mail_tick(&mut self, now: Duration) {
-        if self.mailbox.is_empty() {
-            self.handover.clear();
+        if self.mail.mailbox.is_empty() {
+            self.mail.handover.clear();
             return;
         }
-        for (to, from, seq) in self.mailbox.expire(self.wall(now)) {
+        for (to, from, seq) in self.mail.mailbox.expire(self.wall(now)) {
             self.persist(Record::MailboxDrop {
                 to,
                 from,
                 upto: seq,
             });
         }
-        let recipients = self.mailbox.recipients();
-        self.handover.retain(&recipients);
+        let recipients = self.mail.mailbox.recipients();
+        self.mail.handover.retain(&recipients);
         for to in recipients {
             self.hand_over(now, to);
             self.replicate(to);
@@ -224,6 +231,7 @@ impl Node {
     /// is away: once it is up, the hand-over settles it).
     fn replicate(&mut self, to: NodeId) {
         let up = self
+            .view
             .members
             .get(&to)
             .is_some_and(|m| m.status == PeerStatus::Online);
@@ -231,13 +239,13 @@ impl Node {
             return;
         }
         let set = self.mailboxes_of(to);
-        let new = self.handover.new_holders(to, &set, self.node_id);
+        let new = self.mail.handover.new_holders(to, &set, self.own.node_id);
         if new.is_empty() {
             return;
         }
         let blobs = self.mail_for(to);
         for id in new {
-            if let Some(addr) = self.members.get(&id).map(|m| m.info.addr) {
+            if let Some(addr) = self.view.members.get(&id).map(|m| m.info.addr) {
                 for blob in &blobs {
                     self.send_to(id, addr, &Message::Deposit(blob.clone()));
                 }
@@ -247,8 +255,8 @@ impl Node {
 
     /// A mailbox hands us a message kept for us.
     pub(super) fn handle_mail(&mut self, from: SocketAddr, blob: MailBlob) {
-        if Some(blob.to) != self.node_id {
-            self.stats.rejected += 1;
+        if Some(blob.to) != self.own.node_id {
+            self.net.stats.rejected += 1;
             return;
         }
         self.receive_mail(Some(from), blob);
@@ -257,18 +265,18 @@ impl Node {
     /// Opens and delivers a blob for us; acknowledges to the mailbox at `mailbox` (if it
     /// came from one) and to the sender.
     fn receive_mail(&mut self, mailbox: Option<SocketAddr>, blob: MailBlob) {
-        let Some(me) = self.node_id else { return };
+        let Some(me) = self.own.node_id else { return };
         let author = blob.from;
         let Some(from_dh) = self.info_of(author).map(|i| i.cert.dh_pk) else {
             // An author we cannot authenticate: the mailbox hands it again later.
-            self.stats.unverifiable += 1;
+            self.net.stats.unverifiable += 1;
             return;
         };
         if !self.mail_signed(&blob) {
             return;
         }
-        let Some(msg) = mail::open(&self.ident, &blob, &from_dh) else {
-            self.stats.unauthenticated += 1;
+        let Some(msg) = mail::open(&self.own.ident, &blob, &from_dh) else {
+            self.net.stats.unauthenticated += 1;
             return;
         };
         let upto = self.accept_private(msg);
@@ -287,7 +295,7 @@ impl Node {
 
     /// The recipient (`sender`, authenticated) has `from`'s messages up to `upto`.
     pub(super) fn handle_mail_ack(&mut self, sender: NodeId, from: NodeId, upto: u64) {
-        if self.mailbox.drop_upto(sender, from, upto) {
+        if self.mail.mailbox.drop_upto(sender, from, upto) {
             self.persist(Record::MailboxDrop {
                 to: sender,
                 from,

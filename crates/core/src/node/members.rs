@@ -4,6 +4,8 @@
 //! random peer is picked in O(1) and membership changes are O(1) (swap-remove), with the
 //! node's seeded RNG: peer choice is reproducible in the simulator.
 
+use super::parking::Parking;
+use super::strangers::Strangers;
 use crate::io::PeerStatus;
 use crate::HashMap;
 use ed25519_dalek::VerifyingKey;
@@ -223,6 +225,41 @@ impl LiveSet {
             }
         }
         out
+    }
+}
+
+/// The node's picture of the group: the members in its view, the live ones among them, the
+/// strangers it can still authenticate, the group messages parked for a record and the
+/// records asked of the server.
+pub(super) struct View {
+    /// Members by id and address, the newest ones.
+    pub(super) members: MemberTable,
+    /// Members not offline, for O(1) random peer choice.
+    pub(super) live: LiveSet,
+    /// When we last sent each peer our whole member list.
+    pub(super) full_lists_sent: HashMap<SocketAddr, Duration>,
+    /// Certified nodes outside the view (see [`super::views`]), with their parsed keys.
+    pub(super) strangers: Strangers,
+    /// Group messages waiting for their author's record, and the records asked for.
+    pub(super) parking: Parking,
+    /// The network is larger than our view.
+    pub(super) partial: bool,
+    /// Private texts waiting for the server to say where their recipient is, by username,
+    /// with when we asked.
+    pub(super) lookups: HashMap<String, (Vec<String>, Duration)>,
+}
+
+impl View {
+    pub(super) fn new() -> Self {
+        View {
+            members: MemberTable::default(),
+            live: LiveSet::new(),
+            full_lists_sent: HashMap::new(),
+            strangers: Strangers::new(),
+            parking: Parking::new(),
+            partial: false,
+            lookups: HashMap::new(),
+        }
     }
 }
 

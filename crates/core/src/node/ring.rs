@@ -221,23 +221,23 @@ impl Node {
 
     /// The ring, ourselves included.
     fn ring_ids(&mut self) -> &[NodeId] {
-        if let Some(me) = self.node_id {
-            self.ring.insert(me);
+        if let Some(me) = self.own.node_id {
+            self.spread.ring.insert(me);
         }
-        &self.ring.ids
+        &self.spread.ring.ids
     }
 
     /// A member came online (or back into the view).
     pub(super) fn ring_join(&mut self, id: NodeId) {
-        if !self.ring.skip.contains(&id) {
-            self.ring.insert(id);
+        if !self.spread.ring.skip.contains(&id) {
+            self.spread.ring.insert(id);
         }
     }
 
     /// Pushes `msg` (received at `hop` hops, or ours at hop 0) to our fingers inside our
     /// share of the ring, up to `limit`.
     pub(super) fn ring_push(&mut self, now: Duration, msg: GroupMsg, hop: u16, limit: NodeId) {
-        let Some(me) = self.node_id else { return };
+        let Some(me) = self.own.node_id else { return };
         let targets = shares(self.ring_ids(), me, limit);
         let dot = msg.dot();
         let mut wire = Message::Ring { hop, limit, msg };
@@ -252,23 +252,23 @@ impl Node {
     /// Sends attempt `tries` of a ring push (the first went out at `first`) and waits for
     /// its acknowledgement.
     fn ring_send(&mut self, now: Duration, target: NodeId, wire: &Message, dot: Dot, tries: u8) {
-        let first = match self.ring.pending.get(&(target, dot)) {
+        let first = match self.spread.ring.pending.get(&(target, dot)) {
             Some(p) if tries > 1 => p.sent,
             _ => now,
         };
         let Message::Ring { hop, limit, .. } = *wire else {
             return;
         };
-        let Some(addr) = self.members.get(&target).map(|m| m.info.addr) else {
+        let Some(addr) = self.view.members.get(&target).map(|m| m.info.addr) else {
             return;
         };
         match encode(wire) {
             Ok(p) => self.send_payload(addr, &p),
             Err(e) => debug_assert!(false, "the node built an unencodable message: {e}"),
         }
-        if self.ring.pending.len() < PENDING_MAX || tries > 1 {
-            let at = now + self.ring.rto(self.cfg.ring_ack_timeout);
-            self.ring.pending.insert(
+        if self.spread.ring.pending.len() < PENDING_MAX || tries > 1 {
+            let at = now + self.spread.ring.rto(self.cfg.ring_ack_timeout);
+            self.spread.ring.pending.insert(
                 (target, dot),
                 Pending {
                     sent: first,
@@ -278,7 +278,7 @@ impl Node {
                     tries,
                 },
             );
-            self.ring.due.push(Reverse((at, target, dot)));
+            self.spread.ring.due.push(Reverse((at, target, dot)));
             self.set_timer(Timer::Ring, at);
         }
     }
@@ -286,16 +286,22 @@ impl Node {
     /// Queues the acknowledgement of a push from `sender`: the pushes that arrive together
     /// (the driver hands over a batch of datagrams before the timers) share one `RingAck`.
     pub(super) fn ring_ack_later(&mut self, now: Duration, sender: NodeId, dot: Dot) {
-        match self.ring.acks.iter_mut().find(|(id, _)| *id == sender) {
+        match self
+            .spread
+            .ring
+            .acks
+            .iter_mut()
+            .find(|(id, _)| *id == sender)
+        {
             Some((_, dots)) => dots.push(dot),
-            None => self.ring.acks.push((sender, vec![dot])),
+            None => self.spread.ring.acks.push((sender, vec![dot])),
         }
         self.set_timer(Timer::Ring, now);
     }
 
     fn ring_flush_acks(&mut self) {
-        for (id, dots) in std::mem::take(&mut self.ring.acks) {
-            let Some(addr) = self.members.get(&id).map(|m| m.info.addr) else {
+        for (id, dots) in std::mem::take(&mut self.spread.ring.acks) {
+            let Some(addr) = self.view.members.get(&id).map(|m| m.info.addr) else {
                 continue;
             };
             for chunk in dots.chunks(MAX_RING_ACK) {
@@ -311,37 +317,40 @@ impl Node {
 
     /// `RingAck` from `sender`.
     pub(super) fn handle_ring_ack(&mut self, now: Duration, sender: NodeId, dot: Dot) {
-        if let Some(p) = self.ring.pending.remove(&(sender, dot)) {
+        if let Some(p) = self.spread.ring.pending.remove(&(sender, dot)) {
             if p.tries == 1 {
-                self.ring.sample(now.saturating_sub(p.sent));
+                self.spread.ring.sample(now.saturating_sub(p.sent));
             }
         }
     }
 
     /// A member we heard from is back in the ring if we had skipped it.
     pub(super) fn ring_heard(&mut self, id: NodeId) {
-        if !self.ring.pending.is_empty() {
-            self.ring.pending.remove(&(id, check_dot(id)));
+        if !self.spread.ring.pending.is_empty() {
+            self.spread.ring.pending.remove(&(id, check_dot(id)));
         }
-        if self.ring.skip.remove(&id) && self.live.contains(id) {
-            self.ring.insert(id);
+        if self.spread.ring.skip.remove(&id) && self.view.live.contains(id) {
+            self.spread.ring.insert(id);
         }
     }
 
     /// A member left the view or went offline.
     pub(super) fn ring_forget(&mut self, id: NodeId) {
-        self.ring.skip.remove(&id);
-        self.ring.remove(id);
+        self.spread.ring.skip.remove(&id);
+        self.spread.ring.remove(id);
     }
 
     /// `RingDown` from `sender`: these members did not answer it. Leave them out and ping
     /// them (an answer puts them back); told that we are down, tell those that push to us.
     pub(super) fn handle_ring_down(&mut self, now: Duration, sender: NodeId, ids: &[NodeId]) {
-        let Some(me) = self.node_id else { return };
+        let Some(me) = self.own.node_id else { return };
         for &id in ids {
             if id == me {
                 self.ring_refute(now);
-            } else if id != sender && self.live.contains(id) && !self.ring.skip.contains(&id) {
+            } else if id != sender
+                && self.view.live.contains(id)
+                && !self.spread.ring.skip.contains(&id)
+            {
                 self.ring_doubt(now, id);
             }
         }
@@ -349,7 +358,7 @@ impl Node {
 
     /// The members that have `id` as a finger on our ring, but us.
     fn others_pushing_to(&mut self, id: NodeId) -> Vec<NodeId> {
-        let me = self.node_id;
+        let me = self.own.node_id;
         let mut out = pushing_to(self.ring_ids(), id);
         out.retain(|&x| Some(x) != me);
         out
@@ -357,19 +366,19 @@ impl Node {
 
     /// Leaves `id` out of the ring at once, and pings it: an answer puts it back.
     fn ring_doubt(&mut self, now: Duration, id: NodeId) {
-        self.ring.skip(id);
+        self.spread.ring.skip(id);
         self.ring_check(now, id, 1);
     }
 
     /// Pings `id` and waits for any answer like for a push (see [`check_dot`]).
     fn ring_check(&mut self, now: Duration, id: NodeId, tries: u8) {
         let key = (id, check_dot(id));
-        if tries == 1 && self.ring.pending.contains_key(&key) {
+        if tries == 1 && self.spread.ring.pending.contains_key(&key) {
             return;
         }
         self.ring_ping(id);
-        let at = now + self.ring.rto(self.cfg.ring_ack_timeout);
-        self.ring.pending.insert(
+        let at = now + self.spread.ring.rto(self.cfg.ring_ack_timeout);
+        self.spread.ring.pending.insert(
             key,
             Pending {
                 sent: now,
@@ -379,7 +388,7 @@ impl Node {
                 tries,
             },
         );
-        self.ring.due.push(Reverse((at, id, key.1)));
+        self.spread.ring.due.push(Reverse((at, id, key.1)));
         self.set_timer(Timer::Ring, at);
     }
 
@@ -387,14 +396,15 @@ impl Node {
     /// per `ring_ack_timeout`.
     fn ring_refute(&mut self, now: Duration) {
         if self
+            .spread
             .ring
             .refuted
             .is_some_and(|t| now.saturating_sub(t) < self.cfg.ring_ack_timeout)
         {
             return;
         }
-        self.ring.refuted = Some(now);
-        let Some(me) = self.node_id else { return };
+        self.spread.ring.refuted = Some(now);
+        let Some(me) = self.own.node_id else { return };
         for id in self.others_pushing_to(me) {
             self.ring_ping(id);
         }
@@ -403,7 +413,7 @@ impl Node {
     /// A plain ping to a member (any answer marks it heard): used for ring members reported
     /// down, and for offline members on their slow schedule.
     pub(super) fn ring_ping(&mut self, id: NodeId) {
-        if let Some(addr) = self.members.get(&id).map(|m| m.info.addr) {
+        if let Some(addr) = self.view.members.get(&id).map(|m| m.info.addr) {
             let nonce: u64 = self.rng.random();
             self.send(
                 addr,
@@ -421,19 +431,19 @@ impl Node {
     /// answered: ping once more.
     pub(super) fn ring_timer(&mut self, now: Duration) {
         self.ring_flush_acks();
-        while let Some(&Reverse((at, target, dot))) = self.ring.due.peek() {
+        while let Some(&Reverse((at, target, dot))) = self.spread.ring.due.peek() {
             if at > now {
                 break;
             }
-            self.ring.due.pop();
-            let Some(&p) = self.ring.pending.get(&(target, dot)) else {
+            self.spread.ring.due.pop();
+            let Some(&p) = self.spread.ring.pending.get(&(target, dot)) else {
                 continue;
             };
             if p.due != at {
                 continue;
             }
             if dot == check_dot(target) {
-                self.ring.pending.remove(&(target, dot));
+                self.spread.ring.pending.remove(&(target, dot));
                 // Still silent after the second ping: it stays out until heard from.
                 if p.tries < 2 {
                     self.ring_check(now, target, p.tries + 1);
@@ -442,7 +452,7 @@ impl Node {
             }
             let msg = self.group.message(dot);
             let Some(msg) = msg else {
-                self.ring.pending.remove(&(target, dot));
+                self.spread.ring.pending.remove(&(target, dot));
                 continue;
             };
             let wire = Message::Ring {
@@ -454,30 +464,31 @@ impl Node {
             // handing its part on would add copies to a load it is already behind with
             // (congestion collapse). One more try, then anti-entropy.
             let heard = self
+                .view
                 .members
                 .get(&target)
                 .is_some_and(|m| m.last_heard > p.sent);
             if p.tries < 2 || (heard && p.tries < 3) {
-                self.stats.ring_retries += 1;
+                self.net.stats.ring_retries += 1;
                 self.ring_send(now, target, &wire, dot, p.tries + 1);
                 continue;
             }
-            self.ring.pending.remove(&(target, dot));
+            self.spread.ring.pending.remove(&(target, dot));
             if heard {
                 continue;
             }
             // Silent since the first attempt: crashed or cut off. Its part goes to the next
             // member; it is left out until a ping shows it alive, and so it is by the members
             // that push to it, which check for themselves.
-            self.stats.ring_handovers += 1;
+            self.net.stats.ring_handovers += 1;
             self.ring_doubt(now, target);
             let down = Message::RingDown { ids: vec![target] };
             for id in self.others_pushing_to(target) {
-                if let Some(addr) = self.members.get(&id).map(|m| m.info.addr) {
+                if let Some(addr) = self.view.members.get(&id).map(|m| m.info.addr) {
                     self.send(addr, &down);
                 }
             }
-            let Some(me) = self.node_id else { continue };
+            let Some(me) = self.own.node_id else { continue };
             let ring = self.ring_ids();
             let after = ring.partition_point(|&id| pos(id) <= pos(target));
             let Some(&next) = ring.get(after).or_else(|| ring.first()) else {
@@ -487,7 +498,7 @@ impl Node {
                 self.ring_send(now, next, &wire, dot, 1);
             }
         }
-        if let Some(at) = self.ring.next_deadline() {
+        if let Some(at) = self.spread.ring.next_deadline() {
             self.set_timer(Timer::Ring, at);
         }
     }
@@ -496,6 +507,7 @@ impl Node {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use foldhash::HashMapExt;
     use proptest::prelude::*;
 
     /// Delivers a broadcast from `author` over `ring` by shares; returns receipt counts.

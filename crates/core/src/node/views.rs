@@ -43,13 +43,13 @@ pub(super) enum Admit {
 impl Node {
     /// True while the view holds `view_max` members.
     pub(super) fn view_full(&self) -> bool {
-        self.members.len() >= self.cfg.view_max
+        self.view.members.len() >= self.cfg.view_max
     }
 
     /// True once the network was seen to be larger than a view (the view filled up, or a
     /// peer dropped us from its own): from then on the node behaves as one among many.
     pub(super) fn partial(&self) -> bool {
-        self.partial
+        self.view.partial
     }
 
     /// Decides whether the new member `info` enters the view, making room if `how` says so.
@@ -58,12 +58,12 @@ impl Node {
         // about full in a large network, so the node they name would most likely answer
         // `Forget`, and each such try costs a key agreement.
         if how == Admit::IfRoom && self.partial() {
-            return self.members.len() < self.cfg.view_max * 3 / 4;
+            return self.view.members.len() < self.cfg.view_max * 3 / 4;
         }
         if !self.view_full() {
             return true;
         }
-        self.partial = true;
+        self.view.partial = true;
         match how {
             Admit::IfRoom => false,
             Admit::Contact => {
@@ -84,15 +84,16 @@ impl Node {
     /// it to forget us.
     fn evict_one(&mut self, keep: NodeId) {
         let offline = self
+            .view
             .members
             .iter()
             .find(|(id, m)| m.status == PeerStatus::Offline && **id != keep)
             .map(|(id, _)| *id);
         let victim = offline
             .or_else(|| self.random_live(&[keep]))
-            .or_else(|| self.members.keys().find(|&&id| id != keep).copied());
+            .or_else(|| self.view.members.keys().find(|&&id| id != keep).copied());
         if let Some(v) = victim {
-            if let Some(addr) = self.members.get(&v).map(|m| m.info.addr) {
+            if let Some(addr) = self.view.members.get(&v).map(|m| m.info.addr) {
                 self.send(addr, &Message::Forget);
             }
             self.drop_member(v);
@@ -102,15 +103,15 @@ impl Node {
     /// Moves a member out of the view into the strangers. It forgets us too (we told it, or
     /// it told us), so our next datagram to it carries our certificate again.
     pub(super) fn drop_member(&mut self, id: NodeId) {
-        let Some(m) = self.members.remove(id) else {
+        let Some(m) = self.view.members.remove(id) else {
             return;
         };
-        self.partial = true;
+        self.view.partial = true;
         self.live_remove(id);
         self.prober.remove(id);
-        self.eager.remove(id);
-        self.full_lists_sent.remove(&m.info.addr);
-        if let Some(link) = self.links.get_mut(id) {
+        self.spread.eager.remove(id);
+        self.view.full_lists_sent.remove(&m.info.addr);
+        if let Some(link) = self.net.links.get_mut(id) {
             link.peer_has_cert = false;
         }
         self.stranger_insert(m.info);
@@ -118,20 +119,21 @@ impl Node {
 
     /// Remembers a certified node outside the view; true if it was not known.
     pub(super) fn stranger_insert(&mut self, info: PeerInfo) -> bool {
-        self.strangers.insert(info)
+        self.view.strangers.insert(info)
     }
 
     /// The record of a member or stranger.
     pub(super) fn info_of(&self, id: NodeId) -> Option<&PeerInfo> {
-        self.members
+        self.view
+            .members
             .get(&id)
             .map(|m| &m.info)
-            .or_else(|| self.strangers.get(id))
+            .or_else(|| self.view.strangers.get(id))
     }
 
     /// The record of a member, a stranger or ourselves (what rides along with a message).
     pub(super) fn record_of(&self, id: NodeId) -> Option<PeerInfo> {
-        if Some(id) == self.node_id {
+        if Some(id) == self.own.node_id {
             self.my_info()
         } else {
             self.info_of(id).cloned()
@@ -140,14 +142,15 @@ impl Node {
 
     /// The parsed signing key of a member or stranger (cached).
     pub(super) fn signing_key(&mut self, id: NodeId) -> Option<VerifyingKey> {
-        if let Some(m) = self.members.get_mut(&id) {
+        if let Some(m) = self.view.members.get_mut(&id) {
             if m.vk.is_none() {
-                m.vk = self.ident.parse_key(&m.info.cert.sign_pk);
+                m.vk = self.own.ident.parse_key(&m.info.cert.sign_pk);
             }
             return m.vk;
         }
-        let ident = &self.ident;
-        self.strangers
+        let ident = &self.own.ident;
+        self.view
+            .strangers
             .signing_key(id, |info| ident.parse_key(&info.cert.sign_pk))
     }
 
@@ -155,13 +158,14 @@ impl Node {
     /// member) if the server signed it. True if we now know the node.
     pub(super) fn learn_record(&mut self, info: PeerInfo) -> bool {
         let id = info.node_id;
-        if Some(id) == self.node_id {
+        if Some(id) == self.own.node_id {
             return true;
         }
-        if self.members.contains_key(&id) {
+        if self.view.members.contains_key(&id) {
             return true;
         }
         if self
+            .view
             .strangers
             .get(id)
             .is_some_and(|s| s.cert == info.cert && s.user == info.user)
@@ -194,14 +198,14 @@ impl Node {
             via,
             since: now,
         };
-        match self.parking.park(p) {
-            Park::Waiting => self.stats.parked += 1,
-            Park::Duplicate => self.stats.group_duplicates += 1,
+        match self.view.parking.park(p) {
+            Park::Waiting => self.net.stats.parked += 1,
+            Park::Duplicate => self.net.stats.group_duplicates += 1,
             // Anti-entropy brings it back later.
-            Park::Full => self.stats.unverifiable += 1,
+            Park::Full => self.net.stats.unverifiable += 1,
         }
         if let Some(addr) = from {
-            if self.parking.may_ask(author, now) {
+            if self.view.parking.may_ask(author, now) {
                 self.send(addr, &Message::WhoIs { ids: vec![author] });
             }
         }
@@ -211,11 +215,11 @@ impl Node {
     /// view and our strangers, or we restarted): ask a few members that are up for it, at
     /// most once a second. Their `Certs` answer makes it a stranger again.
     pub(super) fn ask_record(&mut self, now: Duration, peer: NodeId) {
-        if !self.parking.may_ask(peer, now) {
+        if !self.view.parking.may_ask(peer, now) {
             return;
         }
         for id in self.sample_live(3, &[peer]) {
-            if let Some(addr) = self.members.get(&id).map(|m| m.info.addr) {
+            if let Some(addr) = self.view.members.get(&id).map(|m| m.info.addr) {
                 self.send(addr, &Message::WhoIs { ids: vec![peer] });
             }
         }
@@ -238,7 +242,7 @@ impl Node {
         for info in peers {
             let id = info.node_id;
             if self.learn_record(info) {
-                self.parking.answered(id);
+                self.view.parking.answered(id);
                 self.unpark(now, id);
                 // What we owe it goes out now rather than at the next backoff.
                 if self
@@ -253,36 +257,37 @@ impl Node {
 
     /// Feeds the messages that waited for `author`'s record through the usual path.
     pub(super) fn unpark(&mut self, now: Duration, author: NodeId) {
-        let list = self.parking.take(author);
+        let list = self.view.parking.take(author);
         if list.is_empty() {
             return;
         }
         // Replies go to each message's sender, as if it had just arrived.
-        let saved = self.replying_to;
+        let saved = self.net.replying_to;
         for p in list {
             // Counted as a payload when it arrived.
-            self.stats.group_payloads = self.stats.group_payloads.saturating_sub(1);
+            self.net.stats.group_payloads = self.net.stats.group_payloads.saturating_sub(1);
             // (The sender counts only with its address, as it came.)
             let sender = p.from.and(p.sender);
-            self.replying_to = p.from.zip(p.sender);
+            self.net.replying_to = p.from.zip(p.sender);
             self.receive_group(now, p.msg, p.hop, p.from, sender, p.via);
         }
-        self.replying_to = saved;
+        self.net.replying_to = saved;
     }
 
     /// Drops parked messages whose author's record never came, and old `WhoIs` marks.
     pub(super) fn expire_parked(&mut self, now: Duration) {
-        let dropped = self.parking.expire(now);
-        self.stats.unverifiable += dropped as u64;
+        let dropped = self.view.parking.expire(now);
+        self.net.stats.unverifiable += dropped as u64;
     }
 
     /// Keeps a private text for `user`, who is outside our view, and asks the server where
     /// it is. False if too many texts already wait (the caller reports "unknown user").
     pub(super) fn lookup(&mut self, now: Duration, user: &str, text: &str) -> bool {
-        if !self.lookups.contains_key(user) && self.lookups.len() >= LOOKUPS_MAX {
+        if !self.view.lookups.contains_key(user) && self.view.lookups.len() >= LOOKUPS_MAX {
             return false;
         }
         let (texts, _) = self
+            .view
             .lookups
             .entry(user.to_string())
             .or_insert_with(|| (Vec::new(), now));
@@ -306,7 +311,7 @@ impl Node {
         for info in peers {
             let user = info.user.clone();
             if self.learn_record(info) {
-                if let Some((texts, _)) = self.lookups.remove(&user) {
+                if let Some((texts, _)) = self.view.lookups.remove(&user) {
                     for text in texts {
                         self.send_private(now, &user, text);
                     }
@@ -318,12 +323,14 @@ impl Node {
     /// Lookups the server did not answer in time: their texts were for nobody online.
     pub(super) fn expire_lookups(&mut self, now: Duration) {
         let expired: Vec<String> = self
+            .view
             .lookups
             .iter()
             .filter(|(_, (_, at))| now.saturating_sub(*at) >= LOOKUP_TIMEOUT)
             .map(|(u, _)| u.clone())
             .collect();
         let waiting: Vec<String> = self
+            .view
             .lookups
             .keys()
             .filter(|u| !expired.contains(u))
@@ -333,7 +340,7 @@ impl Node {
             self.send_lookup(user);
         }
         for user in expired {
-            if let Some((texts, _)) = self.lookups.remove(&user) {
+            if let Some((texts, _)) = self.view.lookups.remove(&user) {
                 self.error(format!(
                     "unknown user: {user} (not online, or the auth server did not answer); {} message(s) not sent",
                     texts.len()
