@@ -19,8 +19,12 @@
 //!   and in order like a direct private message, and acknowledges to the mailbox (`MailAck`)
 //!   and to the sender.
 
-use super::*;
+use super::Node;
+use crate::io::{Event, PeerStatus, Record};
 use crate::mail::{self, Limits, Put};
+use p2pchat_proto::{MailBlob, Message, NodeId};
+use std::net::SocketAddr;
+use std::time::Duration;
 
 /// Least time between two hand-overs of the same recipient's mail.
 const HAND_OVER_EVERY: Duration = Duration::from_secs(2);

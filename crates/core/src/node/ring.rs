@@ -25,10 +25,15 @@
 //! Members that join the ring late, or views that differ, can still leave a node without a
 //! copy: anti-entropy repairs it, as it repairs everything.
 
-use super::*;
+use super::timers::Timer;
+use super::Node;
+use crate::{HashMap, HashSet};
 use p2pchat_proto::wire::MAX_RING_ACK;
+use p2pchat_proto::{encode, Dot, GroupMsg, Message, NodeId};
+use rand::Rng;
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
+use std::time::Duration;
 
 /// Most members told at once that one of their fingers is silent (about log2 n have it).
 const PUSHING_MAX: usize = 64;

@@ -18,7 +18,15 @@
 //! Gossip, Plumtree, anti-entropy and probing all run over the view, so memory and join
 //! traffic per node depend on `view_max`, not on the size of the network.
 
-use super::*;
+use super::parking::{Park, Parked};
+use super::timers::Timer;
+use super::{Node, Via};
+use crate::io::PeerStatus;
+use ed25519_dalek::VerifyingKey;
+use p2pchat_proto::wire::{pack_batches, BATCH_BUDGET};
+use p2pchat_proto::{GroupMsg, Message, NodeId, PeerInfo};
+use std::net::SocketAddr;
+use std::time::Duration;
 
 /// Users whose record we may be asking the server for at once.
 const LOOKUPS_MAX: usize = 16;

@@ -1,0 +1,144 @@
+//! The one send path: every message is encoded, sealed on the link to its receiver (a
+//! member, a stranger, or the auth server) and queued as a datagram; and the way back:
+//! opening a received link datagram.
+
+use super::Node;
+use crate::secure::{self, SERVER_ID};
+use p2pchat_proto::wire::SenderCert;
+use p2pchat_proto::{encode, Message, NodeId, PeerInfo};
+use std::net::SocketAddr;
+use std::time::Duration;
+
+impl Node {
+    /// Seals `msg` for the member (or server) at `to` and queues the datagram.
+    pub(super) fn send(&mut self, to: SocketAddr, msg: &Message) {
+        match encode(msg) {
+            Ok(p) => self.send_payload(to, &p),
+            Err(e) => debug_assert!(false, "the node built an unencodable message: {e}"),
+        }
+    }
+
+    /// Seals an encoded message for the member (or server) at `to`.
+    pub(super) fn send_payload(&mut self, to: SocketAddr, payload: &[u8]) {
+        let Some(me) = self.own.node_id else { return };
+        let sealed = if to == self.auth.addr() {
+            let Some(dh) = self.auth.server_dh else {
+                return;
+            };
+            // Always with the certificate: a restarted server keeps no state about us.
+            let cert = self.attachment(false);
+            let epoch = self.own.epoch;
+            self.net
+                .links
+                .to(&self.own.ident, me, SERVER_ID, dh)
+                .seal(me, epoch, payload, cert)
+        } else {
+            let Some(id) = self.id_at(to) else {
+                self.net.stats.unsendable += 1;
+                return;
+            };
+            return self.send_payload_to(id, to, payload);
+        };
+        match sealed {
+            Some(bytes) => self.push_datagram(to, bytes),
+            None => debug_assert!(false, "a sealed message must fit a datagram"),
+        }
+    }
+
+    /// Who is at `addr`: a member, or the sender of the datagram being handled.
+    pub(super) fn id_at(&self, addr: SocketAddr) -> Option<NodeId> {
+        match (self.view.members.id_at(addr), self.net.replying_to) {
+            (Some(id), _) => Some(id),
+            (None, Some((at, id))) if at == addr => Some(id),
+            _ => None,
+        }
+    }
+
+    /// Seals `msg` for the member or stranger `id` at `to`.
+    pub(super) fn send_to(&mut self, id: NodeId, to: SocketAddr, msg: &Message) {
+        match encode(msg) {
+            Ok(p) => self.send_payload_to(id, to, &p),
+            Err(e) => debug_assert!(false, "the node built an unencodable message: {e}"),
+        }
+    }
+
+    /// Seals an encoded message for the member or stranger `id` at `to`.
+    pub(super) fn send_payload_to(&mut self, id: NodeId, to: SocketAddr, payload: &[u8]) {
+        let Some(me) = self.own.node_id else { return };
+        let Some(dh) = self.info_of(id).map(|i| i.cert.dh_pk) else {
+            self.net.stats.unsendable += 1;
+            return;
+        };
+        let has = self
+            .net
+            .links
+            .get(id)
+            .is_some_and(|l| l.peer_dh == dh && l.peer_has_cert);
+        let cert = self.attachment(has);
+        let epoch = self.own.epoch;
+        let sealed = self
+            .net
+            .links
+            .to(&self.own.ident, me, id, dh)
+            .seal(me, epoch, payload, cert);
+        match sealed {
+            Some(bytes) => self.push_datagram(to, bytes),
+            None => debug_assert!(false, "a sealed message must fit a datagram"),
+        }
+    }
+
+    /// Authenticates a link datagram. Returns its payload and, when it carried a certificate
+    /// we did not have, the sender's member record.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn open_link(
+        &mut self,
+        now: Duration,
+        from: SocketAddr,
+        id: NodeId,
+        epoch: u32,
+        counter: u64,
+        attached: Option<SenderCert>,
+        sealed: &[u8],
+    ) -> Option<(Vec<u8>, Option<PeerInfo>)> {
+        let Some(me) = self.own.node_id else {
+            self.net.stats.unauthenticated += 1;
+            return None;
+        };
+        if id == SERVER_ID {
+            let (Some(dh), true) = (self.auth.server_dh, from == self.auth.addr()) else {
+                self.net.stats.unauthenticated += 1;
+                return None;
+            };
+            let opened =
+                self.net
+                    .links
+                    .open(&self.own.ident, me, SERVER_ID, dh, epoch, counter, sealed);
+            return opened
+                .map_err(|r| r.count(&mut self.net.stats))
+                .ok()
+                .map(|p| (p, None));
+        }
+        if id == me {
+            self.net.stats.impersonation += 1;
+            return None;
+        }
+        let known = self.info_of(id).map(|i| (i.user.clone(), i.cert.clone()));
+        let wall = self.wall(now);
+        let (user, cert, fresh) =
+            secure::pick_cert(attached, known, wall, |u, c| self.cert_valid(id, u, c))
+                .map_err(|r| r.count(&mut self.net.stats))
+                .ok()?;
+        let opened =
+            self.net
+                .links
+                .open(&self.own.ident, me, id, cert.dh_pk, epoch, counter, sealed);
+        let payload = opened.map_err(|r| r.count(&mut self.net.stats)).ok()?;
+        let info = fresh.then_some(PeerInfo {
+            node_id: id,
+            user,
+            addr: from,
+            cert,
+        });
+        Some((payload, info))
+    }
+}
