@@ -2,13 +2,14 @@
 //! (flooding, Plumtree or ring), receiving it (signature, hold-back, causal delivery), and
 //! anti-entropy (digests and repairs).
 
+use super::send::Peer;
+use super::spread::Mode;
 use super::{Node, Via};
 use crate::io::{Event, HistoryEntry, Record, Scope};
 use p2pchat_proto::wire::{BATCH_BUDGET, MAX_DEPS};
 use p2pchat_proto::{
     encode, Dot, GroupMsg, Message, NodeId, PeerInfo, VectorClock, MAX_TEXT_BYTES,
 };
-use std::net::SocketAddr;
 use std::time::Duration;
 
 /// Digest entries per datagram (each at most ~14 bytes).
@@ -83,15 +84,16 @@ impl Node {
             // Nobody to hand it to: anti-entropy will, once someone is reachable.
             self.spread.own_unspread = true;
         }
-        if self.ring_mode() {
+        if self.mode() == Mode::Ring {
             self.ring_push(now, msg, 0, me);
         } else {
             self.gossip(msg, 0, &[me]);
         }
     }
 
-    pub(super) fn flooding(&self) -> bool {
-        self.view.live.len() <= self.cfg.flood_below && !self.partial()
+    /// How group messages travel now (see [`Mode::choose`]).
+    pub(super) fn mode(&self) -> Mode {
+        Mode::choose(&self.cfg, self.view.live.len(), self.partial())
     }
 
     /// Refuses (with a clear error) empty texts and texts over the limit.
@@ -110,10 +112,6 @@ impl Node {
         }
     }
 
-    pub(super) fn plumtree(&self) -> bool {
-        self.cfg.plumtree && !self.flooding()
-    }
-
     /// The eager-push peers: started as `fanout` random members, shaped by prunes and grafts;
     /// members that went offline leave it, and it is never left empty.
     pub(super) fn eager_targets(&mut self, exclude: &[NodeId]) -> Vec<NodeId> {
@@ -128,7 +126,8 @@ impl Node {
     }
 
     pub(super) fn gossip(&mut self, msg: GroupMsg, hop: u16, exclude: &[NodeId]) {
-        let targets = if hop == 0 && self.flooding() {
+        let mode = self.mode();
+        let targets = if hop == 0 && mode == Mode::Flood {
             // A small group: straight to everyone.
             self.view
                 .live
@@ -137,7 +136,7 @@ impl Node {
                 .copied()
                 .filter(|id| !exclude.contains(id))
                 .collect()
-        } else if self.plumtree() {
+        } else if mode.eager(&self.cfg) {
             self.eager_targets(exclude)
         } else {
             self.sample_live(self.cfg.fanout, exclude)
@@ -161,35 +160,31 @@ impl Node {
         };
         if let Ok(payload) = payload {
             for t in targets {
-                if let Some(addr) = self.view.members.get(&t).map(|m| m.info.addr) {
-                    self.send_payload(addr, &payload);
-                }
+                self.send_payload_member(t, &payload);
             }
         }
     }
 
-    /// A group message, from the authenticated `sender` at `from` (either may be unknown for
-    /// a message that waited for its author's record).
+    /// A group message, from the authenticated peer `from` (none for our own, replayed or
+    /// restored messages).
     pub(super) fn receive_group(
         &mut self,
         now: Duration,
         msg: GroupMsg,
         hop: u16,
-        from: Option<SocketAddr>,
-        sender: Option<NodeId>,
+        from: Option<Peer>,
         via: Via,
     ) {
+        let sender = from.map(|p| p.id);
         self.net.stats.group_payloads += 1;
         let dot = msg.dot();
         if self.group.seen(dot) {
             self.net.stats.group_duplicates += 1;
             // Plumtree: an eager link that brings a copy we already had is redundant.
-            if via == Via::Push && self.plumtree() {
-                if let Some(s) = sender {
-                    if self.spread.eager.cut(s) {
-                        if let Some(addr) = from {
-                            self.send(addr, &Message::Prune);
-                        }
+            if via == Via::Push && self.mode().eager(&self.cfg) {
+                if let Some(peer) = from {
+                    if self.spread.eager.cut(peer.id) {
+                        self.reply(peer, &Message::Prune);
                     }
                 }
             }
@@ -208,10 +203,10 @@ impl Node {
                 Some(true) => {}
                 Some(false) => return,
                 // Unknown author: wait for its record (see `views`).
-                None => return self.park(now, msg, hop, from, sender, via),
+                None => return self.park(now, msg, hop, from, via),
             }
         }
-        if self.plumtree() && !self.ring_mode() {
+        if self.mode() == Mode::Plumtree {
             if let Some(s) = sender {
                 if via == Via::Push {
                     // The link that delivered first is a tree link, both ways.
@@ -219,15 +214,14 @@ impl Node {
                 } else if !self.spread.eager.contains(s) {
                     // Only repair brought it: the tree misses us here. Graft the link.
                     self.eager_add(s);
-                    if let Some(addr) = from {
-                        self.send(addr, &Message::Graft);
+                    if let Some(peer) = from {
+                        self.reply(peer, &Message::Graft);
                     }
                 }
             }
         }
-        let sender = sender.or_else(|| from.and_then(|a| self.view.members.id_at(a)));
         // The author of a small group sent everyone a copy: no need to forward.
-        let flooded = hop == 0 && sender == Some(msg.author) && self.flooding();
+        let flooded = hop == 0 && sender == Some(msg.author) && self.mode() == Mode::Flood;
         if let (Via::Ring(limit), false) = (via, self.partial()) {
             self.ring_push(now, msg.clone(), hop.saturating_add(1), limit);
         } else if via != Via::Repair && !flooded {
@@ -278,11 +272,11 @@ impl Node {
     }
 
     /// Digest chunks of our delivered counters over `lo..=hi`.
-    pub(super) fn send_digest(&mut self, to: SocketAddr, lo: NodeId, hi: NodeId, reply: bool) {
+    pub(super) fn send_digest(&mut self, to: Peer, lo: NodeId, hi: NodeId, reply: bool) {
         let entries: Vec<(NodeId, u64)> = self.group.delivered().range(lo, hi).collect();
         let members = u32::try_from(self.view.members.len() + 1).unwrap_or(u32::MAX);
         if entries.is_empty() {
-            self.send(
+            self.reply(
                 to,
                 &Message::Digest {
                     lo,
@@ -302,7 +296,7 @@ impl Node {
             } else {
                 chunk.last().map_or(hi, |(id, _)| *id)
             };
-            self.send(
+            self.reply(
                 to,
                 &Message::Digest {
                     lo: start,
@@ -319,13 +313,12 @@ impl Node {
     pub(super) fn handle_repair(
         &mut self,
         now: Duration,
-        from: SocketAddr,
-        sender: NodeId,
+        from: Peer,
         msgs: Vec<GroupMsg>,
         more: bool,
     ) {
         for msg in msgs {
-            self.receive_group(now, msg, u16::MAX, Some(from), Some(sender), Via::Repair);
+            self.receive_group(now, msg, u16::MAX, Some(from), Via::Repair);
         }
         if more {
             self.send_digest(from, NodeId(0), NodeId(u32::MAX), false);
@@ -334,9 +327,9 @@ impl Node {
 
     /// Sends one repair datagram; in a network larger than a view it carries the records of
     /// the messages' authors (the receiver rarely knows them).
-    pub(super) fn send_repair(&mut self, to: SocketAddr, msgs: Vec<GroupMsg>, more: bool) {
+    pub(super) fn send_repair(&mut self, to: Peer, msgs: Vec<GroupMsg>, more: bool) {
         if !self.partial() {
-            return self.send(to, &Message::Repair { msgs, more });
+            return self.reply(to, &Message::Repair { msgs, more });
         }
         let mut authors: Vec<PeerInfo> = Vec::new();
         for m in &msgs {
@@ -350,11 +343,11 @@ impl Node {
             authors,
         };
         match encode(&with) {
-            Ok(p) => self.send_payload(to, &p),
+            Ok(p) => self.send_payload_to(to.id, to.addr, &p),
             // One long message and its author's record may not fit: the receiver asks.
             Err(_) => {
                 if let Message::RepairFrom { msgs, more, .. } = with {
-                    self.send(to, &Message::Repair { msgs, more });
+                    self.reply(to, &Message::Repair { msgs, more });
                 }
             }
         }
@@ -374,7 +367,7 @@ impl Node {
 
     pub(super) fn handle_digest(
         &mut self,
-        from: SocketAddr,
+        from: Peer,
         lo: NodeId,
         hi: NodeId,
         entries: Vec<(NodeId, u64)>,

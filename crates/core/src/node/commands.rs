@@ -108,9 +108,7 @@ impl Node {
                 let ids: Vec<NodeId> = self.view.live.ids().to_vec();
                 if let Some(me) = self.own.node_id {
                     for id in ids {
-                        if let Some(addr) = self.view.members.get(&id).map(|m| m.info.addr) {
-                            self.send(addr, &Message::Bye { node_id: me });
-                        }
+                        self.send_member(id, &Message::Bye { node_id: me });
                     }
                 }
                 self.life.phase = Phase::Stopped;

@@ -2,11 +2,11 @@
 //! (or kept by mailboxes), delivered in order and exactly once.
 
 use super::private::Acked;
+use super::send::Peer;
 use super::timers::Timer;
 use super::Node;
 use crate::io::{Event, HistoryEntry, PeerStatus, Record, Scope};
 use p2pchat_proto::{Message, NodeId, PrivateMsg, VectorClock};
-use std::net::SocketAddr;
 use std::time::Duration;
 
 impl Node {
@@ -89,20 +89,14 @@ impl Node {
         }
     }
 
-    pub(super) fn handle_private(
-        &mut self,
-        _now: Duration,
-        from: SocketAddr,
-        sender: NodeId,
-        msg: PrivateMsg,
-    ) {
-        if Some(msg.to) != self.own.node_id || sender != msg.from {
+    pub(super) fn handle_private(&mut self, _now: Duration, from: Peer, msg: PrivateMsg) {
+        if Some(msg.to) != self.own.node_id || from.id != msg.from {
             self.net.stats.rejected += 1;
             return;
         }
         let (me, peer) = (msg.to, msg.from);
         let upto = self.accept_private(msg);
-        self.send(
+        self.reply(
             from,
             &Message::PrivateAck {
                 from: me,

@@ -19,11 +19,11 @@
 //!   and in order like a direct private message, and acknowledges to the mailbox (`MailAck`)
 //!   and to the sender.
 
+use super::send::Peer;
 use super::Node;
 use crate::io::{Event, PeerStatus, Record};
 use crate::mail::{self, Limits, Put};
 use p2pchat_proto::{MailBlob, Message, NodeId};
-use std::net::SocketAddr;
 use std::time::Duration;
 
 /// Least time between two hand-overs of the same recipient's mail.
@@ -125,7 +125,7 @@ impl Node {
 
     /// A member (the sender, or a mailbox passing a copy on) asks us to keep a message for
     /// its recipient.
-    pub(super) fn handle_deposit(&mut self, now: Duration, from: SocketAddr, blob: MailBlob) {
+    pub(super) fn handle_deposit(&mut self, now: Duration, from: Peer, blob: MailBlob) {
         if !self.mail_signed(&blob) {
             return;
         }
@@ -148,7 +148,7 @@ impl Node {
             }
         }
         // To whoever gave it: the sender shows it stored, a mailbox ignores it.
-        self.send(from, &Message::Stored { to, seq });
+        self.reply(from, &Message::Stored { to, seq });
         if !self.mail.handover.holders_known(to) {
             // The set as the sender saw it (it deposited with each of them).
             let holders = self.mailboxes_of(to);
@@ -258,7 +258,7 @@ impl Node {
     }
 
     /// A mailbox hands us a message kept for us.
-    pub(super) fn handle_mail(&mut self, from: SocketAddr, blob: MailBlob) {
+    pub(super) fn handle_mail(&mut self, from: Peer, blob: MailBlob) {
         if Some(blob.to) != self.own.node_id {
             self.net.stats.rejected += 1;
             return;
@@ -266,9 +266,9 @@ impl Node {
         self.receive_mail(Some(from), blob);
     }
 
-    /// Opens and delivers a blob for us; acknowledges to the mailbox at `mailbox` (if it
-    /// came from one) and to the sender.
-    fn receive_mail(&mut self, mailbox: Option<SocketAddr>, blob: MailBlob) {
+    /// Opens and delivers a blob for us; acknowledges to the `mailbox` (if it came from one)
+    /// and to the sender.
+    fn receive_mail(&mut self, mailbox: Option<Peer>, blob: MailBlob) {
         let Some(me) = self.own.node_id else { return };
         let author = blob.from;
         let Some(from_dh) = self.info_of(author).map(|i| i.cert.dh_pk) else {
@@ -285,7 +285,7 @@ impl Node {
         };
         let upto = self.accept_private(msg);
         if let Some(mailbox) = mailbox {
-            self.send(mailbox, &Message::MailAck { from: author, upto });
+            self.reply(mailbox, &Message::MailAck { from: author, upto });
         }
         if let Some(addr) = self.info_of(author).map(|i| i.addr) {
             let ack = Message::PrivateAck {

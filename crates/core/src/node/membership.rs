@@ -3,6 +3,7 @@
 //! member status, and the live set that peer choice draws from.
 
 use super::members::Member;
+use super::send::Peer;
 use super::timers::Timer;
 use super::views::Admit;
 use super::Node;
@@ -24,15 +25,18 @@ impl Node {
         if Some(newcomer.node_id) == self.own.node_id {
             return;
         }
-        let addr = newcomer.addr;
+        let to = Peer {
+            id: newcomer.node_id,
+            addr: newcomer.addr,
+        };
         // Silent: the newcomer's own Hello announces it.
         self.learn_member(now, newcomer, false, Admit::Force);
-        self.send_members(addr);
+        self.send_members(to);
     }
 
     /// A peer knows fewer members than we do: send it the members we learned last, or the
     /// whole list when it lacks more than those (at most every `FULL_LIST_COOLDOWN`).
-    pub(super) fn repair_members(&mut self, now: Duration, to: SocketAddr, lacking: usize) {
+    pub(super) fn repair_members(&mut self, now: Duration, to: Peer, lacking: usize) {
         // Now and then the whole list, in case what it lacks is older than `recent`.
         if lacking <= self.view.members.recent().len() && !self.rng.random_ratio(1, 16) {
             // What it lacks is most likely among the newest: send a few times as many.
@@ -45,7 +49,7 @@ impl Node {
                 .rev()
                 .take(take)
                 .filter_map(|id| self.view.members.get(id))
-                .filter(|m| m.info.addr != to)
+                .filter(|m| m.info.addr != to.addr)
                 .map(|m| m.info.clone())
                 .collect();
             self.send_connect(to, peers);
@@ -54,7 +58,7 @@ impl Node {
         let recently = self
             .view
             .full_lists_sent
-            .get(&to)
+            .get(&to.addr)
             .is_some_and(|&at| now.saturating_sub(at) < FULL_LIST_COOLDOWN);
         if !recently {
             if self.view.full_lists_sent.len() >= 1024 {
@@ -62,33 +66,33 @@ impl Node {
                     .full_lists_sent
                     .retain(|_, at| now.saturating_sub(*at) < FULL_LIST_COOLDOWN);
             }
-            self.view.full_lists_sent.insert(to, now);
+            self.view.full_lists_sent.insert(to.addr, now);
             self.send_members(to);
         }
     }
 
     /// Sends our member list (and ourselves) as `Connect` chunks: all of it, or a random
     /// half view once the network is larger than a view (the newcomer greets each).
-    pub(super) fn send_members(&mut self, to: SocketAddr) {
+    pub(super) fn send_members(&mut self, to: Peer) {
         let peers: Vec<PeerInfo> = if self.view_full() {
             self.sample_live(self.cfg.view_max / 2, &[])
                 .into_iter()
                 .filter_map(|id| self.view.members.get(&id))
-                .filter(|m| m.info.addr != to)
+                .filter(|m| m.info.addr != to.addr)
                 .map(|m| m.info.clone())
                 .collect()
         } else {
             self.view
                 .members
                 .values()
-                .filter(|m| m.info.addr != to)
+                .filter(|m| m.info.addr != to.addr)
                 .map(|m| m.info.clone())
                 .collect()
         };
         self.send_connect(to, peers);
     }
 
-    pub(super) fn send_connect(&mut self, to: SocketAddr, peers: Vec<PeerInfo>) {
+    pub(super) fn send_connect(&mut self, to: Peer, peers: Vec<PeerInfo>) {
         let Some(me) = self.my_info() else { return };
         let budget = BATCH_BUDGET.saturating_sub(p2pchat_proto::wire::encoded_len(&me));
         let mut batches = pack_batches(&peers, budget);
@@ -96,7 +100,7 @@ impl Node {
             batches.push(Vec::new());
         }
         for peers in batches {
-            self.send(
+            self.reply(
                 to,
                 &Message::Connect {
                     from: me.clone(),
@@ -143,7 +147,7 @@ impl Node {
         for m in self.view.members.values_mut() {
             if let Some((left, at)) = m.hello {
                 if at <= now {
-                    due.push(m.info.addr);
+                    due.push((m.info.node_id, m.info.addr));
                     m.hello = if left > 1 {
                         Some((left - 1, now + self.cfg.hello_retry))
                     } else {
@@ -158,8 +162,9 @@ impl Node {
                 }
             }
         }
-        for addr in due {
-            self.send(
+        for (id, addr) in due {
+            self.send_to(
+                id,
                 addr,
                 &Message::Hello {
                     info: me.clone(),
@@ -172,13 +177,7 @@ impl Node {
         }
     }
 
-    pub(super) fn handle_hello(
-        &mut self,
-        now: Duration,
-        from: SocketAddr,
-        info: PeerInfo,
-        joined: bool,
-    ) {
+    pub(super) fn handle_hello(&mut self, now: Duration, from: Peer, info: PeerInfo, joined: bool) {
         if Some(info.node_id) == self.own.node_id {
             return;
         }
@@ -213,7 +212,7 @@ impl Node {
                 .filter(|&&r| r != id)
                 .filter_map(|id| self.view.members.get(id).map(|m| m.info.clone()))
                 .collect();
-            self.send(from, &Message::HelloAck { info: me, recent });
+            self.reply(from, &Message::HelloAck { info: me, recent });
         }
     }
 

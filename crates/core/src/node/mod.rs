@@ -37,6 +37,7 @@ use p2pchat_proto::{decode, decode_envelope, Dot, Message, NodeId, PeerInfo, Vec
 use private::Conversations;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
+use send::Peer;
 use spread::Spread;
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -443,20 +444,18 @@ impl Node {
                             self.learn_member(now, info, true, Admit::IfRoom);
                         }
                         _ => {
-                            self.net.replying_to = Some((from, id));
                             self.learn_and_announce(now, info, true, Admit::Contact);
                         }
                     }
                 }
-                self.net.replying_to = Some((from, id));
-                self.handle_peer(now, from, id, msg);
-                self.net.replying_to = None;
+                self.handle_peer(now, Peer { id, addr: from }, msg);
             }
             _ => self.net.stats.unauthenticated += 1,
         }
     }
 
-    fn handle_peer(&mut self, now: Duration, from: SocketAddr, sender: NodeId, msg: Message) {
+    fn handle_peer(&mut self, now: Duration, peer: Peer, msg: Message) {
+        let (from, sender) = (peer.addr, peer.id);
         // Every claim of identity inside a message must match the authenticated sender.
         let claimed = match &msg {
             Message::Connect { from: info, .. }
@@ -481,20 +480,18 @@ impl Node {
         }
         match msg {
             Message::Connect { from: info, peers } => self.handle_connect(now, info, peers),
-            Message::Hello { info, joined } => self.handle_hello(now, from, info, joined),
+            Message::Hello { info, joined } => self.handle_hello(now, peer, info, joined),
             Message::HelloAck { info, recent } => {
                 self.learn_gossip(now, recent);
                 self.handle_hello_ack(now, info);
             }
             // (The claim was checked above: `node_id` is the sender.)
             Message::Bye { node_id } => self.set_status(now, node_id, PeerStatus::Offline),
-            Message::Group { hop, msg } => {
-                self.receive_group(now, msg, hop, Some(from), Some(sender), Via::Push)
-            }
+            Message::Group { hop, msg } => self.receive_group(now, msg, hop, Some(peer), Via::Push),
             Message::Ring { hop, limit, msg } => {
                 // Acknowledged even when a duplicate: the sender need not retry either way.
                 self.ring_ack_later(now, sender, msg.dot());
-                self.receive_group(now, msg, hop, Some(from), Some(sender), Via::Ring(limit))
+                self.receive_group(now, msg, hop, Some(peer), Via::Ring(limit))
             }
             Message::RingAck { dots } => {
                 for dot in dots {
@@ -510,7 +507,7 @@ impl Node {
                 } else {
                     self.net.stats.rejected += 1;
                 }
-                self.receive_group(now, msg, hop, Some(from), Some(sender), Via::Push)
+                self.receive_group(now, msg, hop, Some(peer), Via::Push)
             }
             Message::Forget => {
                 self.view.partial = true;
@@ -518,13 +515,13 @@ impl Node {
                     self.drop_member(sender);
                 }
             }
-            Message::WhoIs { ids } => self.handle_whois(from, &ids),
+            Message::WhoIs { ids } => self.handle_whois(peer, &ids),
             Message::Certs { peers } => self.handle_certs(now, peers),
-            Message::Deposit(blob) => self.handle_deposit(now, from, blob),
+            Message::Deposit(blob) => self.handle_deposit(now, peer, blob),
             Message::Stored { to, seq } => self.handle_stored(sender, to, seq),
-            Message::Mail(blob) => self.handle_mail(from, blob),
+            Message::Mail(blob) => self.handle_mail(peer, blob),
             Message::MailAck { from: f, upto } => self.handle_mail_ack(sender, f, upto),
-            Message::Repair { msgs, more } => self.handle_repair(now, from, sender, msgs, more),
+            Message::Repair { msgs, more } => self.handle_repair(now, peer, msgs, more),
             Message::RepairFrom {
                 msgs,
                 more,
@@ -533,7 +530,7 @@ impl Node {
                 for a in authors {
                     self.learn_record(a);
                 }
-                self.handle_repair(now, from, sender, msgs, more);
+                self.handle_repair(now, peer, msgs, more);
             }
             Message::Digest {
                 lo,
@@ -546,11 +543,11 @@ impl Node {
                 let known = self.view.members.len() + 1;
                 // (Not between partial views: their sizes say nothing about what is missing.)
                 if lo == NodeId(0) && (members as usize) < known && !self.partial() {
-                    self.repair_members(now, from, known - members as usize);
+                    self.repair_members(now, peer, known - members as usize);
                 }
-                self.handle_digest(from, lo, hi, entries, reply);
+                self.handle_digest(peer, lo, hi, entries, reply);
             }
-            Message::Private(msg) => self.handle_private(now, from, sender, msg),
+            Message::Private(msg) => self.handle_private(now, peer, msg),
             Message::PrivateAck {
                 from: peer,
                 to,
@@ -559,7 +556,7 @@ impl Node {
             Message::Ping { nonce, gossip } => {
                 self.learn_gossip(now, gossip);
                 let gossip = self.gossip_sample();
-                self.send(from, &Message::Ack { nonce, gossip });
+                self.reply(peer, &Message::Ack { nonce, gossip });
             }
             Message::Ack { nonce, gossip } => {
                 self.learn_gossip(now, gossip);
@@ -569,9 +566,9 @@ impl Node {
                 let local: u64 = self.rng.random();
                 if self
                     .prober
-                    .relay(local, from, nonce, now + self.cfg.probe_interval)
+                    .relay(local, peer, nonce, now + self.cfg.probe_interval)
                 {
-                    self.send(
+                    self.send_at(
                         target,
                         &Message::Ping {
                             nonce: local,
@@ -697,9 +694,9 @@ impl Node {
             }
             Timer::Fetch => self.fetch_timer(now),
             Timer::AntiEntropy => {
-                if let Some(peer) = self.random_live(&[]) {
-                    if let Some(addr) = self.view.members.get(&peer).map(|m| m.info.addr) {
-                        self.send_digest(addr, NodeId(0), NodeId(u32::MAX), true);
+                if let Some(id) = self.random_live(&[]) {
+                    if let Some(addr) = self.view.members.get(&id).map(|m| m.info.addr) {
+                        self.send_digest(Peer { id, addr }, NodeId(0), NodeId(u32::MAX), true);
                     }
                 }
                 self.set_timer(Timer::AntiEntropy, now + self.cfg.anti_entropy_interval);

@@ -6,7 +6,6 @@
 
 use crate::io::{Event, Output, Record, Stats};
 use crate::secure::Links;
-use p2pchat_proto::NodeId;
 use std::collections::VecDeque;
 use std::net::SocketAddr;
 
@@ -21,9 +20,6 @@ pub(super) struct Net {
     pub(super) links: Links,
     /// Link datagrams that arrived before our admission (a Connect can beat the answer).
     early: Vec<(SocketAddr, Vec<u8>)>,
-    /// The authenticated sender of the datagram being handled: a reply to its address is
-    /// sealed to it even when it is neither a member nor a stranger yet.
-    pub(super) replying_to: Option<(SocketAddr, NodeId)>,
     /// Records are being replayed: no events, no records.
     pub(super) replaying: bool,
 }
@@ -35,7 +31,6 @@ impl Default for Net {
             stats: Stats::default(),
             links: Links::default(),
             early: Vec::new(),
-            replying_to: None,
             replaying: true,
         }
     }

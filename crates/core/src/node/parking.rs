@@ -3,11 +3,11 @@
 //! and in time: a message whose author's record never comes is dropped after `TTL`, and
 //! anti-entropy brings it again.
 
+use super::send::Peer;
 use super::Via;
 use crate::HashMap;
 use foldhash::HashMapExt;
 use p2pchat_proto::{GroupMsg, NodeId};
-use std::net::SocketAddr;
 use std::time::Duration;
 
 /// Group messages that may wait for their author's record, in all.
@@ -21,8 +21,7 @@ const TTL: Duration = Duration::from_secs(30);
 pub(super) struct Parked {
     pub(super) msg: GroupMsg,
     pub(super) hop: u16,
-    pub(super) from: Option<SocketAddr>,
-    pub(super) sender: Option<NodeId>,
+    pub(super) from: Option<Peer>,
     pub(super) via: Via,
     pub(super) since: Duration,
 }
@@ -135,7 +134,6 @@ mod tests {
             },
             hop: 1,
             from: None,
-            sender: None,
             via: Via::Push,
             since: Duration::from_secs(since),
         }

@@ -74,10 +74,10 @@ impl Node {
             })
         });
         if let Some(target) = target {
-            if let Some(addr) = self.view.members.get(&target).map(|m| m.info.addr) {
+            if self.view.members.contains_key(&target) {
                 let nonce: u64 = self.rng.random();
                 let gossip = self.gossip_sample();
-                self.send(addr, &Message::Ping { nonce, gossip });
+                self.send_member(target, &Message::Ping { nonce, gossip });
                 self.prober.probe = Some(Probe {
                     target,
                     nonce,
@@ -113,21 +113,19 @@ impl Node {
         };
         let helpers = self.sample_live(self.cfg.indirect_probes, &[target]);
         for h in helpers {
-            if let Some(addr) = self.view.members.get(&h).map(|m| m.info.addr) {
-                self.send(
-                    addr,
-                    &Message::PingReq {
-                        nonce,
-                        target: target_addr,
-                    },
-                );
-            }
+            self.send_member(
+                h,
+                &Message::PingReq {
+                    nonce,
+                    target: target_addr,
+                },
+            );
         }
     }
 
     pub(super) fn handle_ack(&mut self, now: Duration, nonce: u64) {
         if let Some((requester, orig)) = self.prober.relayed(nonce) {
-            self.send(
+            self.reply(
                 requester,
                 &Message::Ack {
                     nonce: orig,

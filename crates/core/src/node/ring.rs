@@ -219,11 +219,6 @@ pub(super) fn pushing_to(ring: &[NodeId], id: NodeId) -> Vec<NodeId> {
 }
 
 impl Node {
-    /// Whether group messages travel by ring broadcast (see the module doc).
-    pub(super) fn ring_mode(&self) -> bool {
-        self.cfg.ring && !self.flooding() && !self.partial()
-    }
-
     /// The ring, ourselves included.
     fn ring_ids(&mut self) -> &[NodeId] {
         if let Some(me) = self.own.node_id {
@@ -268,7 +263,7 @@ impl Node {
             return;
         };
         match encode(wire) {
-            Ok(p) => self.send_payload(addr, &p),
+            Ok(p) => self.send_payload_to(target, addr, &p),
             Err(e) => debug_assert!(false, "the node built an unencodable message: {e}"),
         }
         if self.spread.ring.pending.len() < PENDING_MAX || tries > 1 {
@@ -310,7 +305,8 @@ impl Node {
                 continue;
             };
             for chunk in dots.chunks(MAX_RING_ACK) {
-                self.send(
+                self.send_to(
+                    id,
                     addr,
                     &Message::RingAck {
                         dots: chunk.to_vec(),
@@ -420,7 +416,8 @@ impl Node {
     pub(super) fn ring_ping(&mut self, id: NodeId) {
         if let Some(addr) = self.view.members.get(&id).map(|m| m.info.addr) {
             let nonce: u64 = self.rng.random();
-            self.send(
+            self.send_to(
+                id,
                 addr,
                 &Message::Ping {
                     nonce,
@@ -489,9 +486,7 @@ impl Node {
             self.ring_doubt(now, target);
             let down = Message::RingDown { ids: vec![target] };
             for id in self.others_pushing_to(target) {
-                if let Some(addr) = self.view.members.get(&id).map(|m| m.info.addr) {
-                    self.send(addr, &down);
-                }
+                self.send_member(id, &down);
             }
             let Some(me) = self.own.node_id else { continue };
             let ring = self.ring_ids();

@@ -9,49 +9,66 @@ use p2pchat_proto::{encode, Message, NodeId, PeerInfo};
 use std::net::SocketAddr;
 use std::time::Duration;
 
-impl Node {
-    /// Seals `msg` for the member (or server) at `to` and queues the datagram.
-    pub(super) fn send(&mut self, to: SocketAddr, msg: &Message) {
-        match encode(msg) {
-            Ok(p) => self.send_payload(to, &p),
-            Err(e) => debug_assert!(false, "the node built an unencodable message: {e}"),
-        }
-    }
+/// An authenticated peer: the node whose link key opened a datagram, and the address it
+/// came from. Handlers get it explicitly, and replies go to it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) struct Peer {
+    pub(super) id: NodeId,
+    pub(super) addr: SocketAddr,
+}
 
-    /// Seals an encoded message for the member (or server) at `to`.
-    pub(super) fn send_payload(&mut self, to: SocketAddr, payload: &[u8]) {
+impl Node {
+    /// Seals `msg` for the auth server we ask now and queues the datagram.
+    pub(super) fn send_server(&mut self, msg: &Message) {
         let Some(me) = self.own.node_id else { return };
-        let sealed = if to == self.auth.addr() {
-            let Some(dh) = self.auth.server_dh else {
-                return;
-            };
-            // Always with the certificate: a restarted server keeps no state about us.
-            let cert = self.attachment(false);
-            let epoch = self.own.epoch;
-            self.net
-                .links
-                .to(&self.own.ident, me, SERVER_ID, dh)
-                .seal(me, epoch, payload, cert)
-        } else {
-            let Some(id) = self.id_at(to) else {
-                self.net.stats.unsendable += 1;
-                return;
-            };
-            return self.send_payload_to(id, to, payload);
+        let Some(dh) = self.auth.server_dh else {
+            return;
         };
+        let Ok(payload) = encode(msg).inspect_err(|e| {
+            debug_assert!(false, "the node built an unencodable message: {e}");
+        }) else {
+            return;
+        };
+        // Always with the certificate: a restarted server keeps no state about us.
+        let cert = self.attachment(false);
+        let epoch = self.own.epoch;
+        let sealed = self
+            .net
+            .links
+            .to(&self.own.ident, me, SERVER_ID, dh)
+            .seal(me, epoch, &payload, cert);
         match sealed {
-            Some(bytes) => self.push_datagram(to, bytes),
+            Some(bytes) => self.push_datagram(self.auth.addr(), bytes),
             None => debug_assert!(false, "a sealed message must fit a datagram"),
         }
     }
 
-    /// Who is at `addr`: a member, or the sender of the datagram being handled.
-    pub(super) fn id_at(&self, addr: SocketAddr) -> Option<NodeId> {
-        match (self.view.members.id_at(addr), self.net.replying_to) {
-            (Some(id), _) => Some(id),
-            (None, Some((at, id))) if at == addr => Some(id),
-            _ => None,
+    /// Seals `msg` for the member `id` at its address (nothing when it is not a member).
+    pub(super) fn send_member(&mut self, id: NodeId, msg: &Message) {
+        if let Some(addr) = self.view.members.get(&id).map(|m| m.info.addr) {
+            self.send_to(id, addr, msg);
         }
+    }
+
+    /// Seals an encoded message for the member `id` (nothing when it is not a member).
+    pub(super) fn send_payload_member(&mut self, id: NodeId, payload: &[u8]) {
+        if let Some(addr) = self.view.members.get(&id).map(|m| m.info.addr) {
+            self.send_payload_to(id, addr, payload);
+        }
+    }
+
+    /// Seals `msg` for the member at `addr`, for the one message that names a peer by address
+    /// only (`PingReq`); counted as unsendable when no member is there.
+    pub(super) fn send_at(&mut self, addr: SocketAddr, msg: &Message) {
+        match self.view.members.id_at(addr) {
+            Some(id) => self.send_to(id, addr, msg),
+            None => self.net.stats.unsendable += 1,
+        }
+    }
+
+    /// Seals `msg` for the peer a datagram came from.
+    pub(super) fn reply(&mut self, to: Peer, msg: &Message) {
+        self.send_to(to.id, to.addr, msg);
     }
 
     /// Seals `msg` for the member or stranger `id` at `to`.

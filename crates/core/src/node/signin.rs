@@ -325,8 +325,7 @@ impl Node {
 
     pub(super) fn fetch_timer(&mut self, now: Duration) {
         if let Some(node_id) = self.own.node_id {
-            let auth = self.auth.addr();
-            self.send(auth, &Message::Fetch { node_id });
+            self.send_server(&Message::Fetch { node_id });
         }
         // In a network larger than a view, thousands of members poll: each polls a third as
         // often (still twice per lease), and newcomers are still picked up at once.

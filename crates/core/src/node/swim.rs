@@ -5,12 +5,12 @@
 //! The node decides what a silence means (suspect, offline) from its member records; this
 //! part decides whom to ask next and remembers what is in flight.
 
+use super::send::Peer;
 use crate::HashMap;
 use foldhash::HashMapExt;
 use p2pchat_proto::NodeId;
 use rand::Rng;
 use std::collections::BTreeSet;
-use std::net::SocketAddr;
 use std::time::Duration;
 
 /// The probe in flight.
@@ -37,7 +37,7 @@ pub(super) struct Prober {
     offline_at: Duration,
     pub(super) probe: Option<Probe>,
     /// Pings relayed for others, by our nonce: the requester, its nonce, and until when.
-    relays: HashMap<u64, (SocketAddr, u64, Duration)>,
+    relays: HashMap<u64, (Peer, u64, Duration)>,
 }
 
 impl Prober {
@@ -142,7 +142,7 @@ impl Prober {
     pub(super) fn relay(
         &mut self,
         local: u64,
-        requester: SocketAddr,
+        requester: Peer,
         nonce: u64,
         until: Duration,
     ) -> bool {
@@ -154,7 +154,7 @@ impl Prober {
     }
 
     /// The relayed ping answered by this ack, if it is one: whom to tell, with their nonce.
-    pub(super) fn relayed(&mut self, local: u64) -> Option<(SocketAddr, u64)> {
+    pub(super) fn relayed(&mut self, local: u64) -> Option<(Peer, u64)> {
         self.relays.remove(&local).map(|(r, n, _)| (r, n))
     }
 
@@ -204,7 +204,10 @@ mod tests {
     #[test]
     fn relays_are_bounded_answered_once_and_expire() {
         let mut p = Prober::new();
-        let r = SocketAddr::from(([127, 0, 0, 1], 9));
+        let r = Peer {
+            id: NodeId(3),
+            addr: std::net::SocketAddr::from(([127, 0, 0, 1], 9)),
+        };
         assert!(p.relay(1, r, 77, Duration::from_secs(1)));
         assert_eq!(p.relayed(1), Some((r, 77)));
         assert_eq!(p.relayed(1), None);

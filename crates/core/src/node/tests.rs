@@ -1353,3 +1353,55 @@ fn a_node_fails_over_between_auth_servers_that_share_a_directory() {
         .iter()
         .any(|e| matches!(e, Event::Status(r) if r.auth_server == a && r.auth_server_reachable)));
 }
+
+#[test]
+fn a_relayed_ping_is_answered_to_a_requester_outside_the_view() {
+    let cfg = NodeConfig {
+        view_max: 8,
+        ..NodeConfig::default()
+    };
+    let mut n = Node::new(cfg, params("carol", true), host(6004), Duration::ZERO);
+    drain(&mut n);
+    admit(&mut n, 3, 6004);
+    drain(&mut n);
+    let ping = Message::Ping {
+        nonce: 7,
+        gossip: Vec::new(),
+    };
+    for p in 10..18 {
+        send_as(&mut n, p, &ping);
+    }
+    // Peer 20 is outside the full view: a stranger we can still authenticate.
+    send_as(&mut n, 20, &ping);
+    drain(&mut n);
+    assert_eq!(n.member_count(), 8);
+
+    // It asks us to ping member 10 for it; member 10 answers us.
+    let target = addr(7010);
+    send_as(&mut n, 20, &Message::PingReq { nonce: 9, target });
+    let (sent, _, _) = drain(&mut n);
+    let local = sent_to(&n, 10, &sent)
+        .into_iter()
+        .find_map(|m| match m {
+            Message::Ping { nonce, .. } => Some(nonce),
+            _ => None,
+        })
+        .expect("the relayed ping goes to member 10");
+    send_as(
+        &mut n,
+        10,
+        &Message::Ack {
+            nonce: local,
+            gossip: Vec::new(),
+        },
+    );
+    let (sent, _, _) = drain(&mut n);
+    // The answer reaches the requester, although it is not a member.
+    assert!(
+        sent_to(&n, 20, &sent)
+            .iter()
+            .any(|m| matches!(m, Message::Ack { nonce: 9, .. })),
+        "{sent:?}"
+    );
+    assert_eq!(n.stats().unsendable, 0);
+}

@@ -19,13 +19,13 @@
 //! traffic per node depend on `view_max`, not on the size of the network.
 
 use super::parking::{Park, Parked};
+use super::send::Peer;
 use super::timers::Timer;
 use super::{Node, Via};
 use crate::io::PeerStatus;
 use ed25519_dalek::VerifyingKey;
 use p2pchat_proto::wire::{pack_batches, BATCH_BUDGET};
 use p2pchat_proto::{GroupMsg, Message, NodeId, PeerInfo};
-use std::net::SocketAddr;
 use std::time::Duration;
 
 /// Users whose record we may be asking the server for at once.
@@ -101,9 +101,7 @@ impl Node {
             .or_else(|| self.random_live(&[keep]))
             .or_else(|| self.view.members.keys().find(|&&id| id != keep).copied());
         if let Some(v) = victim {
-            if let Some(addr) = self.view.members.get(&v).map(|m| m.info.addr) {
-                self.send(addr, &Message::Forget);
-            }
+            self.send_member(v, &Message::Forget);
             self.drop_member(v);
         }
     }
@@ -193,8 +191,7 @@ impl Node {
         now: Duration,
         msg: GroupMsg,
         hop: u16,
-        from: Option<SocketAddr>,
-        sender: Option<NodeId>,
+        from: Option<Peer>,
         via: Via,
     ) {
         let author = msg.author;
@@ -202,7 +199,6 @@ impl Node {
             msg,
             hop,
             from,
-            sender,
             via,
             since: now,
         };
@@ -212,9 +208,9 @@ impl Node {
             // Anti-entropy brings it back later.
             Park::Full => self.net.stats.unverifiable += 1,
         }
-        if let Some(addr) = from {
+        if let Some(peer) = from {
             if self.view.parking.may_ask(author, now) {
-                self.send(addr, &Message::WhoIs { ids: vec![author] });
+                self.reply(peer, &Message::WhoIs { ids: vec![author] });
             }
         }
     }
@@ -227,21 +223,19 @@ impl Node {
             return;
         }
         for id in self.sample_live(3, &[peer]) {
-            if let Some(addr) = self.view.members.get(&id).map(|m| m.info.addr) {
-                self.send(addr, &Message::WhoIs { ids: vec![peer] });
-            }
+            self.send_member(id, &Message::WhoIs { ids: vec![peer] });
         }
     }
 
     /// Answers a `WhoIs` with the records we know.
-    pub(super) fn handle_whois(&mut self, from: SocketAddr, ids: &[NodeId]) {
+    pub(super) fn handle_whois(&mut self, from: Peer, ids: &[NodeId]) {
         let peers: Vec<PeerInfo> = ids
             .iter()
             .take(p2pchat_proto::wire::MAX_WHOIS)
             .filter_map(|&id| self.record_of(id))
             .collect();
         for batch in pack_batches(&peers, BATCH_BUDGET) {
-            self.send(from, &Message::Certs { peers: batch });
+            self.reply(from, &Message::Certs { peers: batch });
         }
     }
 
@@ -270,16 +264,11 @@ impl Node {
             return;
         }
         // Replies go to each message's sender, as if it had just arrived.
-        let saved = self.net.replying_to;
         for p in list {
             // Counted as a payload when it arrived.
             self.net.stats.group_payloads = self.net.stats.group_payloads.saturating_sub(1);
-            // (The sender counts only with its address, as it came.)
-            let sender = p.from.and(p.sender);
-            self.net.replying_to = p.from.zip(p.sender);
-            self.receive_group(now, p.msg, p.hop, p.from, sender, p.via);
+            self.receive_group(now, p.msg, p.hop, p.from, p.via);
         }
-        self.net.replying_to = saved;
     }
 
     /// Drops parked messages whose author's record never came, and old `WhoIs` marks.
@@ -310,8 +299,7 @@ impl Node {
     }
 
     fn send_lookup(&mut self, user: String) {
-        let auth = self.auth.addr();
-        self.send(auth, &Message::Lookup { user });
+        self.send_server(&Message::Lookup { user });
     }
 
     /// The server's answer to `Lookup`: the record of an online user, or nothing.
