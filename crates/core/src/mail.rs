@@ -10,7 +10,7 @@
 //! - [`Mailbox`]: what a member keeps for others: bounded per sender and per recipient,
 //!   dropped on the recipient's acknowledgement or at expiry.
 //!
-//! The node (`node.rs`) decides when to deposit, when to hand over, and persists every change
+//! The node (`node/mailbox.rs`) decides when to deposit, when to hand over, and persists every change
 //! as a record; the protocol is in `docs/PROTOCOL.md` ("Mailboxes").
 
 use crate::secure::Identity;
