@@ -29,27 +29,50 @@ pub fn parse(line: &str) -> Result<Option<Command>, String> {
             }))
         }
         "/history" => {
+            const USAGE: &str = "usage: /history [USER] [--last N] [--before ID]";
+            let mut with = None;
+            let mut last = None;
+            let mut before = None;
+            while let Some(w) = words.next() {
+                match w {
+                    "--last" => last = Some(count(words.next()).ok_or(USAGE)?),
+                    "--before" => before = Some(words.next().ok_or(USAGE)?.to_string()),
+                    _ if with.is_none() && !w.starts_with("--") => with = Some(w.to_string()),
+                    _ => return Err(USAGE.into()),
+                }
+            }
+            Ok(Some(Command::History { with, last, before }))
+        }
+        "/search" => {
+            const USAGE: &str = "usage: /search TEXT [--in USER] [--last N]";
+            let mut query = Vec::new();
             let mut with = None;
             let mut last = None;
             while let Some(w) = words.next() {
-                if w == "--last" {
-                    let n = words
-                        .next()
-                        .and_then(|n| n.parse::<usize>().ok())
-                        .ok_or("usage: /history [USER] [--last N]")?;
-                    last = Some(n);
-                } else if with.is_none() {
-                    with = Some(w.to_string());
-                } else {
-                    return Err("usage: /history [USER] [--last N]".into());
+                match w {
+                    "--in" => with = Some(words.next().ok_or(USAGE)?.to_string()),
+                    "--last" => last = Some(count(words.next()).ok_or(USAGE)?),
+                    _ => query.push(w),
                 }
             }
-            Ok(Some(Command::History { with, last }))
+            if query.is_empty() {
+                return Err(USAGE.into());
+            }
+            Ok(Some(Command::Search {
+                query: query.join(" "),
+                with,
+                last,
+            }))
         }
         other => Err(format!(
-            "unknown command {other}; commands: /msg USER TEXT, /peers, /history [USER] [--last N], /status, /quit"
+            "unknown command {other}; commands: /msg USER TEXT, /peers, /history [USER] [--last N] [--before ID], /search TEXT [--in USER] [--last N], /status, /quit"
         )),
     }
+}
+
+/// A positive count (`--last N`).
+fn count(word: Option<&str>) -> Option<usize> {
+    word?.parse::<usize>().ok().filter(|&n| n > 0)
 }
 
 #[cfg(test)]
@@ -75,16 +98,38 @@ mod tests {
             parse("/history bob --last 5"),
             Ok(Some(Command::History {
                 with: Some("bob".into()),
-                last: Some(5)
+                last: Some(5),
+                before: None
             }))
         );
         assert_eq!(
             parse("/history"),
             Ok(Some(Command::History {
                 with: None,
-                last: None
+                last: None,
+                before: None
             }))
         );
+        assert_eq!(
+            parse("/history --before 3.7 --last 20"),
+            Ok(Some(Command::History {
+                with: None,
+                last: Some(20),
+                before: Some("3.7".into())
+            }))
+        );
+        assert!(parse("/history --before").is_err());
+        assert!(parse("/history --last 0").is_err());
+        assert_eq!(
+            parse("/search lunch  plans --in bob --last 3"),
+            Ok(Some(Command::Search {
+                query: "lunch plans".into(),
+                with: Some("bob".into()),
+                last: Some(3)
+            }))
+        );
+        assert!(parse("/search").is_err());
+        assert!(parse("/search --in bob").is_err());
         assert!(parse("/history --last x").is_err());
         assert!(parse("/frobnicate").is_err());
         assert_eq!(parse("/quit"), Ok(Some(Command::Quit)));

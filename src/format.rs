@@ -104,14 +104,41 @@ pub fn human(e: &Event, me: &str) -> Option<String> {
                     .join("\n")
             }
         }
-        Event::History { messages, with, .. } => {
+        Event::History {
+            messages,
+            with,
+            earlier,
+            ..
+        } => {
             let mut lines = vec![match with {
                 Some(w) => format!("* private history with {w}:"),
                 None => "* group history:".to_string(),
             }];
+            if let (true, Some(first)) = (*earlier > 0, messages.first()) {
+                lines.push(format!(
+                    "  ({earlier} earlier messages: /history{} --before {})",
+                    with.as_ref().map(|w| format!(" {w}")).unwrap_or_default(),
+                    first.id
+                ));
+            }
             for m in messages {
                 let clock = m.clock.as_ref().map(|c| format!("  {c}")).unwrap_or_default();
                 lines.push(format!("  <{}> {}{clock}", m.from, m.text));
+            }
+            lines.join("\n")
+        }
+        Event::Search { query, messages } => {
+            let mut lines = vec![format!(
+                "* {} found for \"{query}\"{}",
+                messages.len(),
+                if messages.is_empty() { "" } else { ":" }
+            )];
+            for m in messages {
+                let place = match &m.to {
+                    Some(to) => format!(" (private to {to})"),
+                    None => String::new(),
+                };
+                lines.push(format!("  {} <{}>{place} {}", m.id, m.from, m.text));
             }
             lines.join("\n")
         }

@@ -91,12 +91,16 @@ pub fn event(e: &Event) -> Value {
             scope: s,
             with,
             messages,
+            earlier,
         } => {
-            let mut v = json!({"event": "history", "scope": scope(*s), "messages": messages.iter().map(entry).collect::<Vec<_>>()});
+            let mut v = json!({"event": "history", "scope": scope(*s), "messages": messages.iter().map(entry).collect::<Vec<_>>(), "earlier": earlier});
             if let (Some(w), Value::Object(m)) = (with, &mut v) {
                 m.insert("with".into(), json!(w));
             }
             v
+        }
+        Event::Search { query, messages } => {
+            json!({"event": "search", "query": query, "messages": messages.iter().map(entry).collect::<Vec<_>>()})
         }
         Event::Acked { peer, upto } => json!({"event": "acked", "peer": peer, "upto": upto}),
         Event::Stored { peer, seq } => json!({"event": "stored", "peer": peer, "seq": seq}),

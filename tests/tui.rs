@@ -76,6 +76,11 @@ fn the_terminal_ui_chats_with_script_mode_nodes() {
     // The private conversation got an entry in the list.
     assert!(screen.contains("@bob"), "{screen}");
 
+    // Search answers in the conversation pane, from the data dir's index.
+    tmux.type_line("/search SCRIPT");
+    let screen = tmux.wait_screen("search results", |s| s.contains("1 found for \"SCRIPT\""));
+    assert!(screen.contains("<bob> hi alice, from a script"), "{screen}");
+
     // /quit leaves cleanly: exit 0, and the terminal is back from the alternate screen.
     tmux.type_line("/quit");
     let screen = tmux.wait_screen("exit", |s| s.contains("EXIT="));

@@ -221,6 +221,7 @@ impl Demo {
             Command::History {
                 with: with.map(str::to_string),
                 last: None,
+                before: None,
             },
         )?;
         let deadline = Instant::now() + WAIT;

@@ -104,7 +104,8 @@ pub struct App {
 const HELP: &[&str] = &[
     "commands: type to talk in the current conversation",
     "  /msg USER TEXT    private message      /query USER   open a private conversation",
-    "  /peers  /history [USER] [--last N]  /status  /help  /quit (or Ctrl-C)",
+    "  /history [USER] [--last N] [--before ID]   /search TEXT [--in USER] [--last N]",
+    "  /peers  /status  /help  /quit (or Ctrl-C)",
     "keys: Tab completes names, Up/Down input history, PageUp/PageDown scroll,",
     "  Alt+1 the group, Alt+2.. private conversations, Esc back to the group",
 ];
@@ -329,6 +330,7 @@ impl App {
                 let mut load = vec![Command::History {
                     with: None,
                     last: Some(LOAD_LAST),
+                    before: None,
                 }];
                 self.loading.push_back(Conv::Group);
                 for c in conversations {
@@ -339,6 +341,7 @@ impl App {
                     load.push(Command::History {
                         with: Some(c.with),
                         last: Some(LOAD_LAST),
+                        before: None,
                     });
                     self.loading.push_back(conv);
                 }
@@ -362,6 +365,18 @@ impl App {
                 }
                 for l in lines {
                     self.notice(self.current.clone(), l);
+                }
+            }
+            Event::Search { query, messages } => {
+                let title = format!("{} found for \"{query}\":", messages.len());
+                self.notice(self.current.clone(), title);
+                for m in messages {
+                    let place = m.to.map(|to| format!(" (to {to})")).unwrap_or_default();
+                    // (`notice` makes the text inert.)
+                    self.notice(
+                        self.current.clone(),
+                        format!("  {} <{}>{place} {}", m.id, m.from, m.text),
+                    );
                 }
             }
             Event::History { messages, with, .. } => {

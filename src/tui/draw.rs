@@ -731,6 +731,7 @@ mod tests {
                 scope: Scope::Group,
                 with: None,
                 messages: vec![old],
+                earlier: 0,
             },
             "t".into(),
         );
@@ -739,6 +740,7 @@ mod tests {
                 scope: Scope::Private,
                 with: Some("bob".into()),
                 messages: vec![],
+                earlier: 0,
             },
             "t".into(),
         );
@@ -758,6 +760,7 @@ mod tests {
                 scope: Scope::Group,
                 with: None,
                 messages: vec![],
+                earlier: 0,
             },
             "t".into(),
         );

@@ -100,6 +100,14 @@ pub enum Record {
 pub trait Archive: Send {
     /// The delivered group message with this dot.
     fn group(&self, dot: Dot) -> Option<GroupMsg>;
+
+    /// The stored group and private messages (`Record::Group`, `PrivateIn`, `PrivateOut`)
+    /// whose text has every word of `query` (as a word or the start of one), oldest first,
+    /// the newest `limit`; only the conversation with `peer` when given. `None` when this
+    /// archive cannot search (the node then searches what it holds in memory).
+    fn search(&self, _query: &str, _peer: Option<NodeId>, _limit: usize) -> Option<Vec<Record>> {
+        None
+    }
 }
 
 /// Presence of a member as seen by this node.
@@ -326,6 +334,15 @@ pub enum Event {
         with: Option<String>,
         /// Messages in display order.
         messages: Vec<HistoryEntry>,
+        /// How many older messages were left out (page with `--before` the first id shown).
+        earlier: usize,
+    },
+    /// Reply to [`Command::Search`]: the matching messages, group and private, oldest first.
+    Search {
+        /// What was searched for.
+        query: String,
+        /// The matches (the newest ones when there are more than asked for).
+        messages: Vec<HistoryEntry>,
     },
     /// A mailbox keeps our private message `seq` to `peer`, who is away: it will be
     /// handed over when `peer` comes back, even if we are gone by then.
@@ -386,6 +403,14 @@ pub enum Event {
     },
 }
 
+/// Most messages one `/history` returns when no `--last` is given: a longer history is paged
+/// (`earlier` says how many were left out).
+pub const HISTORY_PAGE_MAX: usize = 1_000;
+/// Matches one `/search` returns without `--last`.
+pub const SEARCH_DEFAULT: usize = 50;
+/// Most matches one `/search` returns.
+pub const SEARCH_MAX: usize = 1_000;
+
 /// What a user asks a node to do.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Command {
@@ -400,11 +425,25 @@ pub enum Command {
     },
     /// List known members.
     Peers,
-    /// Show history: the group's, or the conversation with `with`; the newest `last` only.
+    /// Show history: the group's, or the conversation with `with`; the newest `last` only
+    /// (at most [`HISTORY_PAGE_MAX`] without it), older than message `before` when given.
     History {
         /// Private peer, or `None` for the group.
         with: Option<String>,
         /// Only the newest N.
+        last: Option<usize>,
+        /// Only messages shown before this id (a page further back).
+        before: Option<String>,
+    },
+    /// Search the group and private history for messages with every word of `query`; in the
+    /// conversation with `with` only when given; the newest `last` matches (default
+    /// [`SEARCH_DEFAULT`]). Local: nothing leaves the node.
+    Search {
+        /// The words to find (as words or word starts; case and accents ignored).
+        query: String,
+        /// Only the private conversation with this user.
+        with: Option<String>,
+        /// Only the newest N matches.
         last: Option<usize>,
     },
     /// Report who we are, where we stand, and the counters.
@@ -424,9 +463,11 @@ pub fn tag_replies<'a>(outputs: impl Iterator<Item = &'a mut Output>, tag: &str,
         let Output::Event(e) = out else { continue };
         let reply = match e {
             Event::Error { fatal, .. } => !*fatal,
-            Event::Peers(_) | Event::History { .. } | Event::Status(_) | Event::Overview { .. } => {
-                true
-            }
+            Event::Peers(_)
+            | Event::History { .. }
+            | Event::Search { .. }
+            | Event::Status(_)
+            | Event::Overview { .. } => true,
             Event::Message(m) => m.from == me && !m.is_merge(),
             _ => false,
         };

@@ -37,6 +37,6 @@ pub use auth::{AuthServer, Credentials, InsecurePlainCredentials};
 pub use config::{AuthConfig, NodeConfig};
 pub use io::{
     Archive, Command, ConversationSummary, Event, HistoryEntry, Output, PeerStatus, Record, Scope,
-    Stats, StatusReport,
+    Stats, StatusReport, HISTORY_PAGE_MAX, SEARCH_DEFAULT, SEARCH_MAX,
 };
 pub use node::{Host, Node, NodeParams};

@@ -5,7 +5,7 @@ use p2pchat_core::{
     Archive, AuthConfig, AuthServer, Command, Credentials, Event, Host, Node, NodeConfig,
     NodeParams, Output, Record, Stats,
 };
-use p2pchat_proto::{Dot, GroupMsg};
+use p2pchat_proto::{Dot, GroupMsg, NodeId};
 use p2pchat_store::{Store, StoreError};
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
@@ -273,6 +273,18 @@ impl Archive for StoreArchive {
             Ok(m) => m,
             Err(e) => {
                 tracing::warn!("cannot read back group message {dot}: {e}");
+                None
+            }
+        }
+    }
+
+    fn search(&self, query: &str, peer: Option<NodeId>, limit: usize) -> Option<Vec<Record>> {
+        let store = self.0.lock().ok()?;
+        match store.search(query, peer.map(|p| p.0), limit) {
+            Ok(found) => Some(found),
+            Err(e) => {
+                // Said once here; the node then searches what it holds in memory.
+                tracing::warn!("cannot search the store: {e}");
                 None
             }
         }

@@ -18,7 +18,7 @@ use std::path::Path;
 use thiserror::Error;
 
 /// The schema version this build writes.
-pub const SCHEMA_VERSION: i64 = 3;
+pub const SCHEMA_VERSION: i64 = 4;
 
 /// Storage failures. All are local faults: report and stop, never wipe.
 #[derive(Debug, Error)]
@@ -179,7 +179,17 @@ impl Store {
             tx.execute_batch("PRAGMA user_version = 3;")
                 .map_err(|e| classify(&path, e))?;
         }
-        // Future migrations go here: `if from < 4 { ... PRAGMA user_version = 4; }`.
+        if from < 4 {
+            // Version 4: a full-text index over the texts of group and private messages.
+            tx.execute_batch(
+                "CREATE VIRTUAL TABLE texts USING fts5(text, peer UNINDEXED, tokenize = 'unicode61');",
+            )
+            .map_err(|e| classify(&path, e))?;
+            index_existing(&tx, &path)?;
+            tx.execute_batch("PRAGMA user_version = 4;")
+                .map_err(|e| classify(&path, e))?;
+        }
+        // Future migrations go here: `if from < 5 { ... PRAGMA user_version = 5; }`.
         tx.commit().map_err(|e| classify(&path, e))?;
         Ok(())
     }
@@ -238,8 +248,16 @@ impl Store {
                 let body = postcard::to_allocvec(r)
                     .map_err(|e| rusqlite::Error::ToSqlConversionFailure(Box::new(e)))?;
                 stmt.execute(params![kind(r), body])?;
+                let id = self.conn.last_insert_rowid();
                 if let Record::Group(m) = r {
-                    added.push((m.author.0, m.seq, self.conn.last_insert_rowid()));
+                    added.push((m.author.0, m.seq, id));
+                }
+                if let Some((text, peer)) = searchable(r) {
+                    self.conn
+                        .prepare_cached(
+                            "INSERT INTO texts (rowid, text, peer) VALUES (?1, ?2, ?3)",
+                        )?
+                        .execute(params![id, text, peer])?;
                 }
             }
             self.conn.prepare_cached("COMMIT")?.execute([])
@@ -294,6 +312,53 @@ impl Store {
                 detail: format!("group record {author}.{seq} does not decode"),
             }),
         }
+    }
+
+    /// The stored group and private messages whose text has every word of `query` (as a
+    /// word or the start of one, letters and digits only, case and accents ignored), oldest
+    /// first, the newest `limit` of them; only the private conversation with `peer` when
+    /// given. Read from the full-text index: the cost follows the matches, not the history.
+    pub fn search(
+        &self,
+        query: &str,
+        peer: Option<u32>,
+        limit: usize,
+    ) -> Result<Vec<Record>, StoreError> {
+        let fail = |e| classify(&self.path, e);
+        // Each word quoted (so nothing the user types is FTS syntax) and matched as a prefix.
+        let words: Vec<String> = query
+            .split(|c: char| !c.is_alphanumeric())
+            .filter(|w| !w.is_empty())
+            .map(|w| format!("\"{w}\"*"))
+            .collect();
+        if words.is_empty() || limit == 0 {
+            return Ok(Vec::new());
+        }
+        let mut stmt = self
+            .conn
+            .prepare_cached(
+                "SELECT records.id, records.body FROM texts JOIN records ON records.id = texts.rowid
+                 WHERE texts MATCH ?1 AND (?2 IS NULL OR texts.peer = ?2)
+                 ORDER BY texts.rowid DESC LIMIT ?3",
+            )
+            .map_err(fail)?;
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let rows = stmt
+            .query_map(params![words.join(" "), peer, limit], |r| {
+                Ok((r.get::<_, i64>(0)?, r.get::<_, Vec<u8>>(1)?))
+            })
+            .map_err(fail)?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (id, body) = row.map_err(fail)?;
+            let record = postcard::from_bytes(&body).map_err(|e| StoreError::Corrupt {
+                path: self.path.clone(),
+                detail: format!("record {id}: {e}"),
+            })?;
+            out.push(record);
+        }
+        out.reverse();
+        Ok(out)
     }
 
     /// Number of stored records.
@@ -402,6 +467,44 @@ mod legacy {
     }
 }
 
+/// The text a record adds to the search index, and the other party of a private message.
+fn searchable(r: &Record) -> Option<(&str, Option<u32>)> {
+    match r {
+        // (Merge messages have no text: nothing to find.)
+        Record::Group(m) if !m.text.is_empty() => Some((&m.text, None)),
+        Record::PrivateOut(m) => Some((&m.text, Some(m.to.0))),
+        Record::PrivateIn(m) => Some((&m.text, Some(m.from.0))),
+        _ => None,
+    }
+}
+
+/// Indexes the messages of a store written before the search index existed.
+fn index_existing(tx: &rusqlite::Transaction<'_>, path: &str) -> Result<(), StoreError> {
+    let fail = |e| classify(path, e);
+    let mut read = tx
+        .prepare(
+            "SELECT id, body FROM records WHERE kind IN ('group', 'private_in', 'private_out')",
+        )
+        .map_err(fail)?;
+    let mut write = tx
+        .prepare("INSERT INTO texts (rowid, text, peer) VALUES (?1, ?2, ?3)")
+        .map_err(fail)?;
+    let rows = read
+        .query_map([], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, Vec<u8>>(1)?)))
+        .map_err(fail)?;
+    for row in rows {
+        let (id, body) = row.map_err(fail)?;
+        let record: Record = postcard::from_bytes(&body).map_err(|e| StoreError::Corrupt {
+            path: path.to_string(),
+            detail: format!("record {id}: {e}"),
+        })?;
+        if let Some((text, peer)) = searchable(&record) {
+            write.execute(params![id, text, peer]).map_err(fail)?;
+        }
+    }
+    Ok(())
+}
+
 fn kind(r: &Record) -> &'static str {
     match r {
         Record::Identity { .. } => "identity",
@@ -441,6 +544,123 @@ mod tests {
                 sig: [0; 64],
             }),
         ]
+    }
+
+    fn group(author: u32, seq: u64, text: &str) -> Record {
+        Record::Group(GroupMsg {
+            author: NodeId(author),
+            seq,
+            lamport: seq,
+            deps: vec![],
+            text: text.into(),
+            time_ms: 1,
+            sig: [0; 64],
+        })
+    }
+
+    fn private(from: u32, to: u32, seq: u64, text: &str) -> p2pchat_proto::PrivateMsg {
+        p2pchat_proto::PrivateMsg {
+            from: NodeId(from),
+            to: NodeId(to),
+            seq,
+            seen: 0,
+            text: text.into(),
+            time_ms: 1,
+        }
+    }
+
+    fn texts(records: &[Record]) -> Vec<&str> {
+        records
+            .iter()
+            .map(|r| match r {
+                Record::Group(m) => m.text.as_str(),
+                Record::PrivateIn(m) | Record::PrivateOut(m) => m.text.as_str(),
+                _ => "?",
+            })
+            .collect()
+    }
+
+    #[test]
+    fn search_finds_words_and_word_starts_newest_last_in_a_conversation_or_everywhere() {
+        let mut s = Store::in_memory().expect("open");
+        s.append(&[
+            group(1, 1, "Lunch at noon?"),
+            group(2, 1, "lunchtime is sacred"),
+            Record::PrivateOut(private(3, 2, 1, "secret lunch plan")),
+            Record::PrivateIn(private(4, 3, 1, "lunch with Zoë")),
+            group(1, 2, ""),
+            group(2, 2, "dinner"),
+        ])
+        .expect("append");
+        assert_eq!(
+            texts(&s.search("LUNCH", None, 10).expect("search")),
+            [
+                "Lunch at noon?",
+                "lunchtime is sacred",
+                "secret lunch plan",
+                "lunch with Zoë"
+            ]
+        );
+        assert_eq!(
+            texts(&s.search("lunch", None, 2).expect("search")),
+            ["secret lunch plan", "lunch with Zoë"],
+            "the newest two"
+        );
+        assert_eq!(
+            texts(&s.search("lunch", Some(2), 10).expect("search")),
+            ["secret lunch plan"],
+            "only the conversation with node 2"
+        );
+        assert_eq!(
+            texts(&s.search("zoe lunch", None, 10).expect("search")),
+            ["lunch with Zoë"],
+            "every word, accents ignored"
+        );
+        assert!(s.search("breakfast", None, 10).expect("search").is_empty());
+    }
+
+    #[test]
+    fn hostile_search_text_is_words_not_syntax() {
+        let mut s = Store::in_memory().expect("open");
+        s.append(&[group(1, 1, "a \"quoted\" NEAR(thing) OR not")])
+            .expect("append");
+        for q in [
+            "\"",
+            "NEAR(",
+            "* OR AND",
+            "quoted\" OR \"",
+            "-not",
+            "^a",
+            "",
+            "   ",
+        ] {
+            s.search(q, None, 10).expect("never an error");
+        }
+        assert_eq!(s.search("\"quoted\"", None, 10).expect("search").len(), 1);
+        assert_eq!(s.search("near thing", None, 10).expect("search").len(), 1);
+    }
+
+    #[test]
+    fn a_store_from_before_the_search_index_is_indexed_when_opened() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("n.db");
+        {
+            let mut s = Store::open(&path).expect("open");
+            s.append(&[group(1, 1, "old news"), group(1, 2, "older news")])
+                .expect("append");
+        }
+        {
+            // As version 3 left it: no index.
+            let c = Connection::open(&path).expect("raw");
+            c.execute_batch("DROP TABLE texts; PRAGMA user_version = 3;")
+                .expect("downgrade");
+        }
+        let mut s = Store::open(&path).expect("migrate");
+        assert_eq!(s.load().expect("load").len(), 2);
+        assert_eq!(
+            texts(&s.search("news", None, 10).expect("search")),
+            ["old news", "older news"]
+        );
     }
 
     #[test]

@@ -1,9 +1,12 @@
 //! The user's commands: run at once, or kept until the sign-in and then run in order, each
-//! reply tagged with the command's tag; `/status`, `/peers`, `/history`.
+//! reply tagged with the command's tag; `/status`, `/peers`, `/history` (paged), `/search`.
 
 use super::life::Phase;
 use super::Node;
-use crate::io::{Command, Event, PeerStatus, Scope, StatusReport};
+use crate::io::{
+    Command, Event, HistoryEntry, PeerStatus, Record, Scope, StatusReport, HISTORY_PAGE_MAX,
+    SEARCH_DEFAULT, SEARCH_MAX,
+};
 use p2pchat_proto::{Message, NodeId};
 use std::time::Duration;
 
@@ -100,7 +103,8 @@ impl Node {
                     .collect();
                 self.event(Event::Peers(list));
             }
-            Command::History { with, last } => self.show_history(with, last),
+            Command::History { with, last, before } => self.show_history(with, last, before),
+            Command::Search { query, with, last } => self.search(query, with, last),
             Command::Status => self.event(Event::Status(Box::new(self.status_report()))),
             Command::Overview => self.event(self.overview()),
             Command::Settle => self.life.settle_asked = true,
@@ -116,7 +120,12 @@ impl Node {
         }
     }
 
-    pub(super) fn show_history(&mut self, with: Option<String>, last: Option<usize>) {
+    pub(super) fn show_history(
+        &mut self,
+        with: Option<String>,
+        last: Option<usize>,
+        before: Option<String>,
+    ) {
         let (scope, mut messages) = match &with {
             None => (Scope::Group, self.group_history()),
             Some(user) => match self.member_by_name(user) {
@@ -129,14 +138,113 @@ impl Node {
         };
         // Merge messages (no text) carry only causal metadata: not shown.
         messages.retain(|m| !m.is_merge());
-        if let Some(n) = last {
-            let skip = messages.len().saturating_sub(n);
-            messages.drain(..skip);
+        if let Some(id) = &before {
+            let Some(at) = messages.iter().position(|m| &m.id == id) else {
+                self.error(format!("no message {id} in this history"));
+                return;
+            };
+            messages.truncate(at);
         }
+        let n = last.unwrap_or(HISTORY_PAGE_MAX);
+        let earlier = messages.len().saturating_sub(n);
+        messages.drain(..earlier);
         self.event(Event::History {
             scope,
             with,
             messages,
+            earlier,
         });
+    }
+
+    /// Finds the messages with every word of `query`: through the archive's index when the
+    /// driver gave one, else in what the node holds.
+    pub(super) fn search(&mut self, query: String, with: Option<String>, last: Option<usize>) {
+        let peer = match &with {
+            None => None,
+            Some(user) => match self.member_by_name(user) {
+                Some(id) => Some(id),
+                None => {
+                    self.error(format!("unknown user: {user}"));
+                    return;
+                }
+            },
+        };
+        let words = words(&query);
+        if words.is_empty() {
+            self.error("nothing to search for: give a word");
+            return;
+        }
+        let limit = last.unwrap_or(SEARCH_DEFAULT).min(SEARCH_MAX);
+        let found = self
+            .group
+            .archive()
+            .and_then(|a| a.search(&query, peer, limit));
+        let messages = match found {
+            Some(records) => records
+                .into_iter()
+                .filter_map(|r| match r {
+                    Record::Group(m) => Some(self.group_entry(m, None)),
+                    Record::PrivateIn(m) | Record::PrivateOut(m) => Some(self.private_entry(&m)),
+                    _ => None,
+                })
+                .collect(),
+            None => self.search_in_memory(&words, peer, limit),
+        };
+        self.event(Event::Search { query, messages });
+    }
+
+    /// The newest `limit` matches among the messages in memory, oldest first (group history
+    /// first, then each conversation: without an archive there is no common order).
+    fn search_in_memory(
+        &self,
+        words: &[String],
+        peer: Option<NodeId>,
+        limit: usize,
+    ) -> Vec<HistoryEntry> {
+        let mut all: Vec<HistoryEntry> = match peer {
+            Some(p) => self.private_history(p),
+            None => {
+                let mut all = self.group_history();
+                for p in self.conversations.peers() {
+                    all.extend(self.private_history(p));
+                }
+                all
+            }
+        };
+        all.retain(|m| !m.is_merge() && matches(words, &m.text));
+        let skip = all.len().saturating_sub(limit);
+        all.drain(..skip);
+        all
+    }
+}
+
+/// The words of a search, lower-cased: runs of letters and digits.
+fn words(text: &str) -> Vec<String> {
+    text.split(|c: char| !c.is_alphanumeric())
+        .filter(|w| !w.is_empty())
+        .map(str::to_lowercase)
+        .collect()
+}
+
+/// Whether every word of the search starts a word of `text` (as the archive's index matches).
+fn matches(search: &[String], text: &str) -> bool {
+    let have = words(text);
+    search
+        .iter()
+        .all(|w| have.iter().any(|h| h.starts_with(w.as_str())))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_search_matches_every_word_as_a_word_start_ignoring_case() {
+        let q = words("LUNCH, noon!");
+        assert_eq!(q, ["lunch", "noon"]);
+        assert!(matches(&q, "Lunchtime at noon?"));
+        assert!(!matches(&q, "lunch at one"), "every word");
+        assert!(!matches(&words("unch"), "lunch"), "word starts only");
+        assert!(words("\"*( )").is_empty(), "no words in punctuation");
     }
 }

@@ -273,6 +273,11 @@ impl GroupLog {
     }
 
     /// From now on only the newest `keep` bodies stay in memory.
+    /// The archive, once the driver gave one.
+    pub(super) fn archive(&self) -> Option<&dyn Archive> {
+        self.archive.as_deref()
+    }
+
     pub(super) fn set_archive(&mut self, archive: Box<dyn Archive>, keep: usize) {
         self.archive = Some(archive);
         self.trim(keep);

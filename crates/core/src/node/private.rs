@@ -257,6 +257,11 @@ impl Conversations {
         msgs
     }
 
+    /// The peers we have a conversation with.
+    pub(super) fn peers(&self) -> Vec<NodeId> {
+        self.0.keys().copied().collect()
+    }
+
     /// Conversations with any message, for an overview; `name` gives a peer's username.
     pub(super) fn summaries(&self, name: impl Fn(NodeId) -> String) -> Vec<ConversationSummary> {
         self.0

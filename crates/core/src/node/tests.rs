@@ -1015,6 +1015,7 @@ fn commands_before_the_sign_in_wait_and_run_in_order_with_their_tags() {
         Command::History {
             with: None,
             last: None,
+            before: None,
         },
     );
     // Nothing refused, nothing run yet; /status answers at once and counts the queue.
@@ -1250,6 +1251,7 @@ fn a_message_is_never_refused_however_many_authors_talk_at_once() {
         Command::History {
             with: None,
             last: Some(1),
+            before: None,
         },
     );
     let ev = drain(&mut n).1;

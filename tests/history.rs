@@ -1,0 +1,138 @@
+//! History as a user reads it from script mode: pages (`/history --last N --before ID`) and
+//! search (`/search TEXT [--in USER] [--last N]`, SQLite full text), also after a restart.
+
+mod common;
+
+use common::*;
+use serde_json::Value;
+
+fn texts(msgs: &[Value]) -> Vec<String> {
+    msgs.iter()
+        .map(|m| m["text"].as_str().unwrap_or_default().to_string())
+        .collect()
+}
+
+/// Sends `/search ARGS` and returns the `search` event it got.
+fn search(p: &mut Proc, args: &str) -> Value {
+    let is_search = |v: &Value| v["event"] == "search";
+    let n = p.seen.iter().filter(|v| is_search(v)).count();
+    p.send(&format!("/search {args}"));
+    p.wait_nth("search", n, is_search)
+}
+
+/// Sends `/history ARGS` and returns the `history` event it got.
+fn history(p: &mut Proc, args: &str) -> Value {
+    let is_history = |v: &Value| v["event"] == "history";
+    let n = p.seen.iter().filter(|v| is_history(v)).count();
+    p.send(&format!("/history {args}"));
+    p.wait_nth("history", n, is_history)
+}
+
+/// Sends a command that must fail and returns the error message.
+fn error(p: &mut Proc, line: &str) -> String {
+    let is_error = |v: &Value| v["event"] == "error";
+    let n = p.seen.iter().filter(|v| is_error(v)).count();
+    p.send(line);
+    let e = p.wait_nth("error", n, is_error);
+    e["message"].as_str().unwrap_or_default().to_string()
+}
+
+#[test]
+fn history_pages_and_search_answer_from_the_data_dir_also_after_a_restart() {
+    let dirs = tempdir();
+    let (_auth, addr, mut ps) = network(dirs.path(), &["alice", "bob"]);
+    // 30 group messages, one in three about lunch; two private ones about lunch.
+    let mut group = Vec::new();
+    for i in 0..30 {
+        let text = if i % 3 == 0 {
+            format!("note {i}: Lunch at noon?")
+        } else {
+            format!("note {i}: the weather")
+        };
+        ps[0].send(&text);
+        ps[1].wait_text(&text);
+        group.push(text);
+    }
+    ps[0].send("/msg bob lunchtime plans, privately");
+    ps[1].wait_text("lunchtime plans, privately");
+    ps[1].send("/msg alice no lunch for me");
+    ps[0].wait_text("no lunch for me");
+    let lunch: Vec<String> = group
+        .iter()
+        .filter(|t| t.contains("Lunch"))
+        .cloned()
+        .collect();
+
+    for round in ["running", "restarted"] {
+        let bob = &mut ps[1];
+        // Every word, as a word start, in the group and the private conversation, oldest first.
+        let found = search(bob, "LUNCH");
+        assert_eq!(found["query"], "LUNCH");
+        let mut want = lunch.clone();
+        want.push("lunchtime plans, privately".into());
+        want.push("no lunch for me".into());
+        assert_eq!(
+            texts(found["messages"].as_array().expect("messages")),
+            want,
+            "{round}"
+        );
+        // The newest matches, and one conversation only.
+        let newest = search(bob, "lunch --last 2");
+        assert_eq!(
+            texts(newest["messages"].as_array().expect("messages")),
+            ["lunchtime plans, privately", "no lunch for me"],
+            "{round}"
+        );
+        let private = search(bob, "lunch --in alice");
+        let private = private["messages"].as_array().expect("messages");
+        assert_eq!(private.len(), 2, "{round}");
+        assert!(
+            private.iter().all(|m| m["to"].is_string()),
+            "{round}: {private:?}"
+        );
+        let both = search(bob, "note noon");
+        assert_eq!(
+            texts(both["messages"].as_array().expect("messages")),
+            lunch,
+            "{round}"
+        );
+        // Text that looks like query syntax is only words; no words is a clear error.
+        let odd = search(bob, "\"noon\" OR NEAR(weather");
+        assert!(
+            odd["messages"].as_array().expect("messages").is_empty(),
+            "{round}: {odd}"
+        );
+        assert!(error(bob, "/search \"*( )").contains("nothing to search for"));
+        assert!(error(bob, "/search x --in nobody").contains("unknown user"));
+
+        // Pages: the newest 10, then the 10 before the first of them.
+        let page = history(bob, "--last 10");
+        let msgs = page["messages"].as_array().expect("messages").clone();
+        assert_eq!(texts(&msgs), group[20..].to_vec(), "{round}");
+        assert_eq!(page["earlier"], 20, "{round}");
+        let first = msgs[0]["id"].as_str().expect("id").to_string();
+        let back = history(bob, &format!("--before {first} --last 10"));
+        assert_eq!(
+            texts(back["messages"].as_array().expect("messages")),
+            group[10..20].to_vec(),
+            "{round}"
+        );
+        assert_eq!(back["earlier"], 10, "{round}");
+        assert!(error(bob, "/history --before 999.999").contains("no message 999.999"));
+
+        if round == "running" {
+            bob.kill9();
+            let mut again = Proc::node(
+                "bob",
+                "pw",
+                &addr,
+                &dirs.path().join("bob"),
+                false,
+                None,
+                &[],
+            );
+            again.ready();
+            ps[1] = again;
+        }
+    }
+}
