@@ -7,7 +7,7 @@ use crate::io::{
     Command, Event, HistoryEntry, PeerStatus, Record, Scope, StatusReport, HISTORY_PAGE_MAX,
     SEARCH_DEFAULT, SEARCH_MAX,
 };
-use p2pchat_proto::{Message, NodeId};
+use p2pchat_proto::{Dot, Message, NodeId};
 use std::time::Duration;
 
 impl Node {
@@ -120,34 +120,48 @@ impl Node {
         }
     }
 
+    /// A page of a history: the newest `last` (at most [`HISTORY_PAGE_MAX`]) before message
+    /// `before`. The group's reads only the page's bodies.
     pub(super) fn show_history(
         &mut self,
         with: Option<String>,
         last: Option<usize>,
         before: Option<String>,
     ) {
-        let (scope, mut messages) = match &with {
-            None => (Scope::Group, self.group_history()),
-            Some(user) => match self.member_by_name(user) {
-                Some(id) => (Scope::Private, self.private_history(id)),
-                None => {
-                    self.error(format!("unknown user: {user}"));
-                    return;
-                }
-            },
-        };
-        // Merge messages (no text) carry only causal metadata: not shown.
-        messages.retain(|m| !m.is_merge());
-        if let Some(id) = &before {
-            let Some(at) = messages.iter().position(|m| &m.id == id) else {
-                self.error(format!("no message {id} in this history"));
-                return;
-            };
-            messages.truncate(at);
-        }
         let n = last.unwrap_or(HISTORY_PAGE_MAX);
-        let earlier = messages.len().saturating_sub(n);
-        messages.drain(..earlier);
+        let missing = |id: &str| format!("no message {id} in this history");
+        let (scope, messages, earlier) = match &with {
+            None => {
+                let dot = match before.as_deref().map(parse_dot) {
+                    None => None,
+                    Some(Some(dot)) => Some(dot),
+                    Some(None) => return self.error(missing(before.as_deref().unwrap_or(""))),
+                };
+                let Some((page, earlier)) = self.group.page(dot, n) else {
+                    return self.error(missing(before.as_deref().unwrap_or("")));
+                };
+                let messages = page
+                    .into_iter()
+                    .map(|(msg, clock)| self.group_entry(msg, clock))
+                    .collect();
+                (Scope::Group, messages, earlier)
+            }
+            Some(user) => {
+                let Some(id) = self.member_by_name(user) else {
+                    return self.error(format!("unknown user: {user}"));
+                };
+                let mut messages = self.private_history(id);
+                if let Some(id) = &before {
+                    let Some(at) = messages.iter().position(|m| &m.id == id) else {
+                        return self.error(missing(id));
+                    };
+                    messages.truncate(at);
+                }
+                let earlier = messages.len().saturating_sub(n);
+                messages.drain(..earlier);
+                (Scope::Private, messages, earlier)
+            }
+        };
         self.event(Event::History {
             scope,
             with,
@@ -218,6 +232,12 @@ impl Node {
     }
 }
 
+/// A group message id as shown (`AUTHOR.SEQ`).
+fn parse_dot(id: &str) -> Option<Dot> {
+    let (author, seq) = id.split_once('.')?;
+    Some(Dot::new(NodeId(author.parse().ok()?), seq.parse().ok()?))
+}
+
 /// The words of a search, lower-cased: runs of letters and digits.
 fn words(text: &str) -> Vec<String> {
     text.split(|c: char| !c.is_alphanumeric())
@@ -246,5 +266,8 @@ mod tests {
         assert!(!matches(&q, "lunch at one"), "every word");
         assert!(!matches(&words("unch"), "lunch"), "word starts only");
         assert!(words("\"*( )").is_empty(), "no words in punctuation");
+        assert_eq!(parse_dot("3.17"), Some(Dot::new(NodeId(3), 17)));
+        assert_eq!(parse_dot("3>1.2"), None);
+        assert_eq!(parse_dot("x"), None);
     }
 }

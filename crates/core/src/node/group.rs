@@ -23,6 +23,8 @@ struct Delivered {
     lamport: u64,
     author: NodeId,
     seq: u64,
+    /// A merge message (no text, only causal metadata): never shown in a history.
+    merge: bool,
     /// The encoded message; `None` once it left the in-memory window (read from the archive).
     bytes: Option<Box<[u8]>>,
 }
@@ -168,6 +170,7 @@ impl GroupLog {
             lamport: msg.lamport,
             author: msg.author,
             seq: msg.seq,
+            merge: msg.text.is_empty(),
             bytes: to_payload(&msg).ok().map(Vec::into_boxed_slice),
         });
         (msg, clock)
@@ -272,12 +275,42 @@ impl GroupLog {
         self.history.iter().filter(|d| d.bytes.is_some()).count()
     }
 
-    /// From now on only the newest `keep` bodies stay in memory.
+    /// One page of the history in display order, merges left out: the newest `last` messages
+    /// before `before` (before the end without it), and how many shown messages are older.
+    /// Only the page's bodies are read (old ones from the archive). `None`: no such message.
+    pub(super) fn page(&self, before: Option<Dot>, last: usize) -> Option<(Vec<Delivery>, usize)> {
+        let mut keys: Vec<(u64, NodeId, u64, usize)> = self
+            .history
+            .iter()
+            .enumerate()
+            .filter(|(_, d)| !d.merge)
+            .map(|(i, d)| (d.lamport, d.author, d.seq, i))
+            .collect();
+        keys.sort_unstable();
+        let end = match before {
+            None => keys.len(),
+            Some(dot) => keys
+                .iter()
+                .position(|k| k.1 == dot.author && k.2 == dot.seq)?,
+        };
+        let start = end.saturating_sub(last);
+        let page = keys[start..end]
+            .iter()
+            .filter_map(|k| {
+                let msg = self.body(&self.history[k.3])?;
+                let clock = self.clock(msg.dot());
+                Some((msg, clock))
+            })
+            .collect();
+        Some((page, start))
+    }
+
     /// The archive, once the driver gave one.
     pub(super) fn archive(&self) -> Option<&dyn Archive> {
         self.archive.as_deref()
     }
 
+    /// From now on only the newest `keep` bodies stay in memory.
     pub(super) fn set_archive(&mut self, archive: Box<dyn Archive>, keep: usize) {
         self.archive = Some(archive);
         self.trim(keep);
@@ -392,5 +425,48 @@ mod tests {
         assert_eq!(g.lamport(Dot::new(NodeId(1), 4)), Some(4));
         assert_eq!(g.message(Dot::new(NodeId(1), 11)), None);
         assert_eq!(g.hop(Dot::new(NodeId(1), 1)), None, "hops not recorded");
+    }
+
+    #[test]
+    fn a_page_reads_only_its_bodies_and_leaves_merges_out() {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        use std::sync::Arc;
+        struct Counting(Vec<GroupMsg>, Arc<AtomicUsize>);
+        impl Archive for Counting {
+            fn group(&self, dot: Dot) -> Option<GroupMsg> {
+                self.1.fetch_add(1, Ordering::Relaxed);
+                self.0.iter().find(|m| m.dot() == dot).cloned()
+            }
+        }
+        let mut g = GroupLog::new(false, false);
+        let mut all: Vec<GroupMsg> = (1..=20).map(|s| msg(1, s, s, &[])).collect();
+        // A merge (no text) in the middle: never shown, never counted.
+        all[9].text.clear();
+        for m in &all {
+            g.hold(m.clone());
+        }
+        let reads = Arc::new(AtomicUsize::new(0));
+        g.set_archive(Box::new(Counting(all.clone(), reads.clone())), 2);
+        let (page, earlier) = g.page(None, 3).expect("page");
+        assert_eq!(dots(&page), ["1.18", "1.19", "1.20"]);
+        assert_eq!(earlier, 16, "19 shown messages, 3 on this page");
+        assert_eq!(
+            reads.load(Ordering::Relaxed),
+            1,
+            "only 1.18 came from the archive"
+        );
+        let (page, earlier) = g.page(Some(Dot::new(NodeId(1), 12)), 3).expect("page");
+        assert_eq!(
+            dots(&page),
+            ["1.8", "1.9", "1.11"],
+            "the merge 1.10 is skipped"
+        );
+        assert_eq!(earlier, 7);
+        let (page, earlier) = g.page(Some(Dot::new(NodeId(1), 2)), 5).expect("page");
+        assert_eq!((dots(&page), earlier), (vec!["1.1".to_string()], 0));
+        assert!(
+            g.page(Some(Dot::new(NodeId(9), 1)), 5).is_none(),
+            "no such message"
+        );
     }
 }
