@@ -136,3 +136,28 @@ fn history_pages_and_search_answer_from_the_data_dir_also_after_a_restart() {
         }
     }
 }
+
+#[test]
+fn a_long_pipe_ending_in_quit_loses_no_line() {
+    let dirs = tempdir();
+    let (_auth, addr) = Proc::auth_server(&dirs.path().join("auth"), "127.0.0.1:0", None, None);
+    let dir = dirs.path().join("n");
+    // More lines than a node keeps before it is signed in, written at once, then /quit: every
+    // line is carried out, in order, before the node leaves.
+    let mut p = Proc::node("piper", "pw", &addr, &dir, true, None, &[]);
+    const LINES: usize = 12_000;
+    for i in 0..LINES {
+        p.send(&format!("line {i}"));
+    }
+    p.send("/quit");
+    p.send("not after quit");
+    assert_eq!(p.exit_code(), Some(0));
+    let mut again = Proc::node("piper", "pw", &addr, &dir, false, None, &[]);
+    again.ready();
+    let page = history(&mut again, "--last 2");
+    assert_eq!(
+        texts(page["messages"].as_array().expect("messages")),
+        [format!("line {}", LINES - 2), format!("line {}", LINES - 1)]
+    );
+    assert_eq!(page["earlier"], LINES - 2);
+}

@@ -186,7 +186,7 @@ enum Input {
     Failed(String),
 }
 /// Reads stdin line by line, as bytes: a line that is not UTF-8 is reported, not fatal.
-fn read_stdin(tx: tokio::sync::mpsc::UnboundedSender<Input>) {
+fn read_stdin(tx: tokio::sync::mpsc::Sender<Input>) {
     tokio::spawn(async move {
         let mut stdin = tokio::io::BufReader::new(tokio::io::stdin());
         let mut buf = Vec::new();
@@ -208,7 +208,7 @@ fn read_stdin(tx: tokio::sync::mpsc::UnboundedSender<Input>) {
                 Err(e) => Input::Failed(e.to_string()),
             };
             let failed = matches!(input, Input::Failed(_));
-            if tx.send(input).is_err() || failed {
+            if tx.send(input).await.is_err() || failed {
                 break;
             }
         }
@@ -234,19 +234,26 @@ fn split_tag(line: &str) -> Result<(Option<String>, &str), String> {
 }
 /// Script mode: commands from stdin, JSON events on stdout. At the end of input it finishes
 /// what was asked (see `--linger`); a signal stops it at once, gracefully.
+/// Script lines taken before the node is signed in (it keeps up to 10,000 for then).
+const BEFORE_READY_MAX: usize = 1_000;
+
 async fn script_loop(
     control: p2pchat_runtime::NodeControl,
     mut events: tokio::sync::mpsc::UnboundedReceiver<Event>,
     mut printer: Printer,
     linger: Duration,
 ) -> anyhow::Result<ExitCode> {
-    let (line_tx, mut lines) = tokio::sync::mpsc::unbounded_channel::<Input>();
+    // Bounded: a long pipe waits in the pipe, not in memory.
+    let (line_tx, mut lines) = tokio::sync::mpsc::channel::<Input>(1024);
     read_stdin(line_tx);
     let mut signals = Signals::new();
     let mut stdin_open = true;
     let mut ready = false;
     let mut fatal = false;
     let mut quitting = false;
+    // Lines taken before "ready": the node keeps them until it is signed in, a bounded
+    // number; the rest wait in the pipe.
+    let mut before_ready = 0usize;
     // Set at the end of input once signed in: the latest moment to say goodbye.
     let mut deadline: Option<tokio::time::Instant> = None;
     let quit = |quitting: &mut bool| {
@@ -277,25 +284,35 @@ async fn script_loop(
                 }
                 None => break,
             },
-            input = lines.recv(), if stdin_open => {
+            input = lines.recv(), if stdin_open && (ready || before_ready < BEFORE_READY_MAX) => {
+                if !ready {
+                    before_ready += 1;
+                }
                 let end = match input {
                     Some(Input::Line(n, line)) => {
                         let parsed = split_tag(&line)
                             .and_then(|(tag, text)| commands::parse(text).map(|cmd| (tag, cmd)));
                         match parsed {
-                            Ok((_, None)) => {}
+                            Ok((_, None)) => false,
+                            // `/quit` in a script: do what the lines before it asked, then
+                            // leave (as at the end of input), never drop them.
+                            Ok((_, Some(Command::Quit))) => true,
                             Ok((Some(tag), Some(cmd))) => {
                                 control.command_tagged(tag, cmd);
+                                false
                             }
                             Ok((None, Some(cmd))) => {
                                 control.command(cmd);
+                                false
                             }
-                            Err(message) => printer.print(&Event::Error {
-                                message: format!("line {n}: {message}"),
-                                fatal: false,
-                            }),
+                            Err(message) => {
+                                printer.print(&Event::Error {
+                                    message: format!("line {n}: {message}"),
+                                    fatal: false,
+                                });
+                                false
+                            }
                         }
-                        false
                     }
                     Some(Input::NotUtf8(n)) => {
                         printer.print(&Event::Error {
