@@ -279,7 +279,7 @@ impl Archive for StoreArchive {
     }
 
     fn search(&self, query: &str, peer: Option<NodeId>, limit: usize) -> Option<Vec<Record>> {
-        let store = self.0.lock().ok()?;
+        let mut store = self.0.lock().ok()?;
         match store.search(query, peer.map(|p| p.0), limit) {
             Ok(found) => Some(found),
             Err(e) => {

@@ -63,6 +63,9 @@ pub struct Store {
     /// Record ids of group messages by author, indexed by sequence number - 1 (what lets
     /// old messages be read back instead of kept in memory, without a second B-tree write).
     groups: std::collections::HashMap<u32, Vec<i64>>,
+    /// Searchable messages appended since the search index was last brought up to date
+    /// (1 at open: the last session may have left some; a search first indexes them).
+    unindexed: usize,
 }
 
 fn classify(path: &str, e: rusqlite::Error) -> StoreError {
@@ -143,6 +146,7 @@ impl Store {
             conn,
             path,
             groups: Default::default(),
+            unindexed: 1,
         };
         store.migrate(version)?;
         Ok(store)
@@ -181,11 +185,17 @@ impl Store {
         }
         if from < 4 {
             // Version 4: a full-text index over the texts of group and private messages.
+            // Contentless (the texts stay in `records` only); the other party of a private
+            // message is a token of its own (`p17`) in `peer`. `texts_indexed` is how far
+            // `records` is indexed: the index follows in batches, not a segment per commit.
             tx.execute_batch(
-                "CREATE VIRTUAL TABLE texts USING fts5(text, peer UNINDEXED, tokenize = 'unicode61');",
+                "CREATE VIRTUAL TABLE texts USING fts5(text, peer, content = '',
+                     contentless_delete = 1, tokenize = 'unicode61');
+                 CREATE TABLE texts_indexed (upto INTEGER NOT NULL);
+                 INSERT INTO texts_indexed VALUES (0);",
             )
             .map_err(|e| classify(&path, e))?;
-            index_existing(&tx, &path)?;
+            index_since(&tx).map_err(|e| classify(&path, e))?;
             tx.execute_batch("PRAGMA user_version = 4;")
                 .map_err(|e| classify(&path, e))?;
         }
@@ -252,13 +262,13 @@ impl Store {
                 if let Record::Group(m) = r {
                     added.push((m.author.0, m.seq, id));
                 }
-                if let Some((text, peer)) = searchable(r) {
-                    self.conn
-                        .prepare_cached(
-                            "INSERT INTO texts (rowid, text, peer) VALUES (?1, ?2, ?3)",
-                        )?
-                        .execute(params![id, text, peer])?;
+                if searchable(r).is_some() {
+                    self.unindexed += 1;
                 }
+            }
+            if self.unindexed >= INDEX_BATCH {
+                index_since(&self.conn)?;
+                self.unindexed = 0;
             }
             self.conn.prepare_cached("COMMIT")?.execute([])
         })();
@@ -319,32 +329,42 @@ impl Store {
     /// first, the newest `limit` of them; only the private conversation with `peer` when
     /// given. Read from the full-text index: the cost follows the matches, not the history.
     pub fn search(
-        &self,
+        &mut self,
         query: &str,
         peer: Option<u32>,
         limit: usize,
     ) -> Result<Vec<Record>, StoreError> {
-        let fail = |e| classify(&self.path, e);
-        // Each word quoted (so nothing the user types is FTS syntax) and matched as a prefix.
-        let words: Vec<String> = query
+        let path = self.path.clone();
+        let fail = |e| classify(&path, e);
+        // Each word quoted (so nothing the user types is FTS syntax) and matched as a prefix
+        // of a word of the text.
+        let mut terms: Vec<String> = query
             .split(|c: char| !c.is_alphanumeric())
             .filter(|w| !w.is_empty())
-            .map(|w| format!("\"{w}\"*"))
+            .map(|w| format!("text : \"{w}\"*"))
             .collect();
-        if words.is_empty() || limit == 0 {
+        if terms.is_empty() || limit == 0 {
             return Ok(Vec::new());
+        }
+        if let Some(p) = peer {
+            terms.push(format!("peer : \"p{p}\""));
+        }
+        if self.unindexed > 0 {
+            let tx = self.conn.transaction().map_err(fail)?;
+            index_since(&tx).map_err(fail)?;
+            tx.commit().map_err(fail)?;
+            self.unindexed = 0;
         }
         let mut stmt = self
             .conn
             .prepare_cached(
                 "SELECT records.id, records.body FROM texts JOIN records ON records.id = texts.rowid
-                 WHERE texts MATCH ?1 AND (?2 IS NULL OR texts.peer = ?2)
-                 ORDER BY texts.rowid DESC LIMIT ?3",
+                 WHERE texts MATCH ?1 ORDER BY texts.rowid DESC LIMIT ?2",
             )
             .map_err(fail)?;
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
         let rows = stmt
-            .query_map(params![words.join(" "), peer, limit], |r| {
+            .query_map(params![terms.join(" AND "), limit], |r| {
                 Ok((r.get::<_, i64>(0)?, r.get::<_, Vec<u8>>(1)?))
             })
             .map_err(fail)?;
@@ -467,6 +487,10 @@ mod legacy {
     }
 }
 
+/// Messages appended between two updates of the search index (one FTS segment per batch
+/// instead of one per commit; a search first indexes what is left).
+const INDEX_BATCH: usize = 256;
+
 /// The text a record adds to the search index, and the other party of a private message.
 fn searchable(r: &Record) -> Option<(&str, Option<u32>)> {
     match r {
@@ -478,30 +502,33 @@ fn searchable(r: &Record) -> Option<(&str, Option<u32>)> {
     }
 }
 
-/// Indexes the messages of a store written before the search index existed.
-fn index_existing(tx: &rusqlite::Transaction<'_>, path: &str) -> Result<(), StoreError> {
-    let fail = |e| classify(path, e);
-    let mut read = tx
-        .prepare(
-            "SELECT id, body FROM records WHERE kind IN ('group', 'private_in', 'private_out')",
-        )
-        .map_err(fail)?;
-    let mut write = tx
-        .prepare("INSERT INTO texts (rowid, text, peer) VALUES (?1, ?2, ?3)")
-        .map_err(fail)?;
-    let rows = read
-        .query_map([], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, Vec<u8>>(1)?)))
-        .map_err(fail)?;
+/// Indexes the messages appended since the index was last brought up to date, inside the
+/// caller's transaction. A record that does not decode is left out of the index (`load`
+/// reports it).
+fn index_since(conn: &Connection) -> rusqlite::Result<()> {
+    let upto: i64 = conn.query_row("SELECT upto FROM texts_indexed", [], |r| r.get(0))?;
+    let mut read = conn.prepare_cached(
+        "SELECT id, body FROM records
+         WHERE id > ?1 AND kind IN ('group', 'private_in', 'private_out') ORDER BY id",
+    )?;
+    let mut write =
+        conn.prepare_cached("INSERT INTO texts (rowid, text, peer) VALUES (?1, ?2, ?3)")?;
+    let rows = read.query_map([upto], |r| {
+        Ok((r.get::<_, i64>(0)?, r.get::<_, Vec<u8>>(1)?))
+    })?;
     for row in rows {
-        let (id, body) = row.map_err(fail)?;
-        let record: Record = postcard::from_bytes(&body).map_err(|e| StoreError::Corrupt {
-            path: path.to_string(),
-            detail: format!("record {id}: {e}"),
-        })?;
+        let (id, body) = row?;
+        let Ok(record) = postcard::from_bytes::<Record>(&body) else {
+            continue;
+        };
         if let Some((text, peer)) = searchable(&record) {
-            write.execute(params![id, text, peer]).map_err(fail)?;
+            write.execute(params![id, text, peer.map(|p| format!("p{p}"))])?;
         }
     }
+    conn.execute(
+        "UPDATE texts_indexed SET upto = (SELECT coalesce(max(id), 0) FROM records)",
+        [],
+    )?;
     Ok(())
 }
 
@@ -620,6 +647,32 @@ mod tests {
     }
 
     #[test]
+    fn the_index_follows_in_batches_and_catches_up_before_a_search_and_after_a_restart() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("n.db");
+        {
+            let mut s = Store::open(&path).expect("open");
+            for i in 1..=300 {
+                s.append(&[group(1, i, &format!("word{i} common"))])
+                    .expect("append");
+            }
+            assert_eq!(s.search("common", None, 1000).expect("search").len(), 300);
+            for i in 301..=310 {
+                s.append(&[group(1, i, &format!("word{i} common"))])
+                    .expect("append");
+            }
+        }
+        let mut s = Store::open(&path).expect("reopen");
+        s.append(&[group(1, 311, "word311 common")])
+            .expect("append");
+        assert_eq!(s.search("common", None, 1000).expect("search").len(), 311);
+        assert_eq!(
+            texts(&s.search("word305", None, 10).expect("search")),
+            ["word305 common"]
+        );
+    }
+
+    #[test]
     fn hostile_search_text_is_words_not_syntax() {
         let mut s = Store::in_memory().expect("open");
         s.append(&[group(1, 1, "a \"quoted\" NEAR(thing) OR not")])
@@ -652,7 +705,7 @@ mod tests {
         {
             // As version 3 left it: no index.
             let c = Connection::open(&path).expect("raw");
-            c.execute_batch("DROP TABLE texts; PRAGMA user_version = 3;")
+            c.execute_batch("DROP TABLE texts; DROP TABLE texts_indexed; PRAGMA user_version = 3;")
                 .expect("downgrade");
         }
         let mut s = Store::open(&path).expect("migrate");
