@@ -202,7 +202,9 @@ pub async fn spawn_node_with_sink(
     sink: impl EventSink,
 ) -> Result<NodeControl, RuntimeError> {
     cfg.validate().map_err(RuntimeError::Config)?;
-    let records = store.load()?;
+    // Everything but the group history, which follows in chunks once the node has its
+    // archive (a long history never sits in memory whole).
+    let records = store.load_without_groups()?;
     if let Some(Record::Identity { user, .. }) = records
         .iter()
         .find(|r| matches!(r, Record::Identity { .. }))
@@ -230,6 +232,20 @@ pub async fn spawn_node_with_sink(
     drop(records);
     let store = Arc::new(Mutex::new(store));
     node.set_archive(Box::new(StoreArchive(store.clone())));
+    let mut after = 0;
+    loop {
+        // The lock is released between chunks: restoring may read old bodies back.
+        let chunk = {
+            let mut s = store
+                .lock()
+                .map_err(|_| RuntimeError::Fatal("the store lock was poisoned".into()))?;
+            s.load_groups_after(&mut after, RESTORE_CHUNK)?
+        };
+        if chunk.is_empty() {
+            break;
+        }
+        node.restore_group(Duration::ZERO, chunk);
+    }
     let (cmd_tx, cmd_rx) = mpsc::unbounded_channel();
     let task = tokio::spawn(run_node(node, socket, store, cmd_rx, sink, start));
     Ok(NodeControl {
@@ -238,6 +254,9 @@ pub async fn spawn_node_with_sink(
         task,
     })
 }
+
+/// Group messages replayed at a time at start.
+const RESTORE_CHUNK: usize = 4_096;
 
 /// Where `carry_out` commits records: a store, or a store shared with the node's archive.
 trait Sink {
@@ -492,7 +511,9 @@ pub async fn spawn_auth_server_on(
     let (seed, wall) = (os_seed(), unix_ms());
     let (server, sink): (AuthServer, Box<dyn Sink + Send>) = match backend {
         AuthBackend::Sqlite(mut store) => {
-            let records = store.load()?;
+            // Everything but the group history, which follows in chunks once the node has its
+            // archive (a long history never sits in memory whole).
+            let records = store.load_without_groups()?;
             let server = AuthServer::new(cfg, creds, &records, seed, wall);
             (server, Box::new(store))
         }

@@ -204,6 +204,90 @@ impl Store {
         Ok(())
     }
 
+    /// Every record but the group messages, in the order it was appended; the group messages
+    /// come from [`Store::load_groups`]. What a node loads at start: its history does not
+    /// have to fit in memory at once.
+    pub fn load_without_groups(&mut self) -> Result<Vec<Record>, StoreError> {
+        let path = self.path.clone();
+        let fail = |e| classify(&path, e);
+        let mut stmt = self
+            .conn
+            .prepare("SELECT id, body FROM records WHERE kind != 'group' ORDER BY id")
+            .map_err(fail)?;
+        let rows = stmt
+            .query_map([], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, Vec<u8>>(1)?)))
+            .map_err(fail)?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (id, body) = row.map_err(fail)?;
+            out.push(decode(&path, id, &body)?);
+        }
+        Ok(out)
+    }
+
+    /// The group messages in the order they were appended, handed to `each` in chunks of at
+    /// most `chunk` (the first chunk is the oldest); indexes them for [`Store::group`].
+    pub fn load_groups(
+        &mut self,
+        chunk: usize,
+        mut each: impl FnMut(Vec<p2pchat_proto::GroupMsg>),
+    ) -> Result<(), StoreError> {
+        let mut after = 0;
+        loop {
+            let msgs = self.load_groups_after(&mut after, chunk)?;
+            if msgs.is_empty() {
+                return Ok(());
+            }
+            each(msgs);
+        }
+    }
+
+    /// The next at most `chunk` group messages after record `after` (0: from the first),
+    /// moving `after` past them; empty at the end. Indexes them for [`Store::group`].
+    pub fn load_groups_after(
+        &mut self,
+        after: &mut i64,
+        chunk: usize,
+    ) -> Result<Vec<p2pchat_proto::GroupMsg>, StoreError> {
+        let path = self.path.clone();
+        let fail = |e| classify(&path, e);
+        let mut batch = Vec::new();
+        {
+            let mut stmt = self
+                .conn
+                .prepare_cached(
+                    "SELECT id, body FROM records WHERE kind = 'group' AND id > ?1
+                     ORDER BY id LIMIT ?2",
+                )
+                .map_err(fail)?;
+            let limit = i64::try_from(chunk.max(1)).unwrap_or(i64::MAX);
+            let rows = stmt
+                .query_map(params![*after, limit], |r| {
+                    Ok((r.get::<_, i64>(0)?, r.get::<_, Vec<u8>>(1)?))
+                })
+                .map_err(fail)?;
+            for row in rows {
+                let (id, body) = row.map_err(fail)?;
+                *after = id;
+                match decode(&path, id, &body)? {
+                    Record::Group(m) => batch.push((id, m)),
+                    _ => {
+                        return Err(StoreError::Corrupt {
+                            path: path.clone(),
+                            detail: format!("record {id}: a group record that is not one"),
+                        })
+                    }
+                }
+            }
+        }
+        let mut msgs = Vec::with_capacity(batch.len());
+        for (id, m) in batch {
+            self.index_group(m.author.0, m.seq, id);
+            msgs.push(m);
+        }
+        Ok(msgs)
+    }
+
     /// Every record, in the order it was appended.
     pub fn load(&mut self) -> Result<Vec<Record>, StoreError> {
         let path = self.path.clone();
@@ -487,6 +571,14 @@ mod legacy {
     }
 }
 
+/// A record read back.
+fn decode(path: &str, id: i64, body: &[u8]) -> Result<Record, StoreError> {
+    postcard::from_bytes(body).map_err(|e| StoreError::Corrupt {
+        path: path.to_string(),
+        detail: format!("record {id}: {e}"),
+    })
+}
+
 /// Messages appended between two updates of the search index (one FTS segment per batch
 /// instead of one per commit; a search first indexes what is left).
 const INDEX_BATCH: usize = 256;
@@ -669,6 +761,33 @@ mod tests {
         assert_eq!(
             texts(&s.search("word305", None, 10).expect("search")),
             ["word305 common"]
+        );
+    }
+
+    #[test]
+    fn group_messages_load_in_chunks_apart_from_the_rest_and_are_read_back_by_dot() {
+        let mut s = Store::in_memory().expect("open");
+        let mut all = vec![Record::Identity {
+            node_id: NodeId(3),
+            user: "carol".into(),
+        }];
+        for i in 1..=10 {
+            all.push(group(1, i, &format!("m{i}")));
+        }
+        all.push(Record::Boot { epoch: 2 });
+        s.append(&all).expect("append");
+        let mut s = {
+            // A fresh handle knows nothing of where the messages are until it loads them.
+            let rest = s.load_without_groups().expect("load");
+            assert_eq!(rest.len(), 2);
+            s
+        };
+        let mut chunks = Vec::new();
+        s.load_groups(4, |c| chunks.push(c.len())).expect("groups");
+        assert_eq!(chunks, [4, 4, 2]);
+        assert_eq!(
+            s.group(1, 7).expect("read").map(|m| m.text),
+            Some("m7".into())
         );
     }
 

@@ -33,7 +33,9 @@ use members::View;
 use net::Net;
 use own::Own;
 use p2pchat_proto::wire::{Cert, Envelope, Key, SenderCert};
-use p2pchat_proto::{decode, decode_envelope, Dot, Message, NodeId, PeerInfo, VectorClock};
+use p2pchat_proto::{
+    decode, decode_envelope, Dot, GroupMsg, Message, NodeId, PeerInfo, VectorClock,
+};
 use private::Conversations;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -322,6 +324,20 @@ impl Node {
             Identity::from_secrets([0; 32], [0; 32]),
         );
         self.own.ident = ident.with_memo(Some(memo));
+    }
+
+    /// Replays persisted group messages, oldest first, after [`Node::restore`] (given records
+    /// without them) and [`Node::set_archive`]: a long history is fed in chunks and only its
+    /// newest `history_in_memory` bodies stay in memory, so it never has to fit whole.
+    pub fn restore_group(&mut self, now: Duration, msgs: Vec<GroupMsg>) {
+        let was = std::mem::replace(&mut self.net.replaying, true);
+        for msg in msgs {
+            if !self.group.seen(msg.dot()) {
+                self.hold(now, msg);
+            }
+        }
+        self.net.replaying = was;
+        self.group.trim(self.cfg.history_in_memory);
     }
 
     /// Gives the node its archive: from now on only the newest `history_in_memory` group
