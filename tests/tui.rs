@@ -177,3 +177,44 @@ fn hostile_text_is_inert_sigterm_is_graceful_and_a_restart_draws_the_history() {
     let screen = tmux.wait_screen("exit", |s| s.contains("EXIT="));
     assert!(screen.contains("EXIT=0"), "{screen}");
 }
+
+#[test]
+fn scrolling_up_loads_older_pages_down_to_the_first_message() {
+    let setup = Setup::new();
+    let again = setup.alice(false);
+    setup.tmux.start(&setup.alice(true));
+    let Setup { mut bob, tmux, .. } = setup;
+    tmux.wait_screen("signed in", |s| s.contains("signed in as alice"));
+    bob.wait_for("alice online", |v| {
+        v["event"] == "peer" && v["user"] == "alice"
+    });
+    // More than a start loads (the newest 500).
+    for i in 0..530 {
+        bob.send(&format!("old line {i:03}"));
+    }
+    tmux.wait_screen("the last line", |s| s.contains("old line 529"));
+    tmux.type_line("/quit");
+    tmux.wait_screen("exit", |s| s.contains("EXIT=0"));
+    tmux.run(&["kill-session", "-t", "ui"]);
+
+    // Back: the newest page is drawn; PageUp reaches further back than it, page by page.
+    tmux.start(&again);
+    tmux.wait_screen("the stored history", |s| s.contains("old line 529"));
+    let mut screen = String::new();
+    for _ in 0..80 {
+        tmux.run(&["send-keys", "-t", "ui", "PPage"]);
+        screen = tmux.screen();
+        if screen.contains("old line 000") {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let screen = if screen.contains("old line 000") {
+        screen
+    } else {
+        tmux.wait_screen("the first line", |s| s.contains("old line 000"))
+    };
+    assert!(!screen.contains("old line 529"), "scrolled up:\n{screen}");
+    tmux.type_line("/quit");
+    tmux.wait_screen("exit", |s| s.contains("EXIT="));
+}

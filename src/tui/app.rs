@@ -33,6 +33,8 @@ pub enum Item {
         own: bool,
         /// Sort key (causal display order).
         key: (u64, u32, u64),
+        /// The message id (what `/history --before` takes).
+        id: String,
     },
     /// A notice from the client (joins, help, errors).
     Notice(String),
@@ -95,6 +97,10 @@ pub struct App {
     pub fatal: Option<String>,
     /// Conversations whose stored history we asked for, in the order the replies come.
     pub loading: VecDeque<Conv>,
+    /// Conversations whose older page was asked for and has not come yet.
+    pub older_asked: std::collections::HashSet<Conv>,
+    /// Conversations shown back to their first message.
+    pub older_done: std::collections::HashSet<Conv>,
     /// Members seen online in this session: only they get an "is offline" notice.
     pub seen_online: std::collections::HashSet<String>,
     /// Set when the UI should exit.
@@ -207,6 +213,7 @@ impl App {
             text: inert(&h.text),
             own: h.from == self.me,
             key: (h.order, h.from_id.0, h.seq),
+            id: h.id.clone(),
         }
     }
 
@@ -347,8 +354,14 @@ impl App {
                 }
                 return load;
             }
-            Event::History { messages, .. } if !self.loading.is_empty() => {
+            Event::History {
+                messages, earlier, ..
+            } if !self.loading.is_empty() => {
                 if let Some(conv) = self.loading.pop_front() {
+                    self.older_asked.remove(&conv);
+                    if earlier == 0 {
+                        self.older_done.insert(conv.clone());
+                    }
                     self.load(conv, messages, &time);
                 }
             }
@@ -503,7 +516,10 @@ impl App {
                     self.cursor = self.input.chars().count();
                 }
             }
-            KeyCode::PageUp => self.scroll += 10,
+            KeyCode::PageUp => {
+                self.scroll += 10;
+                return self.older_page();
+            }
             KeyCode::PageDown => self.scroll = self.scroll.saturating_sub(10),
             KeyCode::Esc => self.switch(Conv::Group),
             KeyCode::Tab => self.complete(),
@@ -511,6 +527,34 @@ impl App {
             _ => {}
         }
         None
+    }
+
+    /// Near the top of what is loaded of the conversation on screen: asks for the page
+    /// before its first message (once at a time, until the first message ever is shown).
+    fn older_page(&mut self) -> Option<Action> {
+        let conv = self.current.clone();
+        if self.older_done.contains(&conv) || self.older_asked.contains(&conv) {
+            return None;
+        }
+        let items = self.convs.get(&conv)?;
+        // (Every item is at least one line: this errs towards asking early.)
+        if self.scroll + 20 < items.len() {
+            return None;
+        }
+        let first = items.iter().find_map(|i| match i {
+            Item::Msg { id, .. } => Some(id.clone()),
+            _ => None,
+        })?;
+        self.older_asked.insert(conv.clone());
+        self.loading.push_back(conv.clone());
+        Some(Action::Node(Command::History {
+            with: match conv {
+                Conv::Group => None,
+                Conv::Private(w) => Some(w),
+            },
+            last: Some(LOAD_LAST),
+            before: Some(first),
+        }))
     }
 
     /// Completes the username being typed before the cursor.
@@ -590,5 +634,69 @@ impl App {
                 None
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use p2pchat_core::Scope;
+    use p2pchat_proto::NodeId;
+    use ratatui::crossterm::event::{KeyCode, KeyEvent};
+
+    fn entry(seq: u64) -> HistoryEntry {
+        HistoryEntry {
+            scope: Scope::Group,
+            id: format!("1.{seq}"),
+            from_id: NodeId(1),
+            from: "bob".into(),
+            to: None,
+            text: format!("m{seq}"),
+            clock: None,
+            time_ms: 0,
+            order: seq,
+            seq,
+        }
+    }
+
+    fn page(seqs: std::ops::RangeInclusive<u64>, earlier: usize) -> Event {
+        Event::History {
+            scope: Scope::Group,
+            with: None,
+            messages: seqs.map(entry).collect(),
+            earlier,
+        }
+    }
+
+    #[test]
+    fn paging_up_to_the_top_loads_the_page_before_until_the_first_message() {
+        let mut a = App {
+            me: "alice".into(),
+            ..App::default()
+        };
+        // What the start loaded: the newest 10 of 20.
+        a.loading.push_back(Conv::Group);
+        a.on_event(page(11..=20, 10), "t".into());
+        let up = KeyEvent::from(KeyCode::PageUp);
+        assert_eq!(
+            a.on_key(up),
+            Some(Action::Node(Command::History {
+                with: None,
+                last: Some(LOAD_LAST),
+                before: Some("1.11".into()),
+            }))
+        );
+        assert_eq!(a.on_key(up), None, "one page asked at a time");
+        a.on_event(page(1..=10, 0), "t".into());
+        let texts: Vec<&str> = a.convs[&Conv::Group]
+            .iter()
+            .filter_map(|i| match i {
+                Item::Msg { text, .. } => Some(text.as_str()),
+                _ => None,
+            })
+            .collect();
+        let want: Vec<String> = (1..=20).map(|s| format!("m{s}")).collect();
+        assert_eq!(texts, want);
+        assert_eq!(a.on_key(up), None, "nothing before the first message");
     }
 }
