@@ -161,3 +161,43 @@ fn a_long_pipe_ending_in_quit_loses_no_line() {
     );
     assert_eq!(page["earlier"], LINES - 2);
 }
+
+#[test]
+fn a_newcomer_catches_up_a_hundred_thousand_messages() {
+    const N: usize = 100_000;
+    let dirs = tempdir();
+    let (_auth, addr) = Proc::auth_server(&dirs.path().join("auth"), "127.0.0.1:0", None, None);
+    let mut anna = Proc::node(
+        "anna",
+        "pw",
+        &addr,
+        &dirs.path().join("anna"),
+        true,
+        None,
+        &[],
+    );
+    anna.ready();
+    for i in 0..N {
+        anna.send(&format!("message {i} of a long history"));
+    }
+    let last = format!("message {} of a long history", N - 1);
+    let minutes = std::time::Duration::from_secs(600);
+    anna.wait_forgetting("the echo of the last message", minutes, |v| {
+        v["event"] == "message" && v["text"] == last.as_str()
+    });
+    // A newcomer gets the whole history from anna's data dir, by anti-entropy repair.
+    let mut bert = Proc::node(
+        "bert",
+        "pw",
+        &addr,
+        &dirs.path().join("bert"),
+        true,
+        None,
+        &[],
+    );
+    bert.wait_forgetting("the last message", minutes, |v| {
+        v["event"] == "message" && v["text"] == last.as_str()
+    });
+    let page = history(&mut bert, "--last 1");
+    assert_eq!(page["earlier"], N - 1, "every message, once");
+}

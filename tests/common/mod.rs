@@ -200,6 +200,23 @@ impl Proc {
         }
     }
 
+    /// Waits up to `within` for an event matching `pred`, forgetting the others (for long
+    /// streams of events that need not be kept).
+    pub fn wait_forgetting(&mut self, what: &str, within: Duration, pred: impl Fn(&Value) -> bool) {
+        let deadline = Instant::now() + within;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(line) => {
+                    if serde_json::from_str::<Value>(&line).is_ok_and(|v| pred(&v)) {
+                        return;
+                    }
+                }
+                Err(_) => panic!("{}: no {what} within {within:?}", self.name),
+            }
+        }
+    }
+
     /// Waits for the `ready` event.
     pub fn ready(&mut self) -> Value {
         self.wait_for("ready", |v| v["event"] == "ready")
