@@ -261,15 +261,20 @@ impl Store {
                 )
                 .map_err(fail)?;
             let limit = i64::try_from(chunk.max(1)).unwrap_or(i64::MAX);
-            let rows = stmt
-                .query_map(params![*after, limit], |r| {
-                    Ok((r.get::<_, i64>(0)?, r.get::<_, Vec<u8>>(1)?))
-                })
-                .map_err(fail)?;
-            for row in rows {
-                let (id, body) = row.map_err(fail)?;
+            let mut rows = stmt.query(params![*after, limit]).map_err(fail)?;
+            while let Some(row) = rows.next().map_err(fail)? {
+                let id: i64 = row.get(0).map_err(fail)?;
+                // Decoded straight from SQLite's buffer: no copy of the body.
+                let body =
+                    row.get_ref(1)
+                        .map_err(fail)?
+                        .as_blob()
+                        .map_err(|e| StoreError::Corrupt {
+                            path: path.clone(),
+                            detail: format!("record {id}: {e}"),
+                        })?;
                 *after = id;
-                match decode(&path, id, &body)? {
+                match decode(&path, id, body)? {
                     Record::Group(m) => batch.push((id, m)),
                     _ => {
                         return Err(StoreError::Corrupt {

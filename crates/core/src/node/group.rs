@@ -53,6 +53,8 @@ pub(super) struct GroupLog {
     /// decoded); older ones are read from the archive. Apart from `history` so that an old
     /// entry costs 24 bytes, not 40.
     bodies: VecDeque<Option<Box<[u8]>>>,
+    /// Restoring from the archive: see [`GroupLog::set_restoring`].
+    restoring: bool,
 }
 
 impl GroupLog {
@@ -70,6 +72,7 @@ impl GroupLog {
             archive: None,
             trimmed: 0,
             bodies: VecDeque::new(),
+            restoring: false,
         }
     }
 
@@ -123,9 +126,19 @@ impl GroupLog {
     /// The caller has checked it is not [`GroupLog::seen`].
     pub(super) fn hold(&mut self, msg: GroupMsg) -> Vec<Delivery> {
         let dot = msg.dot();
-        self.holdback.insert(dot, msg);
         let mut out = Vec::new();
-        let mut stack = vec![dot];
+        let mut stack = Vec::new();
+        if self.first_missing(&msg).is_none() {
+            // The usual case: deliverable at once, without a detour through the hold-back
+            // maps (a held copy of the same dot cannot exist: it would have been delivered).
+            out.push(self.deliver(msg));
+            if let Some(waiters) = self.waiting.remove(&dot) {
+                stack.extend(waiters);
+            }
+        } else {
+            self.holdback.insert(dot, msg);
+            stack.push(dot);
+        }
         while let Some(dot) = stack.pop() {
             let Some(msg) = self.holdback.get(&dot) else {
                 continue;
@@ -175,8 +188,12 @@ impl GroupLog {
             seq: msg.seq,
             merge: msg.text.is_empty(),
         });
-        self.bodies
-            .push_back(to_payload(&msg).ok().map(Vec::into_boxed_slice));
+        let body = if self.restoring {
+            None
+        } else {
+            to_payload(&msg).ok().map(Vec::into_boxed_slice)
+        };
+        self.bodies.push_back(body);
         (msg, clock)
     }
 
@@ -191,13 +208,22 @@ impl GroupLog {
 
     /// The body of `history[i]`: from memory, or else from the archive.
     fn body(&self, i: usize) -> Option<GroupMsg> {
-        match i.checked_sub(self.trimmed) {
-            Some(j) => from_payload(self.bodies.get(j)?.as_ref()?).ok(),
+        let kept = i
+            .checked_sub(self.trimmed)
+            .and_then(|j| self.bodies.get(j)?.as_ref());
+        match kept {
+            Some(bytes) => from_payload(bytes).ok(),
             None => {
                 let d = self.history.get(i)?;
                 self.archive.as_ref()?.group(Dot::new(d.author, d.seq))
             }
         }
+    }
+
+    /// While restoring from an archive, bodies are not kept: the archive has them all (a
+    /// restart does not encode a long history again only to drop it).
+    pub(super) fn set_restoring(&mut self, on: bool) {
+        self.restoring = on && self.archive.is_some();
     }
 
     /// The Lamport time of a delivered message.

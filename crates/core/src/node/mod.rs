@@ -331,11 +331,13 @@ impl Node {
     /// newest `history_in_memory` bodies stay in memory, so it never has to fit whole.
     pub fn restore_group(&mut self, now: Duration, msgs: Vec<GroupMsg>) {
         let was = std::mem::replace(&mut self.net.replaying, true);
+        self.group.set_restoring(true);
         for msg in msgs {
             if !self.group.seen(msg.dot()) {
                 self.hold(now, msg);
             }
         }
+        self.group.set_restoring(false);
         self.net.replaying = was;
         self.group.trim(self.cfg.history_in_memory);
     }
