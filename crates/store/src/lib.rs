@@ -309,10 +309,7 @@ impl Store {
                 .map_err(fail)?;
             for row in rows {
                 let (id, body) = row.map_err(fail)?;
-                let record = postcard::from_bytes(&body).map_err(|e| StoreError::Corrupt {
-                    path: path.clone(),
-                    detail: format!("record {id}: {e}"),
-                })?;
+                let record = decode(&path, id, &body)?;
                 if let Record::Group(m) = &record {
                     ids.push((m.author.0, m.seq, id));
                 }

@@ -7,7 +7,7 @@ use crate::io::{
     Command, Event, HistoryEntry, PeerStatus, Record, Scope, StatusReport, HISTORY_PAGE_MAX,
     SEARCH_DEFAULT, SEARCH_MAX,
 };
-use p2pchat_proto::{Dot, Message, NodeId};
+use p2pchat_proto::{Dot, Message, NodeId, PeerInfo};
 use std::time::Duration;
 
 impl Node {
@@ -76,13 +76,26 @@ impl Node {
         }
     }
 
-    pub(super) fn overview(&self) -> Event {
-        let peers = self
-            .view
+    /// Every member we know, with its presence.
+    fn member_list(&self) -> Vec<(PeerInfo, PeerStatus)> {
+        self.view
             .members
             .values()
             .map(|m| (m.info.clone(), m.status))
-            .collect();
+            .collect()
+    }
+
+    /// The node id of `user`, or an "unknown user" error.
+    fn id_of_user(&mut self, user: &str) -> Option<NodeId> {
+        let id = self.member_by_name(user);
+        if id.is_none() {
+            self.error(format!("unknown user: {user}"));
+        }
+        id
+    }
+
+    pub(super) fn overview(&self) -> Event {
+        let peers = self.member_list();
         let conversations = self.conversations.summaries(|id| self.user_name(id));
         Event::Overview {
             peers,
@@ -94,15 +107,7 @@ impl Node {
         match cmd {
             Command::Say(text) => self.say(now, text),
             Command::Msg { to, text } => self.send_private(now, &to, text),
-            Command::Peers => {
-                let list = self
-                    .view
-                    .members
-                    .values()
-                    .map(|m| (m.info.clone(), m.status))
-                    .collect();
-                self.event(Event::Peers(list));
-            }
+            Command::Peers => self.event(Event::Peers(self.member_list())),
             Command::History { with, last, before } => self.show_history(with, last, before),
             Command::Search { query, with, last } => self.search(query, with, last),
             Command::Status => self.event(Event::Status(Box::new(self.status_report()))),
@@ -147,8 +152,8 @@ impl Node {
                 (Scope::Group, messages, earlier)
             }
             Some(user) => {
-                let Some(id) = self.member_by_name(user) else {
-                    return self.error(format!("unknown user: {user}"));
+                let Some(id) = self.id_of_user(user) else {
+                    return;
                 };
                 let mut messages = self.private_history(id);
                 if let Some(id) = &before {
@@ -175,12 +180,9 @@ impl Node {
     pub(super) fn search(&mut self, query: String, with: Option<String>, last: Option<usize>) {
         let peer = match &with {
             None => None,
-            Some(user) => match self.member_by_name(user) {
+            Some(user) => match self.id_of_user(user) {
                 Some(id) => Some(id),
-                None => {
-                    self.error(format!("unknown user: {user}"));
-                    return;
-                }
+                None => return,
             },
         };
         let words = words(&query);

@@ -758,26 +758,34 @@ fn info(p: u32) -> PeerInfo {
     }
 }
 
-#[test]
-fn partial_views_stay_bounded_symmetric_and_still_verify_unknown_authors() {
+const PING: Message = Message::Ping {
+    nonce: 7,
+    gossip: Vec::new(),
+};
+
+/// A member (node 3 at `port`) whose view of 8 is full: peers 10..18 pinged it.
+fn full_view_node(port: u16) -> Node {
     let cfg = NodeConfig {
         view_max: 8,
         ..NodeConfig::default()
     };
-    let mut n = Node::new(cfg, params("carol", true), host(6003), Duration::ZERO);
+    let mut n = Node::new(cfg, params("carol", true), host(port), Duration::ZERO);
     drain(&mut n);
-    admit(&mut n, 3, 6003);
+    admit(&mut n, 3, port);
     drain(&mut n);
-    let ping = Message::Ping {
-        nonce: 7,
-        gossip: Vec::new(),
-    };
-    // Eight peers fill the view.
     for p in 10..18 {
-        send_as(&mut n, p, &ping);
+        send_as(&mut n, p, &PING);
     }
     drain(&mut n);
     assert_eq!(n.member_count(), 8);
+    n
+}
+
+#[test]
+fn partial_views_stay_bounded_symmetric_and_still_verify_unknown_authors() {
+    // Eight peers fill the view.
+    let mut n = full_view_node(6003);
+    let ping = PING;
 
     // A ninth that merely pings is answered, kept as a stranger, and told to forget us.
     send_as(&mut n, 20, &ping);
@@ -1358,23 +1366,9 @@ fn a_node_fails_over_between_auth_servers_that_share_a_directory() {
 
 #[test]
 fn a_relayed_ping_is_answered_to_a_requester_outside_the_view() {
-    let cfg = NodeConfig {
-        view_max: 8,
-        ..NodeConfig::default()
-    };
-    let mut n = Node::new(cfg, params("carol", true), host(6004), Duration::ZERO);
-    drain(&mut n);
-    admit(&mut n, 3, 6004);
-    drain(&mut n);
-    let ping = Message::Ping {
-        nonce: 7,
-        gossip: Vec::new(),
-    };
-    for p in 10..18 {
-        send_as(&mut n, p, &ping);
-    }
+    let mut n = full_view_node(6004);
     // Peer 20 is outside the full view: a stranger we can still authenticate.
-    send_as(&mut n, 20, &ping);
+    send_as(&mut n, 20, &PING);
     drain(&mut n);
     assert_eq!(n.member_count(), 8);
 
