@@ -27,6 +27,13 @@ struct Delivered {
     merge: bool,
 }
 
+impl Delivered {
+    /// Where it stands in display order.
+    fn key(&self) -> (u64, NodeId, u64) {
+        (self.lamport, self.author, self.seq)
+    }
+}
+
 /// A message that was just delivered, with its vector clock when clocks are kept.
 pub(super) type Delivery = (GroupMsg, Option<VectorClock>);
 
@@ -55,6 +62,9 @@ pub(super) struct GroupLog {
     bodies: VecDeque<Option<Box<[u8]>>>,
     /// Restoring from the archive: see [`GroupLog::set_restoring`].
     restoring: bool,
+    /// Indices into `history` of the messages a history shows (merges left out), in
+    /// display order: a page is a slice of it.
+    shown: Vec<u32>,
 }
 
 impl GroupLog {
@@ -73,6 +83,7 @@ impl GroupLog {
             trimmed: 0,
             bodies: VecDeque::new(),
             restoring: false,
+            shown: Vec::new(),
         }
     }
 
@@ -182,12 +193,25 @@ impl GroupLog {
         let clock = self.clocks.as_mut().map(|c| c.deliver(&msg));
         let idx = self.history.len() as u32;
         self.by_author.entry(author).or_default().push(idx);
-        self.history.push(Delivered {
+        let entry = Delivered {
             lamport: msg.lamport,
             author: msg.author,
             seq: msg.seq,
             merge: msg.text.is_empty(),
-        });
+        };
+        if !entry.merge {
+            // In display order; messages mostly come in it, so this is mostly an append.
+            let key = entry.key();
+            let at = self.shown.len()
+                - self
+                    .shown
+                    .iter()
+                    .rev()
+                    .take_while(|&&j| self.history[j as usize].key() > key)
+                    .count();
+            self.shown.insert(at, idx);
+        }
+        self.history.push(entry);
         let body = if self.restoring {
             None
         } else {
@@ -313,25 +337,22 @@ impl GroupLog {
     /// before `before` (before the end without it), and how many shown messages are older.
     /// Only the page's bodies are read (old ones from the archive). `None`: no such message.
     pub(super) fn page(&self, before: Option<Dot>, last: usize) -> Option<(Vec<Delivery>, usize)> {
-        let mut keys: Vec<(u64, NodeId, u64, usize)> = self
-            .history
-            .iter()
-            .enumerate()
-            .filter(|(_, d)| !d.merge)
-            .map(|(i, d)| (d.lamport, d.author, d.seq, i))
-            .collect();
-        keys.sort_unstable();
         let end = match before {
-            None => keys.len(),
-            Some(dot) => keys
-                .iter()
-                .position(|k| k.1 == dot.author && k.2 == dot.seq)?,
+            None => self.shown.len(),
+            Some(dot) => {
+                let i = self.find(dot)?;
+                let key = self.history[i].key();
+                let at = self
+                    .shown
+                    .partition_point(|&j| self.history[j as usize].key() < key);
+                (self.shown.get(at) == Some(&(i as u32))).then_some(at)?
+            }
         };
         let start = end.saturating_sub(last);
-        let page = keys[start..end]
+        let page = self.shown[start..end]
             .iter()
-            .filter_map(|k| {
-                let msg = self.body(k.3)?;
+            .filter_map(|&i| {
+                let msg = self.body(i as usize)?;
                 let clock = self.clock(msg.dot());
                 Some((msg, clock))
             })
@@ -505,5 +526,25 @@ mod tests {
             g.page(Some(Dot::new(NodeId(9), 1)), 5).is_none(),
             "no such message"
         );
+    }
+
+    #[test]
+    fn a_page_is_in_display_order_when_delivery_order_differs() {
+        let mut g = GroupLog::new(false, false);
+        // Concurrent messages: a later Lamport time delivered first.
+        g.hold(msg(1, 1, 5, &[]));
+        g.hold(msg(2, 1, 3, &[]));
+        g.hold(msg(3, 1, 5, &[]));
+        g.hold(msg(2, 2, 9, &[(1, 1)]));
+        let (page, earlier) = g.page(None, 10).expect("page");
+        assert_eq!(dots(&page), ["2.1", "1.1", "3.1", "2.2"]);
+        assert_eq!(earlier, 0);
+        assert_eq!(
+            dots(&g.in_order()),
+            dots(&page),
+            "as the full history orders them"
+        );
+        let (page, _) = g.page(Some(Dot::new(NodeId(3), 1)), 10).expect("page");
+        assert_eq!(dots(&page), ["2.1", "1.1"]);
     }
 }
