@@ -1401,3 +1401,74 @@ fn a_relayed_ping_is_answered_to_a_requester_outside_the_view() {
     );
     assert_eq!(n.stats().unsendable, 0);
 }
+
+#[test]
+fn search_and_history_pages_answer_from_memory_without_an_archive() {
+    let mut n = member_node("carol", 3, 6005);
+    for (seq, text) in [(1, "Lunch at noon"), (2, "the weather"), (3, "lunchtime!")] {
+        let mut m = group(1, seq, seq, &[]);
+        m.text = text.into();
+        m.sig = peer_ident(1).sign(&m.signed_bytes());
+        feed(&mut n, 7000, &Message::Group { hop: 0, msg: m });
+    }
+    let mut ask = |n: &mut Node, cmd: Command| {
+        n.handle_command(Duration::from_secs(1), cmd);
+        events_of(n)
+    };
+    let texts = |msgs: &[HistoryEntry]| msgs.iter().map(|m| m.text.clone()).collect::<Vec<_>>();
+    let search = |query: &str, with: Option<&str>, last| Command::Search {
+        query: query.into(),
+        with: with.map(str::to_string),
+        last,
+    };
+    match ask(&mut n, search("LUNCH", None, None)).as_slice() {
+        [Event::Search { query, messages }] => {
+            assert_eq!(query, "LUNCH");
+            assert_eq!(texts(messages), ["Lunch at noon", "lunchtime!"]);
+        }
+        other => panic!("{other:?}"),
+    }
+    match ask(&mut n, search("lunch", None, Some(1))).as_slice() {
+        [Event::Search { messages, .. }] => assert_eq!(texts(messages), ["lunchtime!"]),
+        other => panic!("{other:?}"),
+    }
+    for (cmd, error) in [
+        (search("?!", None, None), "nothing to search for"),
+        (
+            search("lunch", Some("nobody"), None),
+            "unknown user: nobody",
+        ),
+        (
+            Command::History {
+                with: None,
+                last: None,
+                before: Some("9.9".into()),
+            },
+            "no message 9.9",
+        ),
+    ] {
+        match ask(&mut n, cmd).as_slice() {
+            [Event::Error {
+                message,
+                fatal: false,
+            }] => assert!(message.contains(error), "{message}"),
+            other => panic!("{other:?}"),
+        }
+    }
+    let page = Command::History {
+        with: None,
+        last: Some(1),
+        before: Some("1.3".into()),
+    };
+    match ask(&mut n, page).as_slice() {
+        [Event::History {
+            messages, earlier, ..
+        }] => {
+            assert_eq!(
+                (texts(messages), *earlier),
+                (vec!["the weather".to_string()], 1)
+            );
+        }
+        other => panic!("{other:?}"),
+    }
+}
