@@ -1411,7 +1411,7 @@ fn search_and_history_pages_answer_from_memory_without_an_archive() {
         m.sig = peer_ident(1).sign(&m.signed_bytes());
         feed(&mut n, 7000, &Message::Group { hop: 0, msg: m });
     }
-    let mut ask = |n: &mut Node, cmd: Command| {
+    let ask = |n: &mut Node, cmd: Command| {
         n.handle_command(Duration::from_secs(1), cmd);
         events_of(n)
     };
