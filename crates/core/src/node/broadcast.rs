@@ -379,7 +379,9 @@ impl Node {
                 self.spread.own_unspread = false;
             }
         }
-        let (missing, they_are_ahead) = self.group.compare(lo, hi, &entries);
+        // No message encodes under 64 bytes (its signature alone): what one answer can carry.
+        let most = self.cfg.repair_max_datagrams * (BATCH_BUDGET / 64 + 1);
+        let (missing, they_are_ahead) = self.group.compare(lo, hi, &entries, most);
         if !missing.is_empty() {
             // Oldest first, and only as many as the datagram budget holds: a peer far behind
             // gets the rest when it asks again, and we never copy the whole backlog.

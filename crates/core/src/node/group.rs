@@ -270,12 +270,14 @@ impl GroupLog {
 
     /// Anti-entropy: compares a peer's digest of delivered counters for authors in
     /// `lo..=hi` (sorted by author) with ours. Returns what it lacks, oldest first (by
-    /// Lamport time, then author and seq), and whether it has anything we lack.
+    /// Lamport time, then author and seq), at most `limit` of them, and whether it has
+    /// anything we lack.
     pub(super) fn compare(
         &self,
         lo: NodeId,
         hi: NodeId,
         theirs: &[(NodeId, u64)],
+        limit: usize,
     ) -> (Vec<(u64, NodeId, u64)>, bool) {
         // Both sides are sorted by author: walk them together, no allocation but `missing`.
         let mut missing: Vec<(u64, NodeId, u64)> = Vec::new();
@@ -298,7 +300,9 @@ impl GroupLog {
                 _ => 0,
             };
             they_are_ahead |= have > mine;
-            for seq in have + 1..=mine {
+            // An author's Lamport times grow with its seq: the oldest `limit` overall are
+            // among each author's first `limit` (a peer far behind costs a page, not all).
+            for seq in (have + 1..=mine).take(limit) {
                 if let Some(lamport) = self.lamport(Dot::new(author, seq)) {
                     missing.push((lamport, author, seq));
                 }
@@ -306,6 +310,7 @@ impl GroupLog {
         }
         they_are_ahead |= theirs.any(|(_, s)| s > 0);
         missing.sort_unstable();
+        missing.truncate(limit);
         (missing, they_are_ahead)
     }
 
@@ -447,7 +452,7 @@ mod tests {
         g.hold(msg(3, 1, 2, &[]));
         let all = (NodeId(0), NodeId(u32::MAX));
         // They have 1.1 only: they lack 3.1 and 1.2, oldest first.
-        let (missing, ahead) = g.compare(all.0, all.1, &[(NodeId(1), 1)]);
+        let (missing, ahead) = g.compare(all.0, all.1, &[(NodeId(1), 1)], usize::MAX);
         assert_eq!(missing, [(2, NodeId(3), 1), (3, NodeId(1), 2)]);
         assert!(!ahead);
         // They know an author we do not, and are ahead on another.
@@ -455,13 +460,17 @@ mod tests {
             all.0,
             all.1,
             &[(NodeId(1), 2), (NodeId(2), 1), (NodeId(3), 1)],
+            usize::MAX,
         );
         assert!(missing.is_empty() && ahead);
-        let (_, ahead) = g.compare(all.0, all.1, &[(NodeId(1), 3), (NodeId(3), 1)]);
+        let (_, ahead) = g.compare(all.0, all.1, &[(NodeId(1), 3), (NodeId(3), 1)], usize::MAX);
         assert!(ahead);
         // Only the range asked.
-        let (missing, _) = g.compare(NodeId(2), NodeId(3), &[]);
+        let (missing, _) = g.compare(NodeId(2), NodeId(3), &[], usize::MAX);
         assert_eq!(missing, [(2, NodeId(3), 1)]);
+        // A peer far behind gets the oldest, across authors, as many as asked.
+        let (missing, _) = g.compare(all.0, all.1, &[], 2);
+        assert_eq!(missing, [(1, NodeId(1), 1), (2, NodeId(3), 1)]);
     }
 
     #[test]
