@@ -163,6 +163,30 @@ fn a_long_pipe_ending_in_quit_loses_no_line() {
 }
 
 #[test]
+fn status_is_answered_however_often_it_is_asked_before_sign_in() {
+    // Nothing answers at this address: the node stays signing in.
+    let silent = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind");
+    let addr = silent.local_addr().expect("addr").to_string();
+    let dirs = tempdir();
+    let mut p = Proc::node(
+        "patient",
+        "pw",
+        &addr,
+        &dirs.path().join("n"),
+        true,
+        None,
+        &["--auth-attempts", "60"],
+    );
+    // More than the lines a node takes before it is signed in: `/status` is not one of them.
+    const ASKS: usize = 1_500;
+    for _ in 0..ASKS {
+        p.send("/status");
+    }
+    let last = p.wait_nth("the last status", ASKS - 1, |v| v["event"] == "status");
+    assert_eq!(last["phase"], "signing_in", "{last}");
+}
+
+#[test]
 fn a_newcomer_catches_up_a_hundred_thousand_messages() {
     const N: usize = 100_000;
     let dirs = tempdir();

@@ -285,13 +285,15 @@ async fn script_loop(
                 None => break,
             },
             input = lines.recv(), if stdin_open && (ready || before_ready < BEFORE_READY_MAX) => {
-                if !ready {
-                    before_ready += 1;
-                }
                 let end = match input {
                     Some(Input::Line(n, line)) => {
                         let parsed = split_tag(&line)
                             .and_then(|(tag, text)| commands::parse(text).map(|cmd| (tag, cmd)));
+                        // Only what the node must keep until it is signed in counts; `/status`
+                        // is answered at once, however often it is asked.
+                        if !ready && matches!(&parsed, Ok((_, Some(c))) if !matches!(c, Command::Status)) {
+                            before_ready += 1;
+                        }
                         match parsed {
                             Ok((_, None)) => false,
                             // `/quit` in a script: do what the lines before it asked, then
