@@ -163,6 +163,53 @@ fn a_long_pipe_ending_in_quit_loses_no_line() {
 }
 
 #[test]
+fn a_restart_after_a_crash_starts_from_the_summary_and_replays_the_rest() {
+    let dirs = tempdir();
+    let (_auth, addr) = Proc::auth_server(&dirs.path().join("auth"), "127.0.0.1:0", None, None);
+    let dir = dirs.path().join("n");
+    let start = |signup| Proc::node("sam", "pw", &addr, &dir, signup, None, &[]);
+    let echo = |p: &mut Proc, text: &str| {
+        p.wait_for(text, |v| v["event"] == "message" && v["text"] == text);
+    };
+    // A clean stop saves a summary of the first 300 ...
+    let mut p = start(true);
+    let node_id = p.ready()["node_id"].clone();
+    for i in 0..300 {
+        p.send(&format!("m{i}"));
+    }
+    echo(&mut p, "m299");
+    p.send("/quit");
+    assert_eq!(p.exit_code(), Some(0));
+    // ... the next 200 come after it, and the process is killed: no new summary.
+    let mut p = start(false);
+    p.ready();
+    assert_eq!(history(&mut p, "--last 1")["earlier"], 299);
+    for i in 300..500 {
+        p.send(&format!("m{i}"));
+    }
+    echo(&mut p, "m499");
+    p.kill9();
+    // The restart has all 500 in order, and its next message does not reuse a number.
+    let mut p = start(false);
+    p.ready();
+    let page = history(&mut p, "--last 1000");
+    let want: Vec<String> = (0..500).map(|i| format!("m{i}")).collect();
+    assert_eq!(texts(page["messages"].as_array().expect("messages")), want);
+    p.send("after the crash");
+    let m = p.wait_for("the new message", |v| {
+        v["event"] == "message" && v["text"] == "after the crash"
+    });
+    assert_eq!(m["id"], format!("{node_id}.501"), "{m}");
+    // Paging back reaches into what the summary covers.
+    let back = history(&mut p, &format!("--last 2 --before {node_id}.250"));
+    assert_eq!(
+        texts(back["messages"].as_array().expect("messages")),
+        ["m247", "m248"]
+    );
+    assert_eq!(back["earlier"], 247);
+}
+
+#[test]
 fn status_is_answered_however_often_it_is_asked_before_sign_in() {
     // Nothing answers at this address: the node stays signing in.
     let silent = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind");

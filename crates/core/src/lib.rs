@@ -39,4 +39,4 @@ pub use io::{
     Archive, Command, ConversationSummary, Event, HistoryEntry, Output, PeerStatus, Record, Scope,
     Stats, StatusReport, HISTORY_PAGE_MAX, SEARCH_DEFAULT, SEARCH_MAX,
 };
-pub use node::{Host, Node, NodeParams};
+pub use node::{GroupSummary, Host, Node, NodeParams, SummaryError};

@@ -2,8 +2,8 @@
 
 use crate::postgres::PgDirectory;
 use p2pchat_core::{
-    Archive, AuthConfig, AuthServer, Command, Credentials, Event, Host, Node, NodeConfig,
-    NodeParams, Output, Record, Stats,
+    Archive, AuthConfig, AuthServer, Command, Credentials, Event, GroupSummary, Host, Node,
+    NodeConfig, NodeParams, Output, Record, Stats,
 };
 use p2pchat_proto::{Dot, GroupMsg, NodeId};
 use p2pchat_store::{Store, StoreError};
@@ -232,7 +232,13 @@ pub async fn spawn_node_with_sink(
     drop(records);
     let store = Arc::new(Mutex::new(store));
     node.set_archive(Box::new(StoreArchive(store.clone())));
-    let mut after = 0;
+    let mut after = {
+        let mut s = store
+            .lock()
+            .map_err(|_| RuntimeError::Fatal("the store lock was poisoned".into()))?;
+        start_from_summary(&mut node, &mut s)
+    };
+    let summarised = node.stats().group_delivered;
     loop {
         // The lock is released between chunks: restoring may read old bodies back.
         let chunk = {
@@ -246,6 +252,11 @@ pub async fn spawn_node_with_sink(
         }
         node.restore_group(Duration::ZERO, chunk);
     }
+    tracing::info!(
+        summarised,
+        replayed = node.stats().group_delivered - summarised,
+        "group history restored"
+    );
     let (cmd_tx, cmd_rx) = mpsc::unbounded_channel();
     let task = tokio::spawn(run_node(node, socket, store, cmd_rx, sink, start));
     Ok(NodeControl {
@@ -253,6 +264,58 @@ pub async fn spawn_node_with_sink(
         commands: cmd_tx,
         task,
     })
+}
+
+/// Starts the node's group history from the saved summary when there is one that fits;
+/// returns the record id to replay group records after (0: all of them).
+fn start_from_summary(node: &mut Node, store: &mut Store) -> i64 {
+    let ignore = |why: String| {
+        tracing::warn!("{why}; replaying the whole history instead");
+        0
+    };
+    let summary = match store.load_summary() {
+        Ok(Some(s)) => s,
+        Ok(None) => return 0,
+        Err(e) => return ignore(e.to_string()),
+    };
+    let part = match GroupSummary::decode(&summary.node) {
+        Ok(p) => p,
+        Err(e) => return ignore(e.to_string()),
+    };
+    // The node's part and the store's index must describe the same records.
+    let mut theirs: Vec<(u32, u64)> = summary.counts().collect();
+    theirs.sort_unstable();
+    let mine: Vec<(u32, u64)> = part.delivered().iter().map(|(a, n)| (a.0, n)).collect();
+    if mine != theirs {
+        return ignore("the history summary does not match the store's index".into());
+    }
+    match node.restore_summary(part) {
+        Ok(_) => store.adopt_summary(summary),
+        Err(e) => ignore(e.to_string()),
+    }
+}
+
+/// Saves a summary of the group history when one is due, or at a stop when anything is new
+/// since the last (called once every record the node produced is committed).
+fn save_summary(node: &Node, store: &Mutex<Store>, stopping: bool) {
+    let Ok(mut s) = store.lock() else { return };
+    if !(s.summary_due() || (stopping && s.summary_stale())) {
+        return;
+    }
+    let took = std::time::Instant::now();
+    if let Some(summary) = node.group_summary() {
+        let bytes = summary.encode();
+        match s.save_summary(&bytes) {
+            Ok(()) => tracing::debug!(
+                messages = summary.len(),
+                bytes = bytes.len(),
+                ms = took.elapsed().as_millis() as u64,
+                "history summary saved"
+            ),
+            // Only a cache: the next start replays more.
+            Err(e) => tracing::warn!("cannot save the history summary: {e}"),
+        }
+    }
 }
 
 /// Group messages replayed at a time at start.
@@ -401,6 +464,7 @@ async fn run_node(
             outputs.push(o);
         }
         carry_out(&mut outputs, &socket, &mut store, Some(&events)).await?;
+        save_summary(&node, &store, node.is_stopped());
         if node.is_stopped() {
             return match fatal {
                 Some(m) => Err(RuntimeError::Fatal(m)),

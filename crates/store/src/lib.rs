@@ -18,7 +18,7 @@ use std::path::Path;
 use thiserror::Error;
 
 /// The schema version this build writes.
-pub const SCHEMA_VERSION: i64 = 4;
+pub const SCHEMA_VERSION: i64 = 5;
 
 /// Storage failures. All are local faults: report and stop, never wipe.
 #[derive(Debug, Error)]
@@ -63,6 +63,10 @@ pub struct Store {
     /// Record ids of group messages by author, indexed by sequence number - 1 (what lets
     /// old messages be read back instead of kept in memory, without a second B-tree write).
     groups: std::collections::HashMap<u32, Vec<i64>>,
+    /// Group records known to this handle (loaded, appended, or covered by the summary it
+    /// started from), and how many of them the last saved summary covers.
+    group_records: u64,
+    summarized: u64,
     /// Searchable messages appended since the search index was last brought up to date
     /// (1 at open: the last session may have left some; a search first indexes them).
     unindexed: usize,
@@ -146,6 +150,8 @@ impl Store {
             conn,
             path,
             groups: Default::default(),
+            group_records: 0,
+            summarized: 0,
             unindexed: 1,
         };
         store.migrate(version)?;
@@ -199,7 +205,19 @@ impl Store {
             tx.execute_batch("PRAGMA user_version = 4;")
                 .map_err(|e| classify(&path, e))?;
         }
-        // Future migrations go here: `if from < 5 { ... PRAGMA user_version = 5; }`.
+        if from < 5 {
+            // Version 5: a summary of the group history to start from (see `summary.rs`),
+            // and an index of the other records (partial: a group record adds no B-tree
+            // entry) so that a start reads them without scanning the whole history.
+            tx.execute_batch(
+                "CREATE TABLE summary (upto INTEGER NOT NULL, node BLOB NOT NULL,
+                     dots BLOB NOT NULL);
+                 CREATE INDEX records_other ON records (id) WHERE kind != 'group';
+                 PRAGMA user_version = 5;",
+            )
+            .map_err(|e| classify(&path, e))?;
+        }
+        // Future migrations go here: `if from < 6 { ... PRAGMA user_version = 6; }`.
         tx.commit().map_err(|e| classify(&path, e))?;
         Ok(())
     }
@@ -371,6 +389,7 @@ impl Store {
 
     /// Remembers where group message `(author, seq)` is (only in order: 8 bytes a message).
     fn index_group(&mut self, author: u32, seq: u64, id: i64) {
+        self.group_records += 1;
         let ids = self.groups.entry(author).or_default();
         if ids.len() as u64 + 1 == seq {
             ids.push(id);
@@ -646,3 +665,6 @@ fn kind(r: &Record) -> &'static str {
 
 #[cfg(test)]
 mod tests;
+
+mod summary;
+pub use summary::Summary;

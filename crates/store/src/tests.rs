@@ -179,8 +179,11 @@ fn a_store_from_before_the_search_index_is_indexed_when_opened() {
     {
         // As version 3 left it: no index.
         let c = Connection::open(&path).expect("raw");
-        c.execute_batch("DROP TABLE texts; DROP TABLE texts_indexed; PRAGMA user_version = 3;")
-            .expect("downgrade");
+        c.execute_batch(
+            "DROP TABLE texts; DROP TABLE texts_indexed; DROP TABLE summary;
+             DROP INDEX records_other; PRAGMA user_version = 3;",
+        )
+        .expect("downgrade");
     }
     let mut s = Store::open(&path).expect("migrate");
     assert_eq!(s.load().expect("load").len(), 2);
@@ -335,4 +338,85 @@ fn the_in_memory_twin_behaves_the_same() {
     assert!(s.is_empty().expect("len"));
     s.append(&sample()).expect("append");
     assert_eq!(s.load().expect("load"), sample());
+}
+
+#[test]
+fn a_summary_covers_what_was_stored_and_the_rest_is_loaded_after_it() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("n.db");
+    {
+        let mut s = Store::open(&path).expect("open");
+        assert!(s.load_summary().expect("none yet").is_none());
+        s.append(&sample()).expect("append");
+        s.append(&[group(3, 2, "two"), group(4, 1, "four")])
+            .expect("append");
+        assert!(
+            s.summary_stale() && !s.summary_due(),
+            "3 records: only at a stop"
+        );
+        s.save_summary(b"node part").expect("save");
+        assert!(!s.summary_stale());
+        // After the summary: replayed at the next start.
+        s.append(&[group(3, 3, "three")]).expect("append");
+    }
+    let mut s = Store::open(&path).expect("reopen");
+    let summary = s.load_summary().expect("load").expect("saved");
+    assert_eq!(summary.node, b"node part");
+    let mut counts: Vec<_> = summary.counts().collect();
+    counts.sort_unstable();
+    assert_eq!(counts, [(3, 2), (4, 1)]);
+    let mut after = s.adopt_summary(summary);
+    // Old ones are read back by dot without being loaded; only the newer one loads.
+    assert_eq!(
+        s.group(4, 1).expect("read").map(|m| m.text),
+        Some("four".into())
+    );
+    let rest = s.load_groups_after(&mut after, 10).expect("rest");
+    assert_eq!(
+        rest.iter().map(|m| m.text.as_str()).collect::<Vec<_>>(),
+        ["three"]
+    );
+    assert_eq!(
+        s.group(3, 3).expect("read").map(|m| m.text),
+        Some("three".into())
+    );
+    assert!(s.summary_stale());
+    // The records that are not group messages come from their own index.
+    assert_eq!(s.load_without_groups().expect("rest").len(), 1);
+}
+
+#[test]
+fn a_summary_that_does_not_fit_the_records_is_an_error_not_a_guess() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("n.db");
+    {
+        let mut s = Store::open(&path).expect("open");
+        s.append(&[group(1, 1, "a"), group(1, 2, "b")])
+            .expect("append");
+        s.save_summary(b"x").expect("save");
+    }
+    for (break_it, says) in [
+        ("UPDATE summary SET dots = x'05ff'", "the history summary"),
+        ("UPDATE summary SET upto = 99", "past the last one"),
+        ("UPDATE summary SET dots = x'010102050a'", "out of order"),
+    ] {
+        {
+            let mut s = Store::open(&path).expect("open");
+            s.save_summary(b"x").expect("save again");
+        }
+        Connection::open(&path)
+            .expect("raw")
+            .execute_batch(break_it)
+            .expect("break");
+        let mut s = Store::open(&path).expect("open");
+        let e = s.load_summary().err().expect(break_it).to_string();
+        assert!(e.contains(says), "{break_it}: {e}");
+        // Everything is still there to replay.
+        let mut after = 0;
+        assert_eq!(s.load_groups_after(&mut after, 10).expect("load").len(), 2);
+    }
+    // A store in memory never saves one.
+    let mut m = Store::in_memory().expect("open");
+    m.append(&[group(1, 1, "a")]).expect("append");
+    assert!(!m.summary_stale() && !m.summary_due());
 }

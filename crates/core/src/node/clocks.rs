@@ -7,6 +7,7 @@
 //! per changed entry instead of 16 per member). The clocks of the most recent `CACHE`
 //! messages, the usual predecessors of new ones, stay decoded.
 
+use super::summary::ClockArena;
 use crate::HashMap;
 use foldhash::HashMapExt;
 use p2pchat_proto::{Dot, GroupMsg, NodeId, VectorClock};
@@ -93,6 +94,53 @@ impl ClockStore {
         self.fifo.push_back(msg.dot());
         self.cache.insert(msg.dot(), c.clone());
         c
+    }
+
+    /// The stored clocks, per author: each message's encoded length and the arena (what a
+    /// summary keeps; the cache is not needed to read them back).
+    pub(super) fn arenas(&self) -> Vec<ClockArena> {
+        let mut out: Vec<_> = self
+            .arenas
+            .iter()
+            .map(|(&author, a)| {
+                let ends = a
+                    .offsets
+                    .iter()
+                    .skip(1)
+                    .copied()
+                    .chain([a.bytes.len() as u32]);
+                let lengths = ends.zip(&a.offsets).map(|(e, &o)| e - o).collect();
+                (author, lengths, a.bytes.clone())
+            })
+            .collect();
+        out.sort_unstable_by_key(|a| a.0);
+        out
+    }
+
+    /// A store of the clocks [`ClockStore::arenas`] gave, if they fit: `count(author)`
+    /// messages each, lengths that add up. `None` otherwise. (Clocks are decoded when read:
+    /// one that does not decode is missing, never a panic.)
+    pub(super) fn from_arenas(
+        arenas: Vec<ClockArena>,
+        count: impl Fn(NodeId) -> u64,
+    ) -> Option<ClockStore> {
+        let mut store = ClockStore::new();
+        for (author, lengths, bytes) in arenas {
+            if lengths.len() as u64 != count(author) || store.arenas.contains_key(&author) {
+                return None;
+            }
+            let mut offsets = Vec::with_capacity(lengths.len());
+            let mut at = 0usize;
+            for len in lengths {
+                offsets.push(u32::try_from(at).ok()?);
+                at = at.checked_add(len as usize).filter(|_| len > 0)?;
+            }
+            if at != bytes.len() {
+                return None;
+            }
+            store.arenas.insert(author, Arena { offsets, bytes });
+        }
+        Some(store)
     }
 
     /// The clock of a delivered message: from the cache of recent ones, or rebuilt from the

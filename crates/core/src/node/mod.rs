@@ -43,6 +43,7 @@ use send::Peer;
 use spread::Spread;
 use std::net::SocketAddr;
 use std::time::Duration;
+pub use summary::{GroupSummary, SummaryError};
 use swim::Prober;
 use timers::{Timer, Timers};
 use views::Admit;
@@ -340,6 +341,22 @@ impl Node {
         self.group.set_restoring(false);
         self.net.replaying = was;
         self.group.trim(self.cfg.history_in_memory);
+    }
+
+    /// The delivered group history, summarised for the next start (see [`GroupSummary`]):
+    /// valid for exactly the group records persisted so far. `None` when hop counts are
+    /// recorded (the simulator).
+    pub fn group_summary(&self) -> Option<GroupSummary> {
+        self.group.summary()
+    }
+
+    /// Starts the group history from a saved summary instead of replaying it: after the
+    /// archive is set, before [`Node::restore_group`] replays the records it does not cover.
+    /// On an error nothing changed (replay the whole history instead).
+    pub fn restore_summary(&mut self, summary: GroupSummary) -> Result<usize, SummaryError> {
+        let n = self.group.restore_summary(summary)?;
+        self.net.stats.group_delivered += n as u64;
+        Ok(n)
     }
 
     /// Gives the node its archive: from now on only the newest `history_in_memory` group
@@ -755,6 +772,7 @@ mod send;
 mod signin;
 mod spread;
 mod strangers;
+mod summary;
 mod swim;
 #[cfg(test)]
 mod tests;
