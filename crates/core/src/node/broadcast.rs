@@ -245,8 +245,13 @@ impl Node {
     }
 
     /// Holds `msg` back until its dependencies are delivered, and delivers what it can.
-    pub(super) fn hold(&mut self, _now: Duration, msg: GroupMsg) {
-        for (msg, clock) in self.group.hold(msg) {
+    pub(super) fn hold(&mut self, now: Duration, msg: GroupMsg) {
+        let first = self.group.len();
+        let delivered = self.group.hold(msg);
+        if !self.net.replaying {
+            self.group.stamp(first, now);
+        }
+        for (msg, clock) in delivered {
             self.net.stats.group_delivered += 1;
             self.persist(Record::Group(msg.clone()));
             if !self.net.replaying {
@@ -367,6 +372,7 @@ impl Node {
 
     pub(super) fn handle_digest(
         &mut self,
+        now: Duration,
         from: Peer,
         lo: NodeId,
         hi: NodeId,
@@ -381,7 +387,12 @@ impl Node {
         }
         // No message encodes under 64 bytes (its signature alone): what one answer can carry.
         let most = self.cfg.repair_max_datagrams * (BATCH_BUDGET / 64 + 1);
-        let (missing, they_are_ahead) = self.group.compare(lo, hi, &entries, most);
+        // What arrived within a few round trips is likely on its way to them by push: a
+        // copy now would be a duplicate (at internet latency, most of the redundancy). If
+        // they still lack it at the next digest, it goes then.
+        let grace = self.spread.ring.srtt().map_or(Duration::ZERO, |s| 4 * s);
+        let fresh = self.group.fresh_from(now, grace);
+        let (missing, they_are_ahead) = self.group.compare(lo, hi, &entries, most, fresh);
         if !missing.is_empty() {
             // Oldest first, and only as many as the datagram budget holds: a peer far behind
             // gets the rest when it asks again, and we never copy the whole backlog.

@@ -18,6 +18,7 @@ use foldhash::HashMapExt;
 use p2pchat_proto::wire::{from_payload, to_payload};
 use p2pchat_proto::{Dot, GroupMsg, NodeId, VectorClock};
 use std::collections::{BTreeMap, VecDeque};
+use std::time::Duration;
 
 /// A delivered group message.
 struct Delivered {
@@ -66,7 +67,15 @@ pub(super) struct GroupLog {
     /// Indices into `history` of the messages a history shows (merges left out), in
     /// display order: a page is a slice of it.
     shown: Vec<u32>,
+    /// When recent messages were delivered: `(first index, at)` per step that delivered
+    /// some, oldest first, kept for [`FRESH_MAX`] (see [`GroupLog::fresh_from`]).
+    stamps: VecDeque<(u32, Duration)>,
 }
+
+/// How long delivery times are kept: the longest a message counts as still spreading.
+pub(super) const FRESH_MAX: Duration = Duration::from_secs(2);
+/// Most delivery stamps kept (older ones count as settled).
+const STAMPS_MAX: usize = 8192;
 
 impl GroupLog {
     pub(super) fn new(full_clocks: bool, record_hops: bool) -> Self {
@@ -85,6 +94,7 @@ impl GroupLog {
             bodies: VecDeque::new(),
             restoring: false,
             shown: Vec::new(),
+            stamps: VecDeque::new(),
         }
     }
 
@@ -96,6 +106,11 @@ impl GroupLog {
     /// Whether `dot` was delivered or is held back (a copy of it is a duplicate).
     pub(super) fn seen(&self, dot: Dot) -> bool {
         self.delivered.get(dot.author) >= dot.seq || self.holdback.contains_key(&dot)
+    }
+
+    /// Messages delivered.
+    pub(super) fn len(&self) -> usize {
+        self.history.len()
     }
 
     /// Messages waiting for their dependencies.
@@ -323,6 +338,7 @@ impl GroupLog {
     }
 
     /// The Lamport time of a delivered message.
+    #[cfg(test)]
     pub(super) fn lamport(&self, dot: Dot) -> Option<u64> {
         self.find(dot).map(|i| self.history[i].lamport)
     }
@@ -340,16 +356,46 @@ impl GroupLog {
         }
     }
 
+    /// Notes that the messages from history index `first` on were delivered `now`.
+    pub(super) fn stamp(&mut self, first: usize, now: Duration) {
+        if first >= self.history.len() {
+            return;
+        }
+        while self.stamps.len() >= STAMPS_MAX
+            || self
+                .stamps
+                .front()
+                .is_some_and(|&(_, at)| at + FRESH_MAX <= now)
+        {
+            self.stamps.pop_front();
+        }
+        self.stamps.push_back((first as u32, now));
+    }
+
+    /// How many messages were delivered before the last `grace`
+    /// (at most [`FRESH_MAX`]): the ones after are still spreading by push, and a digest
+    /// that lacks them is only behind, not missing them.
+    pub(super) fn fresh_from(&self, now: Duration, grace: Duration) -> usize {
+        let cutoff = now.saturating_sub(grace.min(FRESH_MAX));
+        self.stamps
+            .iter()
+            .find(|&&(_, at)| at > cutoff)
+            .map_or(self.history.len(), |&(first, _)| first as usize)
+    }
+
     /// Anti-entropy: compares a peer's digest of delivered counters for authors in
     /// `lo..=hi` (sorted by author) with ours. Returns what it lacks, oldest first (by
     /// Lamport time, then author and seq), at most `limit` of them, and whether it has
     /// anything we lack.
+    /// Messages from history index `fresh` on are left out of what they lack (still
+    /// spreading: see [`GroupLog::fresh_from`]).
     pub(super) fn compare(
         &self,
         lo: NodeId,
         hi: NodeId,
         theirs: &[(NodeId, u64)],
         limit: usize,
+        fresh: usize,
     ) -> (Vec<(u64, NodeId, u64)>, bool) {
         // Both sides are sorted by author: walk them together, no allocation but `missing`.
         let mut missing: Vec<(u64, NodeId, u64)> = Vec::new();
@@ -375,8 +421,11 @@ impl GroupLog {
             // An author's Lamport times grow with its seq: the oldest `limit` overall are
             // among each author's first `limit` (a peer far behind costs a page, not all).
             for seq in (have + 1..=mine).take(limit) {
-                if let Some(lamport) = self.lamport(Dot::new(author, seq)) {
-                    missing.push((lamport, author, seq));
+                match self.find(Dot::new(author, seq)) {
+                    // An author's later messages were delivered later still.
+                    Some(i) if i >= fresh => break,
+                    Some(i) => missing.push((self.history[i].lamport, author, seq)),
+                    None => {}
                 }
             }
         }
@@ -524,7 +573,7 @@ mod tests {
         g.hold(msg(3, 1, 2, &[]));
         let all = (NodeId(0), NodeId(u32::MAX));
         // They have 1.1 only: they lack 3.1 and 1.2, oldest first.
-        let (missing, ahead) = g.compare(all.0, all.1, &[(NodeId(1), 1)], usize::MAX);
+        let (missing, ahead) = g.compare(all.0, all.1, &[(NodeId(1), 1)], usize::MAX, usize::MAX);
         assert_eq!(missing, [(2, NodeId(3), 1), (3, NodeId(1), 2)]);
         assert!(!ahead);
         // They know an author we do not, and are ahead on another.
@@ -533,15 +582,22 @@ mod tests {
             all.1,
             &[(NodeId(1), 2), (NodeId(2), 1), (NodeId(3), 1)],
             usize::MAX,
+            usize::MAX,
         );
         assert!(missing.is_empty() && ahead);
-        let (_, ahead) = g.compare(all.0, all.1, &[(NodeId(1), 3), (NodeId(3), 1)], usize::MAX);
+        let (_, ahead) = g.compare(
+            all.0,
+            all.1,
+            &[(NodeId(1), 3), (NodeId(3), 1)],
+            usize::MAX,
+            usize::MAX,
+        );
         assert!(ahead);
         // Only the range asked.
-        let (missing, _) = g.compare(NodeId(2), NodeId(3), &[], usize::MAX);
+        let (missing, _) = g.compare(NodeId(2), NodeId(3), &[], usize::MAX, usize::MAX);
         assert_eq!(missing, [(2, NodeId(3), 1)]);
         // A peer far behind gets the oldest, across authors, as many as asked.
-        let (missing, _) = g.compare(all.0, all.1, &[], 2);
+        let (missing, _) = g.compare(all.0, all.1, &[], 2, usize::MAX);
         assert_eq!(missing, [(1, NodeId(1), 1), (2, NodeId(3), 1)]);
     }
 
@@ -686,8 +742,20 @@ mod tests {
         assert_eq!(a.page(Some(mid), 30), b.page(Some(mid), 30));
         let all_authors = (NodeId(0), NodeId(u32::MAX));
         assert_eq!(
-            a.compare(all_authors.0, all_authors.1, &[(NodeId(2), 100)], 64),
-            b.compare(all_authors.0, all_authors.1, &[(NodeId(2), 100)], 64)
+            a.compare(
+                all_authors.0,
+                all_authors.1,
+                &[(NodeId(2), 100)],
+                64,
+                usize::MAX
+            ),
+            b.compare(
+                all_authors.0,
+                all_authors.1,
+                &[(NodeId(2), 100)],
+                64,
+                usize::MAX
+            )
         );
         for m in &all {
             assert_eq!(a.clock(m.dot()), b.clock(m.dot()), "{}", m.dot());
@@ -720,5 +788,34 @@ mod tests {
             assert!(c.restore_summary(bad).is_err());
             assert!(c.history.is_empty() && c.delivered().get(NodeId(1)) == 0);
         }
+    }
+
+    #[test]
+    fn what_arrived_within_the_grace_is_not_offered_as_missing() {
+        let mut g = GroupLog::new(false, false);
+        let ms = Duration::from_millis;
+        for (seq, at) in [(1, 0), (2, 100), (3, 900)] {
+            let first = g.len();
+            g.hold(msg(1, seq, seq, &[]));
+            g.stamp(first, ms(at));
+        }
+        let all = (NodeId(0), NodeId(u32::MAX));
+        let lacking = |fresh| {
+            let (missing, _) = g.compare(all.0, all.1, &[], 10, fresh);
+            missing.iter().map(|m| m.2).collect::<Vec<u64>>()
+        };
+        // At 1 s with a grace of 500 ms, 1.3 (delivered at 900 ms) is still spreading.
+        assert_eq!(lacking(g.fresh_from(ms(1000), ms(500))), [1, 2]);
+        assert_eq!(lacking(g.fresh_from(ms(1000), ms(950))), [1]);
+        assert_eq!(lacking(g.fresh_from(ms(1000), Duration::ZERO)), [1, 2, 3]);
+        // Never more than FRESH_MAX, and stamps older than it are dropped.
+        assert_eq!(g.fresh_from(ms(5000), ms(60_000)), 3);
+        g.stamp(g.len(), ms(5000));
+        assert_eq!(g.stamps.len(), 3, "nothing new delivered: no stamp");
+        let first = g.len();
+        g.hold(msg(1, 4, 4, &[]));
+        g.stamp(first, ms(5000));
+        assert_eq!(g.stamps.len(), 1, "the old ones expired");
+        assert_eq!(g.fresh_from(ms(5000), ms(10)), 3);
     }
 }

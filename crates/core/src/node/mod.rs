@@ -580,7 +580,7 @@ impl Node {
                 if lo == NodeId(0) && (members as usize) < known && !self.partial() {
                     self.repair_members(now, peer, known - members as usize);
                 }
-                self.handle_digest(peer, lo, hi, entries, reply);
+                self.handle_digest(now, peer, lo, hi, entries, reply);
             }
             Message::Private(msg) => self.handle_private(now, peer, msg),
             Message::PrivateAck {

@@ -136,7 +136,9 @@ impl Node {
         }
         if let Some(p) = self.prober.probe.as_mut() {
             if p.nonce == nonce {
-                p.acked = true;
+                if !std::mem::replace(&mut p.acked, true) {
+                    self.spread.ring.sample(now.saturating_sub(p.sent));
+                }
                 let target = p.target;
                 self.mark_heard_id(now, target);
             }

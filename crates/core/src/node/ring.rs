@@ -111,8 +111,10 @@ impl Ring {
         }
     }
 
-    /// A round-trip sample from an acknowledgement of a push sent once (Karn).
-    fn sample(&mut self, rtt: Duration) {
+    /// A round-trip sample: an acknowledgement of a push sent once (Karn), or the answer to
+    /// a probe (so that a node has an estimate before its first push is answered: a burst
+    /// at internet latency would otherwise retry everything at `ring_ack_timeout`).
+    pub(super) fn sample(&mut self, rtt: Duration) {
         match self.srtt {
             None => {
                 self.srtt = Some(rtt);
@@ -124,6 +126,11 @@ impl Ring {
                 self.srtt = Some((srtt * 7 + rtt) / 8);
             }
         }
+    }
+
+    /// The smoothed round trip, once there is a sample.
+    pub(super) fn srtt(&self) -> Option<Duration> {
+        self.srtt
     }
 
     fn next_deadline(&self) -> Option<Duration> {
@@ -509,6 +516,28 @@ mod tests {
     use super::*;
     use foldhash::HashMapExt;
     use proptest::prelude::*;
+
+    #[test]
+    fn the_timeout_follows_the_round_trip_once_there_is_a_sample() {
+        let ms = Duration::from_millis;
+        let mut r = Ring::default();
+        assert_eq!(r.rto(ms(100)), ms(100), "no sample yet: the configured timeout");
+        assert_eq!(r.srtt(), None);
+        // A probe answered after 400 ms (internet latency): no retry at 100 ms any more.
+        r.sample(ms(400));
+        assert_eq!(r.srtt(), Some(ms(400)));
+        assert_eq!(r.rto(ms(100)), RTO_MAX.min(ms(400 + 4 * 200)));
+        for _ in 0..50 {
+            r.sample(ms(400));
+        }
+        assert!(r.rto(ms(100)) < ms(500) && r.rto(ms(100)) >= ms(400));
+        // Bounded both ways.
+        r.sample(ms(60_000));
+        assert!(r.rto(ms(100)) <= RTO_MAX);
+        let mut fast = Ring::default();
+        fast.sample(Duration::from_micros(50));
+        assert_eq!(fast.rto(ms(100)), RTO_MIN);
+    }
 
     /// Delivers a broadcast from `author` over `ring` by shares; returns receipt counts.
     fn broadcast(ring: &[NodeId], author: NodeId) -> (HashMap<NodeId, u32>, u16) {
