@@ -521,7 +521,11 @@ mod tests {
     fn the_timeout_follows_the_round_trip_once_there_is_a_sample() {
         let ms = Duration::from_millis;
         let mut r = Ring::default();
-        assert_eq!(r.rto(ms(100)), ms(100), "no sample yet: the configured timeout");
+        assert_eq!(
+            r.rto(ms(100)),
+            ms(100),
+            "no sample yet: the configured timeout"
+        );
         assert_eq!(r.srtt(), None);
         // A probe answered after 400 ms (internet latency): no retry at 100 ms any more.
         r.sample(ms(400));
