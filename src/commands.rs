@@ -17,6 +17,19 @@ pub fn parse(line: &str) -> Result<Option<Command>, String> {
         "/quit" | "/exit" => Ok(Some(Command::Quit)),
         "/peers" => Ok(Some(Command::Peers)),
         "/status" => Ok(Some(Command::Status)),
+        "/devices" => {
+            const USAGE: &str = "usage: /devices [revoke ID]";
+            match (words.next(), words.next(), words.next()) {
+                (None, _, _) => Ok(Some(Command::Devices { revoke: None })),
+                (Some("revoke"), Some(id), None) => {
+                    let id = id.parse::<u32>().map_err(|_| USAGE.to_string())?;
+                    Ok(Some(Command::Devices {
+                        revoke: Some(p2pchat_proto::NodeId(id)),
+                    }))
+                }
+                _ => Err(USAGE.into()),
+            }
+        }
         "/msg" => {
             let rest = line["/msg".len()..].trim_start();
             let (to, text) = rest.split_once(char::is_whitespace).unwrap_or((rest, ""));
@@ -65,7 +78,7 @@ pub fn parse(line: &str) -> Result<Option<Command>, String> {
             }))
         }
         other => Err(format!(
-            "unknown command {other}; commands: /msg USER TEXT, /peers, /history [USER] [--last N] [--before ID], /search TEXT [--in USER] [--last N], /status, /quit"
+            "unknown command {other}; commands: /msg USER TEXT, /peers, /history [USER] [--last N] [--before ID], /search TEXT [--in USER] [--last N], /devices [revoke ID], /status, /quit"
         )),
     }
 }
@@ -129,6 +142,19 @@ mod tests {
             }))
         );
         assert!(parse("/search").is_err());
+        assert_eq!(
+            parse("/devices").expect("ok"),
+            Some(Command::Devices { revoke: None })
+        );
+        assert_eq!(
+            parse("/devices revoke 7").expect("ok"),
+            Some(Command::Devices {
+                revoke: Some(p2pchat_proto::NodeId(7))
+            })
+        );
+        assert!(parse("/devices revoke").is_err());
+        assert!(parse("/devices revoke x").is_err());
+        assert!(parse("/devices drop 7").is_err());
         assert!(parse("/search --in bob").is_err());
         assert!(parse("/history --last x").is_err());
         assert!(parse("/frobnicate").is_err());

@@ -65,6 +65,20 @@ pub fn status(s: PeerStatus) -> &'static str {
     }
 }
 
+/// How long ago a Unix time in ms was, roughly ("40 s", "3 min", "2 h", "5 days").
+fn ago(ms: u64) -> String {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64);
+    let s = now.saturating_sub(ms) / 1000;
+    match s {
+        0..=119 => format!("{s} s"),
+        120..=7199 => format!("{} min", s / 60),
+        7200..=172_799 => format!("{} h", s / 3600),
+        _ => format!("{} days", s / 86_400),
+    }
+}
+
 /// A readable line for a terminal user.
 pub fn human(e: &Event, me: &str) -> Option<String> {
     Some(match e {
@@ -143,6 +157,27 @@ pub fn human(e: &Event, me: &str) -> Option<String> {
             lines.join("\n")
         }
         Event::Acked { .. } => return None,
+        Event::Devices {
+            me: this_id,
+            devices,
+        } => {
+            let mut lines = vec![format!("* devices of {}:", me)];
+            for d in devices {
+                let this = if d.node_id == *this_id { " (this device)" } else { "" };
+                let state = if d.revoked {
+                    "revoked".to_string()
+                } else if d.online {
+                    "online".to_string()
+                } else if d.last_seen_ms > 0 {
+                    format!("last seen {} ago", ago(d.last_seen_ms))
+                } else {
+                    "offline".to_string()
+                };
+                lines.push(format!("  node {}{this}: {state}", d.node_id));
+            }
+            lines.push("  (/devices revoke ID removes one)".into());
+            lines.join("\n")
+        }
         Event::Stored { peer, seq } => {
             format!("* private message {seq} to {peer} is kept by a mailbox until {peer} is back")
         }

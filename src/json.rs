@@ -26,6 +26,7 @@ fn entry(h: &HistoryEntry) -> Value {
     let mut v = json!({
         "id": h.id,
         "from": h.from,
+        "device": h.from_id.0,
         "text": h.text,
         "clock": clock(&h.clock),
     });
@@ -123,6 +124,9 @@ pub fn event(e: &Event) -> Value {
         }
         Event::Error { message, fatal } => {
             json!({"event": "error", "message": message, "fatal": fatal})
+        }
+        Event::Devices { me, devices } => {
+            json!({"event": "devices", "me": me.0, "devices": devices.iter().map(|d| json!({"node_id": d.node_id.0, "online": d.online, "last_seen_ms": d.last_seen_ms, "revoked": d.revoked, "this_device": d.node_id == *me})).collect::<Vec<_>>()})
         }
         Event::Admitted {
             user,

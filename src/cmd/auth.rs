@@ -34,6 +34,11 @@ pub struct AuthArgs {
     /// told so and asks again when the minute is over.
     #[arg(long, default_value_t = p2pchat_core::AuthConfig::default().source_signups)]
     pub signup_rate: u32,
+    /// Most devices (data dirs, each with its own keys and node id) one account may have;
+    /// revoked ones do not count. A signin from one more is refused with a message that
+    /// says how to revoke one.
+    #[arg(long, default_value_t = p2pchat_core::AuthConfig::default().max_devices)]
+    pub max_devices: usize,
 }
 
 /// `p2pchat auth-server`.
@@ -42,9 +47,13 @@ pub fn auth_server(args: AuthArgs) -> anyhow::Result<()> {
     if args.max_nodes == 0 {
         bail!("--max-nodes must be at least 1");
     }
+    if args.max_devices == 0 {
+        bail!("--max-devices must be at least 1");
+    }
     let cfg = AuthConfig {
         max_nodes: args.max_nodes,
         source_signups: args.signup_rate,
+        max_devices: args.max_devices,
         ..AuthConfig::default()
     };
     let creds = Box::new(Argon2Credentials::default());

@@ -111,7 +111,7 @@ const HELP: &[&str] = &[
     "commands: type to talk in the current conversation",
     "  /msg USER TEXT    private message      /query USER   open a private conversation",
     "  /history [USER] [--last N] [--before ID]   /search TEXT [--in USER] [--last N]",
-    "  /peers  /status  /help  /quit (or Ctrl-C)",
+    "  /peers  /status  /devices [revoke ID]  /help  /quit (or Ctrl-C)",
     "keys: Tab completes names, Up/Down input history, PageUp/PageDown scroll,",
     "  Alt+1 the group, Alt+2.. private conversations, Esc back to the group",
 ];
@@ -428,6 +428,14 @@ impl App {
                 }
             }
             Event::Admitted { .. } => {}
+            e @ Event::Devices { .. } => {
+                let me = self.me.clone();
+                if let Some(text) = crate::format::human(&e, &me) {
+                    for line in text.lines() {
+                        self.notice(self.current.clone(), line.to_string());
+                    }
+                }
+            }
         }
         Vec::new()
     }

@@ -203,6 +203,8 @@ pub struct AuthConfig {
     pub source_window: Duration,
     /// Signups one IP address may make per `source_window` (0: unlimited).
     pub source_signups: u32,
+    /// Most devices (data dirs with their own keys) per account, revoked ones not counted.
+    pub max_devices: usize,
 }
 
 impl Default for AuthConfig {
@@ -222,6 +224,7 @@ impl Default for AuthConfig {
             source_failures: 30,
             source_window: Duration::from_secs(60),
             source_signups: 100,
+            max_devices: 8,
         }
     }
 }

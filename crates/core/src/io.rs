@@ -1,6 +1,7 @@
 //! What the state machines say to their drivers: outputs, app events, persist records, and
 //! the commands a user gives.
 
+use p2pchat_proto::wire::{DeviceInfo, Revocation};
 use p2pchat_proto::{
     Cert, Dot, GroupMsg, Key, MailBlob, NodeId, PeerInfo, PrivateMsg, VectorClock,
 };
@@ -90,6 +91,30 @@ pub enum Record {
         from: NodeId,
         /// Counters up to this one.
         upto: u64,
+    },
+    /// Auth server: a device of an account (its signing key), or its revocation. A later
+    /// record of the same node id replaces an earlier one.
+    Device {
+        /// Username.
+        user: String,
+        /// The device's node id.
+        node_id: NodeId,
+        /// Its Ed25519 key: the same key always gets the same node id.
+        key: Key,
+        /// Revoked: refused from now on.
+        revoked: bool,
+    },
+    /// Node: a device revoked by the auth server (its datagrams are refused).
+    Revoked(Revocation),
+    /// Node: a private message of this account between two other devices (one of them
+    /// ours), learned from another device of the account.
+    PrivateCopy {
+        /// The message.
+        msg: PrivateMsg,
+        /// Its sender's username.
+        from_user: String,
+        /// Its recipient's username.
+        to_user: String,
     },
 }
 
@@ -229,12 +254,14 @@ pub struct Stats {
     pub throttled: u64,
     /// Times the node turned to another auth server because the current one was silent.
     pub auth_failovers: u64,
+    /// Datagrams from a revoked device, refused.
+    pub revoked: u64,
 }
 
 impl Stats {
     /// Every kind of input that was rejected, with its name for people: the one list that
     /// `/status`, the runtime's fault log and the totals read.
-    pub fn rejections(&self) -> [(&'static str, u64); 11] {
+    pub fn rejections(&self) -> [(&'static str, u64); 12] {
         [
             ("malformed", self.malformed),
             ("unauthenticated", self.unauthenticated),
@@ -246,6 +273,7 @@ impl Stats {
             ("unknown author", self.unverifiable),
             ("bad server key", self.bad_server_key),
             ("throttled", self.throttled),
+            ("revoked device", self.revoked),
             ("other", self.rejected),
         ]
     }
@@ -401,6 +429,13 @@ pub enum Event {
         /// It was told it is first.
         first: bool,
     },
+    /// Reply to [`Command::Devices`]: the account's devices, as the auth server knows them.
+    Devices {
+        /// This device's node id.
+        me: NodeId,
+        /// Every device of the account, by node id.
+        devices: Vec<DeviceInfo>,
+    },
 }
 
 /// Most messages one `/history` returns when no `--last` is given: a longer history is paged
@@ -450,6 +485,12 @@ pub enum Command {
     Status,
     /// Report members and conversations (what a front end draws at start).
     Overview,
+    /// List the account's devices ([`Event::Devices`]), after revoking `revoke` when given
+    /// (another device of the account: its sign-ins and datagrams are refused from then on).
+    Devices {
+        /// The device to revoke.
+        revoke: Option<NodeId>,
+    },
     /// Emit [`Event::Settled`] once nothing asked so far is in flight.
     Settle,
     /// Say goodbye and stop.
@@ -467,6 +508,7 @@ pub fn tag_replies<'a>(outputs: impl Iterator<Item = &'a mut Output>, tag: &str,
             | Event::History { .. }
             | Event::Search { .. }
             | Event::Status(_)
+            | Event::Devices { .. }
             | Event::Overview { .. } => true,
             Event::Message(m) => m.from == me && !m.is_merge(),
             _ => false,

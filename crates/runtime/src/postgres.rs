@@ -17,10 +17,10 @@
 
 use crate::RuntimeError;
 use p2pchat_core::auth::{
-    Account, Admitted, Ask, Counts, Decision, Directory, DirectoryError, Now,
+    Account, Admitted, Ask, Counts, Decision, Device, Directory, DirectoryError, Now, Seat,
 };
 use p2pchat_core::{AuthConfig, Record};
-use p2pchat_proto::wire::{Cert, Key};
+use p2pchat_proto::wire::{Cert, DeviceInfo, Key};
 use p2pchat_proto::{AuthError, NodeId, PeerInfo};
 use std::future::Future;
 use std::time::{Duration, Instant};
@@ -28,7 +28,7 @@ use tokio_postgres::error::SqlState;
 use tokio_postgres::{Client, Config, IsolationLevel, NoTls, Transaction};
 
 /// The newest schema this build knows.
-pub const PG_SCHEMA_VERSION: i32 = 1;
+pub const PG_SCHEMA_VERSION: i32 = 2;
 
 /// Version 1: keys, accounts, ids, leases, queue, boot epochs.
 const MIGRATION_1: &str = "
@@ -59,6 +59,21 @@ CREATE TABLE queue (
     seq BIGSERIAL
 );
 CREATE INDEX leases_by_poll ON leases (last_poll_ms);
+";
+
+/// Version 2: devices. Each account's one node so far becomes its first device, with the
+/// key that signed up when known.
+const MIGRATION_2: &str = "
+CREATE TABLE devices (
+    node_id BIGINT PRIMARY KEY,
+    user_name TEXT NOT NULL REFERENCES accounts (user_name),
+    sign_pk BYTEA,
+    revoked BOOLEAN NOT NULL DEFAULT false,
+    created_ms BIGINT NOT NULL
+);
+CREATE INDEX devices_by_user ON devices (user_name);
+INSERT INTO devices (node_id, user_name, sign_pk, created_ms)
+    SELECT node_id, user_name, signup_key, created_ms FROM accounts;
 ";
 
 /// Serializable transactions are retried this many times before the request goes
@@ -319,6 +334,12 @@ async fn migrate(client: &mut Client, target: &str) -> Result<(), RuntimeError> 
             .await
             .map_err(fail)?;
     }
+    if found < 2 {
+        tx.batch_execute(MIGRATION_2).await.map_err(fail)?;
+        tx.execute("INSERT INTO p2pchat_schema (version) VALUES (2)", &[])
+            .await
+            .map_err(fail)?;
+    }
     tx.commit().await.map_err(fail)?;
     Ok(())
 }
@@ -388,13 +409,32 @@ async fn admit_tx(
 ) -> Result<Result<Admitted, AuthError>, tokio_postgres::Error> {
     let t = ms(now.wall_ms);
     let lease = dur_ms(cfg.lease);
-    let l = load(tx, ask.node_id, t - lease).await?;
+    let l = load(tx, ask.existing(), t - lease).await?;
     if let Some(e) = refusal(&l, cfg) {
         return Ok(Err(e));
     }
-    let id = match (ask.node_id, ask.hash) {
-        (Some(id), _) => id,
-        (None, Some(hash)) => {
+    let id = match ask.seat {
+        Seat::Device(id) => {
+            let row = tx
+                .query_opt(
+                    "SELECT revoked FROM devices WHERE node_id = $1 AND user_name = $2",
+                    &[&i64::from(id.0), &ask.user],
+                )
+                .await?;
+            match row.map(|r| r.get::<_, bool>(0)) {
+                None => return Ok(Err(AuthError::BadCredentials)),
+                Some(true) => return Ok(Err(AuthError::DeviceRevoked)),
+                Some(false) => {}
+            }
+            // A device from before devices were known is claimed by its first signin.
+            tx.execute(
+                "UPDATE devices SET sign_pk = $2 WHERE node_id = $1 AND sign_pk IS NULL",
+                &[&i64::from(id.0), &&ask.key[..]],
+            )
+            .await?;
+            id
+        }
+        Seat::NewAccount { hash } => {
             let row = tx
                 .query_opt(
                     "INSERT INTO accounts (user_name, node_id, hash, signup_key, created_ms) \
@@ -403,12 +443,39 @@ async fn admit_tx(
                     &[&ask.user, &hash, &&ask.key[..], &t],
                 )
                 .await?;
-            match row {
-                Some(r) => node_id(r.get(0))?,
-                None => return Ok(Err(AuthError::UsernameTaken)),
-            }
+            let Some(r) = row else {
+                return Ok(Err(AuthError::UsernameTaken));
+            };
+            let raw: i64 = r.get(0);
+            tx.execute(
+                "INSERT INTO devices (node_id, user_name, sign_pk, created_ms) \
+                 VALUES ($1, $2, $3, $4)",
+                &[&raw, &ask.user, &&ask.key[..], &t],
+            )
+            .await?;
+            node_id(raw)?
         }
-        (None, None) => return Ok(Err(AuthError::BadCredentials)),
+        Seat::NewDevice { max } => {
+            let active: i64 = tx
+                .query_one(
+                    "SELECT count(*) FROM devices WHERE user_name = $1 AND NOT revoked",
+                    &[&ask.user],
+                )
+                .await?
+                .get(0);
+            if active >= max as i64 {
+                return Ok(Err(AuthError::TooManyDevices(max as u32)));
+            }
+            let raw: i64 = tx
+                .query_one(
+                    "INSERT INTO devices (node_id, user_name, sign_pk, created_ms) \
+                     VALUES (nextval('node_ids'), $1, $2, $3) RETURNING node_id",
+                    &[&ask.user, &&ask.key[..], &t],
+                )
+                .await?
+                .get(0);
+            node_id(raw)?
+        }
     };
     let me = i64::from(id.0);
     let others: i64 = tx
@@ -456,28 +523,95 @@ async fn admit_tx(
 impl Directory for PgDirectory {
     fn account(&mut self, user: &str) -> Result<Option<Account>, DirectoryError> {
         let c = self.client()?;
-        let r = block(c.query_opt(
-            "SELECT node_id, hash, signup_key FROM accounts WHERE user_name = $1",
-            &[&user],
-        ));
-        match r {
-            Ok(Some(row)) => Ok(Some(Account {
-                node_id: node_id(row.get(0)).map_err(|e| self.failed(&e))?,
-                hash: row.get(1),
-                signup_key: row.get::<_, Option<&[u8]>>(2).and_then(key32),
-            })),
-            Ok(None) => Ok(None),
-            Err(e) => Err(self.failed(&e)),
-        }
+        let r = block(async {
+            let Some(row) = c
+                .query_opt("SELECT hash FROM accounts WHERE user_name = $1", &[&user])
+                .await?
+            else {
+                return Ok(None);
+            };
+            let rows = c
+                .query(
+                    "SELECT node_id, sign_pk, revoked FROM devices WHERE user_name = $1 \
+                     ORDER BY node_id",
+                    &[&user],
+                )
+                .await?;
+            let mut devices = Vec::with_capacity(rows.len());
+            for d in &rows {
+                devices.push(Device {
+                    node_id: node_id(d.get(0))?,
+                    key: d.get::<_, Option<&[u8]>>(1).and_then(key32),
+                    revoked: d.get(2),
+                });
+            }
+            Ok::<_, tokio_postgres::Error>(Some(Account {
+                hash: row.get(0),
+                devices,
+            }))
+        });
+        r.map_err(|e| self.failed(&e))
     }
 
     fn knows(&mut self, id: NodeId) -> Result<bool, DirectoryError> {
         let c = self.client()?;
         let r = block(c.query_opt(
-            "SELECT 1 FROM accounts WHERE node_id = $1",
+            "SELECT 1 FROM devices WHERE node_id = $1 AND NOT revoked",
             &[&i64::from(id.0)],
         ));
         r.map(|row| row.is_some()).map_err(|e| self.failed(&e))
+    }
+
+    fn devices(
+        &mut self,
+        now: Now,
+        cfg: &AuthConfig,
+        user: &str,
+    ) -> Result<Vec<DeviceInfo>, DirectoryError> {
+        let lease_start = ms(now.wall_ms) - dur_ms(cfg.lease);
+        let c = self.client()?;
+        let r = block(c.query(
+            "SELECT d.node_id, d.revoked, l.last_poll_ms FROM devices d \
+             LEFT JOIN leases l ON l.node_id = d.node_id \
+             WHERE d.user_name = $1 ORDER BY d.node_id",
+            &[&user],
+        ));
+        let rows = r.map_err(|e| self.failed(&e))?;
+        let mut out = Vec::with_capacity(rows.len());
+        for row in &rows {
+            let polled: Option<i64> = row.get(2);
+            out.push(DeviceInfo {
+                node_id: node_id(row.get(0)).map_err(|e| self.failed(&e))?,
+                online: polled.is_some_and(|p| p > lease_start),
+                last_seen_ms: polled.map_or(0, |p| u64::try_from(p).unwrap_or(0)),
+                revoked: row.get(1),
+            });
+        }
+        Ok(out)
+    }
+
+    fn revoke(&mut self, user: &str, id: NodeId) -> Result<bool, DirectoryError> {
+        let me = i64::from(id.0);
+        let user = user.to_string();
+        self.retrying(|c| {
+            block(async {
+                let tx = c.transaction().await?;
+                let n = tx
+                    .execute(
+                        "UPDATE devices SET revoked = true WHERE node_id = $1 AND user_name = $2",
+                        &[&me, &user],
+                    )
+                    .await?;
+                if n > 0 {
+                    tx.execute("DELETE FROM leases WHERE node_id = $1", &[&me])
+                        .await?;
+                    tx.execute("DELETE FROM queue WHERE node_id = $1", &[&me])
+                        .await?;
+                }
+                tx.commit().await?;
+                Ok(n > 0)
+            })
+        })
     }
 
     fn check(&mut self, now: Now, cfg: &AuthConfig, me: Option<NodeId>) -> Decision<()> {
@@ -566,8 +700,8 @@ impl Directory for PgDirectory {
             }
             let rows = c
                 .query(
-                    "SELECT l.info FROM accounts a JOIN leases l ON l.node_id = a.node_id \
-                     WHERE a.user_name = $1 AND l.last_poll_ms > $2",
+                    "SELECT l.info FROM devices d JOIN leases l ON l.node_id = d.node_id \
+                     WHERE d.user_name = $1 AND NOT d.revoked AND l.last_poll_ms > $2",
                     &[&user, &lease_start],
                 )
                 .await?;

@@ -18,7 +18,7 @@ use std::path::Path;
 use thiserror::Error;
 
 /// The schema version this build writes.
-pub const SCHEMA_VERSION: i64 = 5;
+pub const SCHEMA_VERSION: i64 = 6;
 
 /// Storage failures. All are local faults: report and stop, never wipe.
 #[derive(Debug, Error)]
@@ -217,7 +217,13 @@ impl Store {
             )
             .map_err(|e| classify(&path, e))?;
         }
-        // Future migrations go here: `if from < 6 { ... PRAGMA user_version = 6; }`.
+        if from < 6 {
+            // Version 6: devices. New kinds of records (`device`, `revoked`, `private_copy`)
+            // that an older build cannot read: the version makes it refuse the file clearly.
+            tx.execute_batch("PRAGMA user_version = 6;")
+                .map_err(|e| classify(&path, e))?;
+        }
+        // Future migrations go here: `if from < 7 { ... PRAGMA user_version = 7; }`.
         tx.commit().map_err(|e| classify(&path, e))?;
         Ok(())
     }
@@ -660,6 +666,9 @@ fn kind(r: &Record) -> &'static str {
         Record::OwnCert(_) => "own_cert",
         Record::MailboxPut(_) => "mailbox_put",
         Record::MailboxDrop { .. } => "mailbox_drop",
+        Record::Device { .. } => "device",
+        Record::Revoked(_) => "revoked",
+        Record::PrivateCopy { .. } => "private_copy",
     }
 }
 

@@ -12,7 +12,8 @@
 
 use crate::config::AuthConfig;
 use crate::io::Record;
-use crate::{HashMap, HashSet};
+use crate::HashMap;
+use p2pchat_proto::wire::DeviceInfo;
 use p2pchat_proto::wire::{Cert, Key};
 use p2pchat_proto::{AuthError, NodeId, PeerInfo};
 use std::collections::VecDeque;
@@ -29,16 +30,65 @@ pub struct Now {
     pub wall_ms: u64,
 }
 
+/// One device of an account: its own node id and keys.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Device {
+    /// Its node id, never reused.
+    pub node_id: NodeId,
+    /// Its Ed25519 key; `None` for the one device of an account made before devices were
+    /// known (the first signin claims it).
+    pub key: Option<Key>,
+    /// Revoked: its sign-ins and polls are refused.
+    pub revoked: bool,
+}
+
 /// One account.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Account {
-    /// Its node id, never reused.
-    pub node_id: NodeId,
     /// The password verifier (an argon2id PHC string in the runtime).
     pub hash: String,
-    /// The node key that signed up, when known: the same node asking again with the same
-    /// password is a retried signup (its answer was lost), not a taken username.
-    pub signup_key: Option<Key>,
+    /// Its devices, oldest first (at least one).
+    pub devices: Vec<Device>,
+}
+
+impl Account {
+    /// The device that signs with `key`.
+    pub fn device_with(&self, key: &Key) -> Option<&Device> {
+        self.devices.iter().find(|d| d.key.as_ref() == Some(key))
+    }
+
+    /// A device of an older store that no key has claimed yet.
+    pub fn unclaimed(&self) -> Option<&Device> {
+        self.devices.iter().find(|d| d.key.is_none() && !d.revoked)
+    }
+
+    /// Whether `id` is one of its devices, not revoked.
+    pub fn owns(&self, id: NodeId) -> bool {
+        self.devices.iter().any(|d| d.node_id == id && !d.revoked)
+    }
+
+    /// Devices not revoked.
+    pub fn active(&self) -> usize {
+        self.devices.iter().filter(|d| !d.revoked).count()
+    }
+}
+
+/// Which node id an admission is for.
+#[derive(Clone, Copy, Debug)]
+pub enum Seat<'a> {
+    /// A known device of the account (password checked); a device without a key yet is
+    /// claimed by `Ask::key`.
+    Device(NodeId),
+    /// A new account with this password verifier, and its first device.
+    NewAccount {
+        /// The verifier to store.
+        hash: &'a str,
+    },
+    /// A new device of an existing account (password checked), unless it has `max` already.
+    NewDevice {
+        /// Most devices not revoked.
+        max: usize,
+    },
 }
 
 /// An admission to decide.
@@ -46,16 +96,24 @@ pub struct Account {
 pub struct Ask<'a> {
     /// Username (already validated).
     pub user: &'a str,
-    /// `None` for a new account, else the account's node id (password checked).
-    pub node_id: Option<NodeId>,
-    /// The verifier to store for a new account.
-    pub hash: Option<&'a str>,
+    /// The node id it is for.
+    pub seat: Seat<'a>,
     /// The asking node's signing key.
     pub key: Key,
     /// Where the request came from: the address newcomers are bootstrapped at.
     pub from: SocketAddr,
     /// This server started less than a lease ago: members may not have polled yet.
     pub warming_up: bool,
+}
+
+impl Ask<'_> {
+    /// The node id, when it exists already.
+    pub fn existing(&self) -> Option<NodeId> {
+        match self.seat {
+            Seat::Device(id) => Some(id),
+            _ => None,
+        }
+    }
 }
 
 /// What [`Directory::admit`] decided.
@@ -93,8 +151,17 @@ pub type Decision<T> = Result<Result<T, AuthError>, DirectoryError>;
 pub trait Directory: Send {
     /// The account named `user`.
     fn account(&mut self, user: &str) -> Result<Option<Account>, DirectoryError>;
-    /// Whether `id` belongs to an account.
+    /// Whether `id` is a device of an account, not revoked.
     fn knows(&mut self, id: NodeId) -> Result<bool, DirectoryError>;
+    /// The devices of `user`, by node id, with whether each holds a lease.
+    fn devices(
+        &mut self,
+        now: Now,
+        cfg: &AuthConfig,
+        user: &str,
+    ) -> Result<Vec<DeviceInfo>, DirectoryError>;
+    /// Revokes device `id` of `user`; false if it is not one of that account's devices.
+    fn revoke(&mut self, user: &str, id: NodeId) -> Result<bool, DirectoryError>;
     /// A cheap check before a password is hashed: the queue limit (unless `me` already
     /// waits) and the cap (not counting `me`). [`Directory::admit`] checks again.
     fn check(&mut self, now: Now, cfg: &AuthConfig, me: Option<NodeId>) -> Decision<()>;
@@ -115,8 +182,8 @@ pub trait Directory: Send {
         cfg: &AuthConfig,
         member: &PeerInfo,
     ) -> Result<Vec<PeerInfo>, DirectoryError>;
-    /// The record of `user` if it holds a lease; `None` if `asker` is not a member that
-    /// polled (it may not ask).
+    /// The records of the devices of `user` that hold a lease; `None` if `asker` is not a
+    /// member that polled (it may not ask).
     fn lookup(
         &mut self,
         now: Now,
@@ -149,7 +216,8 @@ struct Waiting {
 #[derive(Default)]
 pub struct MemoryDirectory {
     accounts: HashMap<String, Account>,
-    ids: HashSet<NodeId>,
+    /// The account of each device.
+    owners: HashMap<NodeId, String>,
     next_id: u32,
     live: HashMap<NodeId, Live>,
     queue: VecDeque<Waiting>,
@@ -164,25 +232,77 @@ impl MemoryDirectory {
             ..MemoryDirectory::default()
         };
         for record in records {
-            if let Record::User {
-                user,
-                node_id,
-                password_hash,
-            } = record
-            {
-                d.next_id = d.next_id.max(node_id.0.saturating_add(1));
-                d.ids.insert(*node_id);
-                d.accounts.insert(
-                    user.clone(),
-                    Account {
+            match record {
+                Record::User {
+                    user,
+                    node_id,
+                    password_hash,
+                } => {
+                    d.next_id = d.next_id.max(node_id.0.saturating_add(1));
+                    d.owners.insert(*node_id, user.clone());
+                    d.accounts.insert(
+                        user.clone(),
+                        Account {
+                            hash: password_hash.clone(),
+                            devices: vec![Device {
+                                node_id: *node_id,
+                                key: None,
+                                revoked: false,
+                            }],
+                        },
+                    );
+                }
+                Record::Device {
+                    user,
+                    node_id,
+                    key,
+                    revoked,
+                } => {
+                    let Some(acc) = d.accounts.get_mut(user) else {
+                        continue;
+                    };
+                    d.next_id = d.next_id.max(node_id.0.saturating_add(1));
+                    d.owners.insert(*node_id, user.clone());
+                    let device = Device {
                         node_id: *node_id,
-                        hash: password_hash.clone(),
-                        signup_key: None,
-                    },
-                );
+                        key: Some(*key),
+                        revoked: *revoked,
+                    };
+                    match acc.devices.iter_mut().find(|x| x.node_id == *node_id) {
+                        Some(x) => *x = device,
+                        None => acc.devices.push(device),
+                    }
+                }
+                _ => {}
             }
         }
         d
+    }
+
+    /// Stores a device's new state and the record that persists it.
+    fn put_device(&mut self, user: &str, device: Device) {
+        let Some(acc) = self.accounts.get_mut(user) else {
+            return;
+        };
+        if let Some(key) = device.key {
+            self.records.push(Record::Device {
+                user: user.to_string(),
+                node_id: device.node_id,
+                key,
+                revoked: device.revoked,
+            });
+        }
+        self.owners.insert(device.node_id, user.to_string());
+        match acc.devices.iter_mut().find(|x| x.node_id == device.node_id) {
+            Some(x) => *x = device,
+            None => acc.devices.push(device),
+        }
+    }
+
+    fn new_id(&mut self) -> NodeId {
+        let id = NodeId(self.next_id);
+        self.next_id = self.next_id.saturating_add(1);
+        id
     }
 
     fn queued(&self, id: Option<NodeId>) -> bool {
@@ -233,7 +353,62 @@ impl Directory for MemoryDirectory {
     }
 
     fn knows(&mut self, id: NodeId) -> Result<bool, DirectoryError> {
-        Ok(self.ids.contains(&id))
+        Ok(self
+            .owners
+            .get(&id)
+            .and_then(|u| self.accounts.get(u))
+            .is_some_and(|a| a.owns(id)))
+    }
+
+    fn devices(
+        &mut self,
+        now: Now,
+        cfg: &AuthConfig,
+        user: &str,
+    ) -> Result<Vec<DeviceInfo>, DirectoryError> {
+        let Some(acc) = self.accounts.get(user) else {
+            return Ok(Vec::new());
+        };
+        Ok(acc
+            .devices
+            .iter()
+            .map(|d| {
+                let polled = self.live.get(&d.node_id).map(|l| l.last_poll);
+                DeviceInfo {
+                    node_id: d.node_id,
+                    online: polled.is_some_and(|p| now.mono.saturating_sub(p) < cfg.lease),
+                    last_seen_ms: polled.map_or(0, |p| {
+                        now.wall_ms
+                            .saturating_sub(now.mono.saturating_sub(p).as_millis() as u64)
+                    }),
+                    revoked: d.revoked,
+                }
+            })
+            .collect())
+    }
+
+    fn revoke(&mut self, user: &str, id: NodeId) -> Result<bool, DirectoryError> {
+        let Some(device) = self
+            .accounts
+            .get(user)
+            .and_then(|a| a.devices.iter().find(|d| d.node_id == id))
+            .cloned()
+        else {
+            return Ok(false);
+        };
+        self.put_device(
+            user,
+            Device {
+                revoked: true,
+                // A device never signed in since devices were known: revoked under a key
+                // nobody has, so the record can say so.
+                key: Some(device.key.unwrap_or([0; 32])),
+                ..device
+            },
+        );
+        self.live.remove(&id);
+        self.queue.retain(|w| w.info.node_id != id);
+        Ok(true)
     }
 
     fn check(&mut self, now: Now, cfg: &AuthConfig, me: Option<NodeId>) -> Decision<()> {
@@ -248,18 +423,38 @@ impl Directory for MemoryDirectory {
         issue: &mut dyn FnMut(NodeId) -> Cert,
     ) -> Decision<Admitted> {
         let t = now.mono;
-        if let Err(e) = self.check_now(t, cfg, ask.node_id) {
+        if let Err(e) = self.check_now(t, cfg, ask.existing()) {
             return Ok(Err(e));
         }
-        let node_id = match (ask.node_id, ask.hash) {
-            (Some(id), _) => id,
-            (None, Some(hash)) => {
+        let node_id = match ask.seat {
+            Seat::Device(id) => {
+                let Some(device) = self
+                    .accounts
+                    .get(ask.user)
+                    .and_then(|a| a.devices.iter().find(|d| d.node_id == id))
+                    .cloned()
+                else {
+                    return Ok(Err(AuthError::BadCredentials));
+                };
+                if device.revoked {
+                    return Ok(Err(AuthError::DeviceRevoked));
+                }
+                if device.key.is_none() {
+                    self.put_device(
+                        ask.user,
+                        Device {
+                            key: Some(ask.key),
+                            ..device
+                        },
+                    );
+                }
+                id
+            }
+            Seat::NewAccount { hash } => {
                 if self.accounts.contains_key(ask.user) {
                     return Ok(Err(AuthError::UsernameTaken));
                 }
-                let node_id = NodeId(self.next_id);
-                self.next_id = self.next_id.saturating_add(1);
-                self.ids.insert(node_id);
+                let node_id = self.new_id();
                 self.records.push(Record::User {
                     user: ask.user.to_string(),
                     node_id,
@@ -268,14 +463,38 @@ impl Directory for MemoryDirectory {
                 self.accounts.insert(
                     ask.user.to_string(),
                     Account {
-                        node_id,
                         hash: hash.to_string(),
-                        signup_key: Some(ask.key),
+                        devices: Vec::new(),
+                    },
+                );
+                self.put_device(
+                    ask.user,
+                    Device {
+                        node_id,
+                        key: Some(ask.key),
+                        revoked: false,
                     },
                 );
                 node_id
             }
-            (None, None) => return Ok(Err(AuthError::BadCredentials)),
+            Seat::NewDevice { max } => {
+                let Some(acc) = self.accounts.get(ask.user) else {
+                    return Ok(Err(AuthError::BadCredentials));
+                };
+                if acc.active() >= max {
+                    return Ok(Err(AuthError::TooManyDevices(max as u32)));
+                }
+                let node_id = self.new_id();
+                self.put_device(
+                    ask.user,
+                    Device {
+                        node_id,
+                        key: Some(ask.key),
+                        revoked: false,
+                    },
+                );
+                node_id
+            }
         };
         // "Nobody else is here" must be sure: a member whose polls were lost for one lease is
         // still there, and a second network started beside it would never merge. So `first`
@@ -371,10 +590,12 @@ impl Directory for MemoryDirectory {
         let peers = self
             .accounts
             .get(user)
-            .and_then(|a| self.live.get(&a.node_id))
+            .into_iter()
+            .flat_map(|a| a.devices.iter().filter(|d| !d.revoked))
+            .filter_map(|d| self.live.get(&d.node_id))
             .filter(|l| now.mono.saturating_sub(l.last_poll) < cfg.lease)
             .map(|l| l.info.clone());
-        Ok(Some(peers.into_iter().collect()))
+        Ok(Some(peers.collect()))
     }
 
     fn expire(&mut self, now: Now, cfg: &AuthConfig) -> Result<(), DirectoryError> {
@@ -425,6 +646,17 @@ impl Directory for SharedMemory {
     }
     fn knows(&mut self, id: NodeId) -> Result<bool, DirectoryError> {
         self.with(|d| d.knows(id))
+    }
+    fn devices(
+        &mut self,
+        now: Now,
+        cfg: &AuthConfig,
+        user: &str,
+    ) -> Result<Vec<DeviceInfo>, DirectoryError> {
+        self.with(|d| d.devices(now, cfg, user))
+    }
+    fn revoke(&mut self, user: &str, id: NodeId) -> Result<bool, DirectoryError> {
+        self.with(|d| d.revoke(user, id))
     }
     fn check(&mut self, now: Now, cfg: &AuthConfig, me: Option<NodeId>) -> Decision<()> {
         self.with(|d| d.check(now, cfg, me))
@@ -484,10 +716,14 @@ mod tests {
     }
 
     fn ask<'a>(user: &'a str, node_id: Option<NodeId>, hash: Option<&'a str>) -> Ask<'a> {
+        let seat = match (node_id, hash) {
+            (Some(id), _) => Seat::Device(id),
+            (None, Some(hash)) => Seat::NewAccount { hash },
+            (None, None) => Seat::NewDevice { max: 8 },
+        };
         Ask {
             user,
-            node_id,
-            hash,
+            seat,
             key: [7; 32],
             from: SocketAddr::from(([127, 0, 0, 1], 9000)),
             warming_up: false,
@@ -517,10 +753,18 @@ mod tests {
             AuthError::UsernameTaken
         );
         let records = d.take_records();
-        assert_eq!(records.len(), 2);
+        assert_eq!(records.len(), 4);
         let mut again = MemoryDirectory::from_records(&records);
         let acc = again.account("bob").expect("memory").expect("bob");
-        assert_eq!((acc.node_id, acc.hash.as_str()), (b.node_id, "h2"));
+        assert_eq!(
+            (acc.devices[0].node_id, acc.hash.as_str()),
+            (b.node_id, "h2")
+        );
+        assert_eq!(
+            acc.devices[0].key,
+            Some([7; 32]),
+            "the device's key persists"
+        );
         let c = admit(&mut again, &cfg, 0, &ask("cid", None, Some("h"))).expect("cid");
         assert!(
             c.node_id.0 > b.node_id.0,

@@ -1,7 +1,9 @@
 //! The auth server: admits people and hands newcomers to members for bootstrapping.
 //!
-//! - signup creates an account with the next node id (ids are never reused); a taken username
-//!   is refused. signin checks the password; the same user always gets the same node id.
+//! - signup creates an account and its first device with the next node id (ids are never
+//!   reused); a taken username is refused. signin checks the password; a device (a data
+//!   dir: its signing key) always gets the same node id, and a new device of the account gets
+//!   a new one, up to `max_devices`. A revoked device is refused.
 //! - A member is *live* while it keeps polling (`Fetch`) within the lease; the cap counts live
 //!   members plus queued newcomers.
 //! - With nobody live, an admitted node is told it is `first`. Otherwise it is queued; members'
@@ -23,12 +25,13 @@ use crate::io::{Event, Output, Record, Stats};
 use crate::secure::{self, Identity, Links, SERVER_ID};
 use crate::HashMap;
 pub use directory::{
-    Account, Admitted, Ask, Counts, Decision, Directory, DirectoryError, MemoryDirectory, Now,
+    Account, Admitted, Ask, Counts, Decision, Device, Directory, DirectoryError, MemoryDirectory,
+    Now, Seat,
 };
 use foldhash::HashMapExt;
 use p2pchat_proto::wire::{
     decode_auth_request, encode_envelope, to_payload, valid_username, Cert, Envelope, Key,
-    SenderCert, MAX_PASSWORD, MIN_AUTH_HELLO, MIN_KEY_REQUEST,
+    Revocation, SenderCert, MAX_DEVICES_LISTED, MAX_PASSWORD, MIN_AUTH_HELLO, MIN_KEY_REQUEST,
 };
 use p2pchat_proto::{
     decode, decode_envelope, encode, Admission, AuthError, AuthReply, AuthRequest, Message, NodeId,
@@ -100,8 +103,9 @@ pub struct AuthServer {
     source_failures: HashMap<IpAddr, Failures>,
     /// The directory failed and has not answered since.
     directory_down: bool,
-    /// Node id by username, as read from the directory (accounts never change).
-    account_ids: HashMap<String, NodeId>,
+    /// The account of each device, as read from the directory (a device never changes
+    /// account; revocation is checked with the directory).
+    owners: HashMap<NodeId, String>,
 }
 
 /// Most entries in each attacker-growable table (answers, failures, reply cache).
@@ -154,7 +158,7 @@ impl AuthServer {
             account_failures: HashMap::new(),
             source_failures: HashMap::new(),
             directory_down: false,
-            account_ids: HashMap::new(),
+            owners: HashMap::new(),
         };
         let mut have_keys = false;
         for record in records {
@@ -268,6 +272,8 @@ impl AuthServer {
                     }
                     Ok(Message::Fetch { .. }) => self.stats.impersonation += 1,
                     Ok(Message::Lookup { user }) => self.lookup(now, from, id, &user),
+                    Ok(Message::Devices) => self.devices(now, from, id),
+                    Ok(Message::Revoke { node_id }) => self.revoke(now, from, id, node_id),
                     Ok(_) => self.stats.rejected += 1,
                     Err(_) => self.stats.malformed += 1,
                 }
@@ -390,14 +396,16 @@ impl AuthServer {
     ) -> Option<Vec<u8>> {
         let known = self.certs.get(&id).cloned();
         let server_vk = secure::verifying_key(&self.ident.sign_pk)?;
-        // Accounts never change their id: a signed certificate's account is looked up once
+        // A device never changes account: a signed certificate's account is looked up once
         // (a forged one never reaches the directory).
         if let Some(a) = &attached {
             let signed = self.ident.check_cert(&server_vk, id, &a.user, &a.cert);
-            if signed && !self.account_ids.contains_key(&a.user) {
+            if signed && !self.owners.contains_key(&id) {
                 match self.dir.account(&a.user) {
-                    Ok(Some(acc)) if self.account_ids.len() < TABLE_LIMIT => {
-                        self.account_ids.insert(a.user.clone(), acc.node_id);
+                    Ok(Some(acc)) if self.owners.len() < TABLE_LIMIT => {
+                        for d in &acc.devices {
+                            self.owners.insert(d.node_id, a.user.clone());
+                        }
                     }
                     Ok(_) => {}
                     Err(e) => {
@@ -407,10 +415,11 @@ impl AuthServer {
                 }
             }
         }
-        let ids = &self.account_ids;
+        let owners = &self.owners;
         let ident = &self.ident;
         let valid = |user: &str, cert: &Cert| {
-            ids.get(user) == Some(&id) && ident.check_cert(&server_vk, id, user, cert)
+            owners.get(&id).map(String::as_str) == Some(user)
+                && ident.check_cert(&server_vk, id, user, cert)
         };
         let (user, cert, _) = secure::pick_cert(attached, known, self.wall(now), valid)
             .map_err(|r| r.count(&mut self.stats))
@@ -602,33 +611,66 @@ impl AuthServer {
         }
         let at = self.at(now);
         let account = self.dir.account(user)?;
-        let node_id = match (req.signup, account) {
-            (_, None) if !req.signup => return Ok(Err(AuthError::BadCredentials)),
-            (_, None) => None,
-            // The same node asking again with the same password: a retried signup whose
-            // answer was lost (perhaps with the server that made the account).
-            (true, Some(a)) if a.signup_key == Some(req.sign_pk) => {
-                if !self.creds.verify(password, &a.hash) {
-                    return Ok(Err(AuthError::UsernameTaken));
-                }
-                Some(a.node_id)
+        let Some(a) = account else {
+            if !req.signup {
+                return Ok(Err(AuthError::BadCredentials));
             }
-            (true, Some(_)) => return Ok(Err(AuthError::UsernameTaken)),
-            (false, Some(a)) => {
-                if !self.creds.verify(password, &a.hash) {
-                    return Ok(Err(AuthError::BadCredentials));
-                }
-                Some(a.node_id)
+            if let Err(e) = self.dir.check(at, &self.cfg, None)? {
+                return Ok(Err(e));
             }
+            let hash = self.creds.hash(password);
+            return self.seat(now, from, req, Seat::NewAccount { hash: &hash });
         };
-        if let Err(e) = self.dir.check(at, &self.cfg, node_id)? {
+        let known = a.device_with(&req.sign_pk);
+        if req.signup && known.is_none() {
+            return Ok(Err(AuthError::UsernameTaken));
+        }
+        if !self.creds.verify(password, &a.hash) {
+            // A retried signup (its answer was lost, perhaps with the server that made the
+            // account) is the same device with the same password; anyone else is told the
+            // name is taken.
+            return Ok(Err(if req.signup {
+                AuthError::UsernameTaken
+            } else {
+                AuthError::BadCredentials
+            }));
+        }
+        let seat = match (known, a.unclaimed()) {
+            (Some(d), _) if d.revoked => return Ok(Err(AuthError::DeviceRevoked)),
+            (Some(d), _) => Seat::Device(d.node_id),
+            // The one device of an account from before devices were known: the first key
+            // to sign in claims it.
+            (None, Some(d)) => Seat::Device(d.node_id),
+            (None, None) => Seat::NewDevice {
+                max: self.cfg.max_devices,
+            },
+        };
+        if let Err(e) = self.dir.check(
+            at,
+            &self.cfg,
+            match seat {
+                Seat::Device(id) => Some(id),
+                _ => None,
+            },
+        )? {
             return Ok(Err(e));
         }
-        let hash = node_id.is_none().then(|| self.creds.hash(password));
+        self.seat(now, from, req, seat)
+    }
+
+    /// Admits the node into `seat` (the directory decides the cap, the id and the queue).
+    fn seat(
+        &mut self,
+        now: Duration,
+        from: SocketAddr,
+        req: &AuthRequest,
+        seat: Seat<'_>,
+    ) -> Decision<Admission> {
+        let user = req.user.as_str();
+        let at = self.at(now);
         let ask = Ask {
             user,
-            node_id,
-            hash: hash.as_deref(),
+            seat,
             key: req.sign_pk,
             from,
             warming_up: self
@@ -650,7 +692,7 @@ impl AuthServer {
             first,
             cert,
         } = admitted;
-        self.account_ids.insert(user.to_string(), node_id);
+        self.owners.insert(node_id, user.to_string());
         self.certs.insert(node_id, (user.to_string(), cert.clone()));
         self.out.push_back(Output::Event(Event::Admitted {
             user: user.to_string(),
@@ -689,6 +731,70 @@ impl AuthServer {
         match self.dir.lookup(at, &self.cfg, asker, user) {
             Ok(Some(peers)) => self.send(from, asker, &Message::Certs { peers }),
             Ok(None) => self.stats.rejected += 1,
+            Err(e) => self.directory_failed(e),
+        }
+    }
+
+    /// The asker's account (from the certificate its link was opened with), if it is a
+    /// device of it that is not revoked.
+    fn asker_account(&mut self, id: NodeId) -> Option<String> {
+        let user = self.certs.get(&id).map(|(u, _)| u.clone())?;
+        match self.dir.knows(id) {
+            Ok(true) => Some(user),
+            Ok(false) => {
+                self.stats.rejected += 1;
+                None
+            }
+            Err(e) => {
+                self.directory_failed(e);
+                None
+            }
+        }
+    }
+
+    /// Answers a device's `Devices` with its account's devices.
+    fn devices(&mut self, now: Duration, from: SocketAddr, asker: NodeId) {
+        let Some(user) = self.asker_account(asker) else {
+            return;
+        };
+        let at = self.at(now);
+        match self.dir.devices(at, &self.cfg, &user) {
+            Ok(mut devices) => {
+                // The newest ones when an account has more than a datagram holds.
+                let skip = devices.len().saturating_sub(MAX_DEVICES_LISTED);
+                devices.drain(..skip);
+                self.send(from, asker, &Message::DeviceList { devices });
+            }
+            Err(e) => self.directory_failed(e),
+        }
+    }
+
+    /// Revokes another device of the asker's account: the asker gets the signed revocation
+    /// (to pass on to members) and the new list.
+    fn revoke(&mut self, now: Duration, from: SocketAddr, asker: NodeId, target: NodeId) {
+        let Some(user) = self.asker_account(asker) else {
+            return;
+        };
+        if target == asker {
+            self.stats.rejected += 1;
+            return;
+        }
+        match self.dir.revoke(&user, target) {
+            Ok(true) => {
+                for record in self.dir.take_records() {
+                    self.out.push_back(Output::Persist(record));
+                }
+                self.certs.remove(&target);
+                let sig = self.ident.sign(&Revocation::signed_bytes(target, &user));
+                let r = Revocation {
+                    node_id: target,
+                    user,
+                    sig,
+                };
+                self.send(from, asker, &Message::Revoked(r));
+                self.devices(now, from, asker);
+            }
+            Ok(false) => self.stats.rejected += 1,
             Err(e) => self.directory_failed(e),
         }
     }

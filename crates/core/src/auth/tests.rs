@@ -167,8 +167,8 @@ fn signup_then_signin_gives_the_same_id_and_wrong_password_is_refused() {
         auth(&mut s, t, 5000, 4, "nobody", "pw", false),
         Err(AuthError::BadCredentials)
     );
-    let again = auth(&mut s, t, 5001, 5, "alice", "pw", false).expect("signin");
-    assert_eq!(again.node_id, a.node_id);
+    let again = auth(&mut s, t, 5000, 5, "alice", "pw", false).expect("signin");
+    assert_eq!(again.node_id, a.node_id, "the same device, the same id");
     assert_eq!(
         auth(&mut s, t, 5000, 6, "bad name", "pw", true),
         Err(AuthError::InvalidUsername)
@@ -412,6 +412,92 @@ fn restored_server_keeps_keys_accounts_and_never_reuses_ids() {
     let y = auth(&mut restored, Duration::ZERO, 5003, 9, "y", "pw", true).expect("signup");
     assert_eq!(y.node_id, NodeId(2));
     assert!(auth(&mut restored, Duration::ZERO, 5004, 9, "x", "p", false).is_ok());
+}
+
+#[test]
+fn each_device_of_an_account_has_its_own_id_up_to_the_cap_and_a_revoked_one_is_refused() {
+    let mut s = server_with(
+        AuthConfig {
+            max_devices: 2,
+            ..AuthConfig::default()
+        },
+        &[],
+    );
+    let t = Duration::ZERO;
+    let d1 = auth(&mut s, t, 5000, 1, "yuri", "pw", true).expect("signup");
+    // A second data dir (other keys) signing in: a device of its own.
+    let d2 = auth(&mut s, t, 5001, 2, "yuri", "pw", false).expect("second device");
+    assert_ne!(d1.node_id, d2.node_id);
+    let vk = secure::verifying_key(&d2.server_sign_pk).expect("key");
+    assert!(secure::cert_ok(&vk, d2.node_id, "yuri", &d2.cert));
+    // Each device keeps its id; a wrong password is still refused.
+    let again = auth(&mut s, t, 5001, 3, "yuri", "pw", false).expect("signin");
+    assert_eq!(again.node_id, d2.node_id);
+    assert_eq!(
+        auth(&mut s, t, 5002, 4, "yuri", "nope", false),
+        Err(AuthError::BadCredentials)
+    );
+    // A third device is over the cap.
+    assert_eq!(
+        auth(&mut s, t, 5002, 5, "yuri", "pw", false),
+        Err(AuthError::TooManyDevices(2))
+    );
+    // Revoked: refused, and a slot is free again.
+    assert_eq!(s.dir.revoke("yuri", d1.node_id), Ok(true));
+    assert_eq!(s.dir.revoke("ann", d2.node_id), Ok(false), "not ann's");
+    assert_eq!(s.dir.knows(d1.node_id), Ok(false));
+    assert_eq!(
+        auth(&mut s, t, 5000, 6, "yuri", "pw", false),
+        Err(AuthError::DeviceRevoked)
+    );
+    let d3 = auth(&mut s, t, 5002, 7, "yuri", "pw", false).expect("third device");
+    assert!(d3.node_id.0 > d2.node_id.0, "ids are never reused");
+    let listed = s
+        .dir
+        .devices(s.at(t), &AuthConfig::default(), "yuri")
+        .expect("memory");
+    assert_eq!(
+        listed
+            .iter()
+            .map(|d| (d.node_id, d.revoked))
+            .collect::<Vec<_>>(),
+        [(d1.node_id, true), (d2.node_id, false), (d3.node_id, false)]
+    );
+}
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(24))]
+    /// Whatever happens to data dirs (new ones, lost ones, reinstalls), a node id belongs
+    /// to one key forever and a key keeps its id: no dot `(node id, seq)` can be written by
+    /// two devices.
+    #[test]
+    fn a_node_id_is_never_given_to_two_devices(
+        steps in proptest::collection::vec((0u8..3, 0u16..12), 1..40),
+    ) {
+        let mut s = server_with(
+            AuthConfig { max_devices: 4, ..AuthConfig::default() },
+            &[],
+        );
+        let mut id_of_key: std::collections::HashMap<u16, NodeId> = Default::default();
+        let mut key_of_id: std::collections::HashMap<NodeId, u16> = Default::default();
+        for (k, (user, dir)) in steps.into_iter().enumerate() {
+            // A data dir is a port here (its keys come from the port).
+            let port = 6000 + u16::from(user) * 100 + dir;
+            let name = format!("u{user}");
+            let signup = !id_of_key.keys().any(|p| (p - 6000) / 100 == u16::from(user));
+            let got = auth(&mut s, Duration::ZERO, port, k as u64 + 1, &name, "pw", signup);
+            if let Ok(adm) = got {
+                if let Some(id) = id_of_key.get(&port) {
+                    proptest::prop_assert_eq!(*id, adm.node_id, "a key keeps its id");
+                }
+                if let Some(p) = key_of_id.get(&adm.node_id) {
+                    proptest::prop_assert_eq!(*p, port, "an id has one key");
+                }
+                id_of_key.insert(port, adm.node_id);
+                key_of_id.insert(adm.node_id, port);
+            }
+        }
+    }
 }
 
 proptest::proptest! {

@@ -4,8 +4,8 @@
 use super::life::Phase;
 use super::Node;
 use crate::io::{
-    Command, Event, HistoryEntry, PeerStatus, Record, Scope, StatusReport, HISTORY_PAGE_MAX,
-    SEARCH_DEFAULT, SEARCH_MAX,
+    Command, ConversationSummary, Event, HistoryEntry, PeerStatus, Record, Scope, StatusReport,
+    HISTORY_PAGE_MAX, SEARCH_DEFAULT, SEARCH_MAX,
 };
 use p2pchat_proto::{Dot, Message, NodeId, PeerInfo};
 use std::time::Duration;
@@ -96,11 +96,73 @@ impl Node {
 
     pub(super) fn overview(&self) -> Event {
         let peers = self.member_list();
-        let conversations = self.conversations.summaries(|id| self.user_name(id));
+        // Per user: the conversations with each of its devices, and what our other devices
+        // had with it.
+        let mut conversations: Vec<ConversationSummary> = Vec::new();
+        let mirrored = self.account.mirror.users(&self.params.user);
+        for s in self.conversations.summaries(|id| self.user_name(id)) {
+            match conversations.iter_mut().find(|c| c.with == s.with) {
+                Some(c) => c.received += s.received,
+                None => conversations.push(s),
+            }
+        }
+        for user in mirrored {
+            if !conversations.iter().any(|c| c.with == user) {
+                conversations.push(ConversationSummary {
+                    with: user,
+                    sent: 0,
+                    acked: 0,
+                    received: 0,
+                });
+            }
+        }
+        for c in &mut conversations {
+            let (sent, acked) = self.account.counts(&c.with);
+            if sent > 0 {
+                (c.sent, c.acked) = (sent, acked);
+            }
+        }
         Event::Overview {
             peers,
             conversations,
         }
+    }
+
+    /// The conversation with `user` as this device shows it: with each of its devices, and
+    /// what our other devices had with it; a message sent to several devices once.
+    pub(super) fn user_history(&self, user: &str) -> Option<Vec<HistoryEntry>> {
+        let mut ids = self.devices_of(user);
+        for p in self.conversations.peers() {
+            if !ids.contains(&p) && self.user_name(p) == user {
+                ids.push(p);
+            }
+        }
+        let mut sources = 0;
+        let mut all: Vec<HistoryEntry> = Vec::new();
+        for id in &ids {
+            let h = self.private_history(*id);
+            sources += usize::from(!h.is_empty());
+            all.extend(h);
+        }
+        let mut mirrored = false;
+        for (m, from, to) in self.account.mirror.messages() {
+            if from == user || to == user {
+                let mut e = self.private_entry(m);
+                (e.from, e.to) = (from.to_string(), Some(to.to_string()));
+                all.push(e);
+                mirrored = true;
+            }
+        }
+        if ids.is_empty() && all.is_empty() {
+            return None;
+        }
+        if sources + usize::from(mirrored) > 1 {
+            // Several conversations: one order by writing time, each message once.
+            all.sort_by_key(|e| (e.time_ms, e.from_id, e.seq));
+            let mut seen = crate::HashSet::default();
+            all.retain(|e| seen.insert((e.from_id, e.time_ms, e.text.clone())));
+        }
+        Some(all)
     }
 
     pub(super) fn run_command(&mut self, now: Duration, cmd: Command) {
@@ -112,6 +174,7 @@ impl Node {
             Command::Search { query, with, last } => self.search(query, with, last),
             Command::Status => self.event(Event::Status(Box::new(self.status_report()))),
             Command::Overview => self.event(self.overview()),
+            Command::Devices { revoke } => self.devices_command(revoke),
             Command::Settle => self.life.settle_asked = true,
             Command::Quit => {
                 let ids: Vec<NodeId> = self.view.live.ids().to_vec();
@@ -152,10 +215,9 @@ impl Node {
                 (Scope::Group, messages, earlier)
             }
             Some(user) => {
-                let Some(id) = self.id_of_user(user) else {
-                    return;
+                let Some(mut messages) = self.user_history(user) else {
+                    return self.error(format!("unknown user: {user}"));
                 };
-                let mut messages = self.private_history(id);
                 if let Some(id) = &before {
                     let Some(at) = messages.iter().position(|m| &m.id == id) else {
                         return self.error(missing(id));

@@ -11,13 +11,22 @@ use std::time::Duration;
 
 impl Node {
     pub(super) fn member_by_name(&self, user: &str) -> Option<NodeId> {
-        self.view
+        self.devices_of(user).first().copied()
+    }
+
+    /// The devices of `user` we know (members, then strangers), revoked ones left out.
+    pub(super) fn devices_of(&self, user: &str) -> Vec<NodeId> {
+        let mut ids: Vec<NodeId> = self
+            .view
             .members
             .values()
             .map(|m| &m.info)
             .chain(self.view.strangers.records())
-            .find(|i| i.user == user)
+            .filter(|i| i.user == user && !self.account.is_revoked(i.node_id))
             .map(|i| i.node_id)
+            .collect();
+        ids.dedup();
+        ids
     }
 
     pub(super) fn send_private(&mut self, now: Duration, to: &str, text: String) {
@@ -29,34 +38,53 @@ impl Node {
             self.error("cannot send a private message to yourself");
             return;
         }
-        let Some(peer) = self.member_by_name(to) else {
+        let devices = self.devices_of(to);
+        if devices.is_empty() {
             // Outside our view in a large network: the server knows where online users are.
             if self.partial() && self.lookup(now, to, &text) {
                 return;
             }
             self.error(format!("unknown user: {to}"));
             return;
-        };
+        }
         if !self.text_ok(&text) {
             return;
         }
-        let time_ms = self.wall(now);
+        // One copy per device of the user, each in its own conversation; shown once.
+        let time_ms = self.account.private_time(self.wall(now));
         let rto = self.cfg.private_rto_initial;
-        let msg = self.conversations.write(me, peer, text, time_ms, now, rto);
-        self.persist(Record::PrivateOut(msg.clone()));
-        let entry = self.private_entry(&msg);
-        self.event(Event::Message(Box::new(entry)));
-        let away = self
-            .view
-            .members
-            .get(&peer)
-            .is_some_and(|m| m.status == PeerStatus::Offline);
-        if away {
-            // Known to be gone: straight to its mailboxes as well.
-            self.deposit(now, peer, msg.seq);
+        let mut copies = Vec::with_capacity(devices.len());
+        for &peer in &devices {
+            let msg = self
+                .conversations
+                .write(me, peer, text.clone(), time_ms, now, rto);
+            self.persist(Record::PrivateOut(msg.clone()));
+            copies.push(msg);
         }
-        if let Some(addr) = self.info_of(peer).map(|i| i.addr) {
-            self.send_to(peer, addr, &Message::Private(msg));
+        let number = self
+            .account
+            .wrote(to, copies.iter().map(|m| (m.to, m.seq)).collect());
+        if let Some(first) = copies.first() {
+            self.account.shown.first(first);
+            let mut entry = self.private_entry(first);
+            entry.seq = number;
+            self.event(Event::Message(Box::new(entry)));
+        }
+        for msg in copies {
+            let peer = msg.to;
+            self.mirror_push(&msg);
+            let away = self
+                .view
+                .members
+                .get(&peer)
+                .is_some_and(|m| m.status == PeerStatus::Offline);
+            if away {
+                // Known to be gone: straight to its mailboxes as well.
+                self.deposit(now, peer, msg.seq);
+            }
+            if let Some(addr) = self.info_of(peer).map(|i| i.addr) {
+                self.send_to(peer, addr, &Message::Private(msg));
+            }
         }
         self.set_timer(Timer::Private, now + self.cfg.private_rto_initial);
     }
@@ -118,8 +146,12 @@ impl Node {
         for m in ready {
             self.net.stats.private_delivered += 1;
             self.persist(Record::PrivateIn(m.clone()));
-            let entry = self.private_entry(&m);
-            self.event(Event::Message(Box::new(entry)));
+            self.mirror_push(&m);
+            // (A copy for another device of ours may have come first, from that device.)
+            if self.account.shown.first(&m) {
+                let entry = self.private_entry(&m);
+                self.event(Event::Message(Box::new(entry)));
+            }
         }
         upto
     }
@@ -134,8 +166,10 @@ impl Node {
             Acked::Old => {}
             Acked::Upto(upto) => {
                 self.persist(Record::PrivateAcked { peer, upto });
-                let name = self.user_name(peer);
-                self.event(Event::Acked { peer: name, upto });
+                // Acknowledged by one device of the user: delivered to the user.
+                for (user, upto) in self.account.acked(peer, upto) {
+                    self.event(Event::Acked { peer: user, upto });
+                }
             }
         }
     }

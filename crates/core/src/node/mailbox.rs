@@ -170,7 +170,11 @@ impl Node {
         }
         o.boxes_stored.push(sender);
         if o.boxes_stored.len() == 1 {
-            let peer = self.user_name(to);
+            // Numbered among our messages to the user, as the front ends count them.
+            let (peer, seq) = self
+                .account
+                .number_of(to, seq)
+                .unwrap_or_else(|| (self.user_name(to), seq));
             self.event(Event::Stored { peer, seq });
         }
     }

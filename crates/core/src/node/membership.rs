@@ -407,6 +407,10 @@ impl Node {
     }
 
     pub(super) fn live_insert(&mut self, id: NodeId) {
+        // A revoked device keeps its record (its old messages verify) but is never tried.
+        if self.account.is_revoked(id) {
+            return;
+        }
         if self.view.live.insert(id) {
             self.ring_join(id);
         }

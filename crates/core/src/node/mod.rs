@@ -8,11 +8,13 @@
 //! - `join` the auth-server client; `members` the view (members, live set, strangers,
 //!   parked messages); `swim` the prober; `spread` how group messages travel
 //!   (`plumtree`, `ring`); `group` and `clocks` delivery and hold-back;
-//!   `private` conversations; `handover` and `crate::mail` mailboxes.
+//!   `private` conversations; `handover` and `crate::mail` mailboxes; `account` our
+//!   messages per user, revoked devices and (`mirror`) the account's private history from
+//!   its other devices.
 //!
 //! The flows that coordinate parts are `impl Node` blocks, one file each, that reach the
 //! parts only through the parts' own methods and fields they declare: `signin`,
-//! `membership`, `probing`, `broadcast`, `direct`, `views`, `ring`,
+//! `membership`, `probing`, `broadcast`, `direct`, `devices`, `views`, `ring`,
 //! `mailbox`, `commands`, and `send` (the one send path). This file holds the
 //! facade: construction and restore, the driver interface, datagram and timer dispatch.
 //!
@@ -25,11 +27,13 @@ use crate::config::NodeConfig;
 use crate::io::{Archive, Event, HistoryEntry, Output, PeerStatus, Record, Stats};
 use crate::secure::{self, Identity, SERVER_ID};
 use crate::HashSet;
+use account::Account;
 use group::GroupLog;
 use handover::Mail;
 use join::AuthClient;
 use life::{Lifecycle, Phase};
 use members::View;
+use mirror::Logical;
 use net::Net;
 use own::Own;
 use p2pchat_proto::wire::{Cert, Envelope, Key, SenderCert};
@@ -122,6 +126,9 @@ pub struct Node {
     timers: Timers,
     /// The links to peers and what goes out: datagrams, events, records (see [`net`]).
     net: Net,
+    /// Our messages per user, the account's history from our other devices, revoked
+    /// devices (see [`account`]).
+    account: Account,
 }
 
 impl Node {
@@ -165,6 +172,7 @@ impl Node {
             mail: Mail::default(),
             timers: Timers::default(),
             net: Net::default(),
+            account: Account::default(),
         };
         let mut have_keys = false;
         for record in records {
@@ -231,9 +239,35 @@ impl Node {
             Record::PrivateOut(msg) => {
                 let rto = self.cfg.private_rto_initial;
                 self.conversations.restore_out(msg, now, rto);
+                // Consecutive copies of one message (one per device of its user) are one.
+                let key = Logical::of(msg);
+                let same = self.account.last_restored == Some(key);
+                self.account.last_restored = Some(key);
+                let user = self.user_name(msg.to);
+                self.account.restore_copy(&user, (msg.to, msg.seq), same);
+                self.account.last_private_ms = self.account.last_private_ms.max(msg.time_ms);
+                self.account.shown.first(msg);
             }
-            Record::PrivateIn(msg) => self.conversations.restore_in(msg),
-            Record::PrivateAcked { peer, upto } => self.conversations.restore_acked(*peer, *upto),
+            Record::PrivateIn(msg) => {
+                self.conversations.restore_in(msg);
+                self.account.shown.first(msg);
+            }
+            Record::PrivateAcked { peer, upto } => {
+                self.conversations.restore_acked(*peer, *upto);
+                self.account.acked(*peer, *upto);
+            }
+            Record::PrivateCopy {
+                msg,
+                from_user,
+                to_user,
+            } => {
+                if self.account.mirror.accept(msg, from_user, to_user) {
+                    self.account.shown.first(msg);
+                }
+            }
+            Record::Revoked(r) => {
+                self.account.revoke(r.clone());
+            }
             Record::Peer(info) if view.contains(&info.node_id) => {
                 self.learn_member(now, info.clone(), false, Admit::IfRoom);
             }
@@ -253,7 +287,7 @@ impl Node {
             Record::MailboxDrop { to, from, upto } => {
                 self.mail.mailbox.drop_upto(*to, *from, *upto);
             }
-            Record::Keys { .. } | Record::User { .. } => {}
+            Record::Keys { .. } | Record::User { .. } | Record::Device { .. } => {}
         }
         if self.conversations.pending() > 0 {
             self.set_timer(Timer::Private, now);
@@ -466,6 +500,10 @@ impl Node {
                     self.handle_server(now, msg);
                     return;
                 }
+                if self.account.is_revoked(id) {
+                    self.net.stats.revoked += 1;
+                    return;
+                }
                 if let Some(info) = fresh {
                     // A certificate we did not have: Hello, HelloAck and Connect learn it
                     // themselves (with the right announcement); anything else learns it here.
@@ -499,7 +537,12 @@ impl Node {
             Message::Bye { node_id } => Some(*node_id),
             Message::Private(p) => Some(p.from),
             Message::PrivateAck { from: f, .. } => Some(*f),
-            Message::Fetch { .. } | Message::Pending { .. } | Message::Lookup { .. } => {
+            Message::Fetch { .. }
+            | Message::Pending { .. }
+            | Message::Lookup { .. }
+            | Message::Devices
+            | Message::DeviceList { .. }
+            | Message::Revoke { .. } => {
                 self.net.stats.rejected += 1;
                 return;
             }
@@ -583,6 +626,9 @@ impl Node {
                 self.handle_digest(now, peer, lo, hi, entries, reply);
             }
             Message::Private(msg) => self.handle_private(now, peer, msg),
+            Message::Revoked(r) => self.handle_revocation(now, Some(sender), r),
+            Message::MirrorAsk { have, lo, hi } => self.handle_mirror_ask(peer, have, lo, hi),
+            Message::Mirror { msgs, names, more } => self.handle_mirror(peer, msgs, names, more),
             Message::PrivateAck {
                 from: peer,
                 to,
@@ -614,7 +660,12 @@ impl Node {
             }
             Message::Prune => self.spread.eager.remove(sender),
             Message::Graft => self.eager_add(sender),
-            Message::Fetch { .. } | Message::Pending { .. } | Message::Lookup { .. } => {}
+            Message::Fetch { .. }
+            | Message::Pending { .. }
+            | Message::Lookup { .. }
+            | Message::Devices
+            | Message::DeviceList { .. }
+            | Message::Revoke { .. } => {}
         }
     }
 
@@ -694,8 +745,14 @@ impl Node {
         if Some(id) == self.own.node_id {
             return self.params.user.clone();
         }
-        self.info_of(id)
-            .map_or_else(|| format!("#{id}"), |i| i.user.clone())
+        match self.info_of(id) {
+            Some(i) => i.user.clone(),
+            None => self
+                .account
+                .mirror
+                .name(id)
+                .map_or_else(|| format!("#{id}"), str::to_string),
+        }
     }
 
     /// Says "ready" once; commands queued before it run once the node is a member (see
@@ -734,6 +791,7 @@ impl Node {
                         self.send_digest(Peer { id, addr }, NodeId(0), NodeId(u32::MAX), true);
                     }
                 }
+                self.mirror_round();
                 self.set_timer(Timer::AntiEntropy, now + self.cfg.anti_entropy_interval);
             }
             Timer::Probe => self.probe_timer(now),
@@ -750,9 +808,11 @@ impl Node {
     }
 }
 
+mod account;
 mod broadcast;
 mod clocks;
 mod commands;
+mod devices;
 mod direct;
 mod group;
 mod handover;
@@ -761,6 +821,7 @@ mod life;
 mod mailbox;
 mod members;
 mod membership;
+mod mirror;
 mod net;
 mod own;
 mod parking;

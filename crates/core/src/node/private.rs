@@ -257,6 +257,37 @@ impl Conversations {
         msgs
     }
 
+    /// Each direction of each conversation as `(from, to, upto)`: ours to the peer as far
+    /// as written, the peer's to us as far as delivered (both contiguous from 1).
+    pub(super) fn streams(&self, me: NodeId) -> Vec<(NodeId, NodeId, u64)> {
+        let mut out = Vec::with_capacity(self.0.len() * 2);
+        for (&peer, c) in &self.0 {
+            if c.sent > 0 {
+                out.push((me, peer, c.sent));
+            }
+            if c.delivered > 0 {
+                out.push((peer, me, c.delivered));
+            }
+        }
+        out
+    }
+
+    /// The messages of one direction, `from` to `to`, after counter `upto`, in order.
+    pub(super) fn stream_after(
+        &self,
+        me: NodeId,
+        from: NodeId,
+        to: NodeId,
+        upto: u64,
+    ) -> impl Iterator<Item = &PrivateMsg> {
+        let peer = if from == me { to } else { from };
+        self.0
+            .get(&peer)
+            .into_iter()
+            .flat_map(|c| c.history.iter())
+            .filter(move |m| m.from == from && m.to == to && m.seq > upto)
+    }
+
     /// The peers we have a conversation with.
     pub(super) fn peers(&self) -> Vec<NodeId> {
         self.0.keys().copied().collect()
@@ -338,6 +369,24 @@ mod tests {
         assert!(c.safe() && c.pending() == 0);
         let s = c.summaries(|id| format!("n{}", id.0));
         assert_eq!((s[0].sent, s[0].acked, s[0].received), (2, 2, 0));
+    }
+
+    #[test]
+    fn each_direction_is_a_stream_contiguous_from_one() {
+        let mut c = Conversations::default();
+        let (me, peer) = (NodeId(1), NodeId(2));
+        c.write(me, peer, "a".into(), 0, ms(0), ms(100));
+        c.write(me, peer, "b".into(), 0, ms(0), ms(100));
+        c.accept(incoming(1), 8);
+        assert_eq!(c.streams(me), [(me, peer, 2), (peer, me, 1)]);
+        let texts = |from, to, upto| {
+            c.stream_after(me, from, to, upto)
+                .map(|m| m.text.clone())
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(texts(me, peer, 1), ["b"]);
+        assert_eq!(texts(peer, me, 0), ["m1"]);
+        assert!(texts(me, NodeId(9), 0).is_empty());
     }
 
     #[test]

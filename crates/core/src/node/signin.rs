@@ -266,6 +266,8 @@ impl Node {
                 }
             }
             Message::Certs { peers } => self.lookup_answer(now, peers),
+            Message::DeviceList { devices } => self.handle_device_list(devices),
+            Message::Revoked(r) => self.handle_revocation(now, None, r),
             _ => self.net.stats.rejected += 1,
         }
     }

@@ -3,8 +3,8 @@
 
 use super::{
     AuthRequest, Envelope, GroupMsg, Message, PeerInfo, HEADER_LEN, MAGIC, MAX_DATAGRAM, MAX_DEPS,
-    MAX_MAIL_SEALED, MAX_PASSWORD, MAX_PAYLOAD, MAX_RING_ACK, MAX_RING_DOWN, MAX_TEXT_BYTES,
-    MAX_USERNAME, MAX_WHOIS, TAG_LEN, VERSION,
+    MAX_DEVICES_LISTED, MAX_MAIL_SEALED, MAX_MIRROR, MAX_MIRROR_ASK, MAX_PASSWORD, MAX_PAYLOAD,
+    MAX_RING_ACK, MAX_RING_DOWN, MAX_TEXT_BYTES, MAX_USERNAME, MAX_WHOIS, TAG_LEN, VERSION,
 };
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -211,7 +211,19 @@ fn validate(msg: &Message) -> Result<(), DecodeError> {
             check(b.sealed.len() <= MAX_MAIL_SEALED, "sealed")
         }
         Message::Stored { seq, .. } => check(*seq >= 1, "seq"),
-        Message::MailAck { .. } => Ok(()),
+        Message::MailAck { .. } | Message::Devices | Message::Revoke { .. } => Ok(()),
+        Message::DeviceList { devices } => check(devices.len() <= MAX_DEVICES_LISTED, "devices"),
+        Message::Revoked(r) => check(valid_username(&r.user), "username"),
+        Message::MirrorAsk { have, .. } => check(have.len() <= MAX_MIRROR_ASK, "mirror ask"),
+        Message::Mirror { msgs, names, .. } => {
+            check(msgs.len() <= MAX_MIRROR, "mirror")?;
+            check(names.len() <= 2 * MAX_MIRROR, "names")?;
+            check(names.iter().all(|(_, n)| valid_username(n)), "username")?;
+            msgs.iter().try_for_each(|p| {
+                check(p.seq >= 1, "seq")?;
+                check(p.text.len() <= MAX_TEXT_BYTES, "text")
+            })
+        }
     }
 }
 

@@ -20,8 +20,9 @@ use thiserror::Error;
 /// First two bytes of every datagram.
 pub const MAGIC: [u8; 2] = *b"pC";
 /// Protocol version carried in the third byte (2: everything sealed or inside Noise; 3: ring
-/// broadcast, `Ring` and `RingAck`; 4: group and private messages carry their writing time).
-pub const VERSION: u8 = 4;
+/// broadcast, `Ring` and `RingAck`; 4: group and private messages carry their writing time;
+/// 5: devices: several node ids per account, device lists, revocations, private-history sync).
+pub const VERSION: u8 = 5;
 /// Largest datagram we send or accept: safe under common path MTUs.
 pub const MAX_DATAGRAM: usize = 1200;
 /// Largest envelope overhead: header, link fields, an attached certificate, AEAD tag.
@@ -130,6 +131,16 @@ pub enum AuthError {
     /// fault): the node waits this many seconds and asks again.
     #[error("too many signups from this address; try again in {0} s")]
     RateLimited(u32),
+    /// A signin from a new device (a data dir the account has not used) while the account
+    /// already has this many devices, the most the server allows.
+    #[error(
+        "this account already has {0} devices, the most this server allows; revoke one \
+         (/devices revoke ID on another of its devices) and sign in again"
+    )]
+    TooManyDevices(u32),
+    /// This device (its keys) was revoked from the account.
+    #[error("this device was revoked from the account; sign in again from a new data dir")]
+    DeviceRevoked,
 }
 
 /// A successful signup or signin.
@@ -501,7 +512,90 @@ pub enum Message {
         /// Cumulative counter of that conversation.
         upto: u64,
     },
+    /// Node -> server: "list my account's devices" (answered with `DeviceList`).
+    Devices,
+    /// Server -> node: the account's devices.
+    DeviceList {
+        /// At most [`MAX_DEVICES_LISTED`] devices, by node id.
+        devices: Vec<DeviceInfo>,
+    },
+    /// Node -> server: "revoke this other device of my account" (answered with `Revoked`,
+    /// then `DeviceList`).
+    Revoke {
+        /// The device to revoke.
+        node_id: NodeId,
+    },
+    /// A server-signed revocation: from the server to the device that asked, then from
+    /// member to member (each passes on one it did not know).
+    Revoked(Revocation),
+    /// Between devices of one account: "of the private conversations `(from, to)` from `lo`
+    /// up to `hi` (exclusive; `None`: all the rest), these are the ones I hold and how far:
+    /// send what I lack" (answered with `Mirror`). Conversations not listed in the range are
+    /// ones the asker does not have.
+    MirrorAsk {
+        /// At most [`MAX_MIRROR_ASK`] conversations, each contiguous from 1 to `upto`.
+        have: Vec<(NodeId, NodeId, u64)>,
+        /// First conversation of the range.
+        lo: (NodeId, NodeId),
+        /// End of the range (exclusive).
+        hi: Option<(NodeId, NodeId)>,
+    },
+    /// Between devices of one account: private messages of the account, in each
+    /// conversation's order, with the usernames of the devices they name.
+    Mirror {
+        /// At most [`MAX_MIRROR`] messages.
+        msgs: Vec<PrivateMsg>,
+        /// Username of each device in `msgs`.
+        names: Vec<(NodeId, String)>,
+        /// The sender had more to send than fitted: ask again.
+        more: bool,
+    },
 }
+
+/// One device of an account, as the auth server lists it (`/devices`).
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct DeviceInfo {
+    /// The device's node id.
+    pub node_id: NodeId,
+    /// Holds a lease now (polls the server).
+    pub online: bool,
+    /// When it last polled (Unix ms), 0 if not since the server started.
+    pub last_seen_ms: u64,
+    /// Revoked: its sign-ins and datagrams are refused.
+    pub revoked: bool,
+}
+
+/// The auth server's signed statement that a device no longer belongs to its account:
+/// members refuse its datagrams from then on (its old messages still verify).
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Revocation {
+    /// The revoked device.
+    pub node_id: NodeId,
+    /// Its account.
+    pub user: String,
+    /// The server's Ed25519 signature over [`Revocation::signed_bytes`].
+    #[serde(with = "BigArray")]
+    pub sig: Sig,
+}
+
+impl Revocation {
+    /// The canonical bytes the server signs: domain, node id, username.
+    pub fn signed_bytes(node_id: NodeId, user: &str) -> Vec<u8> {
+        let mut b = Vec::with_capacity(18 + 4 + 1 + user.len());
+        b.extend_from_slice(b"p2pchat-revoke-v1\0");
+        b.extend_from_slice(&node_id.0.to_le_bytes());
+        b.push(user.len() as u8);
+        b.extend_from_slice(user.as_bytes());
+        b
+    }
+}
+
+/// Most private messages one `Mirror` carries (the datagram bound decides first).
+pub const MAX_MIRROR: usize = 32;
+/// Most conversations one `MirrorAsk` names.
+pub const MAX_MIRROR_ASK: usize = 64;
+/// Most devices one `DeviceList` names.
+pub const MAX_DEVICES_LISTED: usize = 32;
 
 /// A private message sealed for its recipient alone, as a mailbox keeps it: the mailbox sees
 /// who wrote to whom, the counter, the expiry and the size, and can neither read nor alter
