@@ -47,6 +47,10 @@ pub struct SimArgs {
     /// it and leaves, and the recipient returns while the sender is away (mailboxes).
     #[arg(long, default_value_t = 0)]
     offline_private: usize,
+    /// Users with a second device (its own keys and node id). Mid-talk each goes away; half
+    /// come back from their data dir, half without it (a reinstall: a new device).
+    #[arg(long, default_value_t = 0)]
+    devices: usize,
     /// Gossip fanout.
     #[arg(long, default_value_t = p2pchat_core::NodeConfig::default().fanout)]
     fanout: usize,
@@ -112,6 +116,7 @@ pub fn sim(mut a: SimArgs) -> ExitCode {
         talkers: a.talkers,
         view: a.view,
         offline_private: a.offline_private,
+        devices: a.devices,
         burst: a.burst,
         ..p2pchat_sim::SimConfig::default()
     };
@@ -134,6 +139,12 @@ pub fn sim(mut a: SimArgs) -> ExitCode {
         }
     } else {
         println!("p2pchat sim: {} nodes, seed {}", report.nodes, report.seed);
+        if report.devices > 0 {
+            println!(
+                "  devices     {} users with a second device (half come back without their data dir); {} dots written twice",
+                report.devices, report.reused_dots
+            );
+        }
         println!(
             "  sent        {} group + {} private messages ({} refused; {} merges folded large frontiers)",
             report.messages, report.private, report.refused, report.merges
@@ -202,6 +213,7 @@ pub fn sim(mut a: SimArgs) -> ExitCode {
     }
     eprintln!("wall time: {:.2} s", wall.as_secs_f64());
     let clean = report.missing == 0
+        && report.reused_dots == 0
         && report.refused == 0
         && report.offline_private_late == 0
         && report.duplicates == 0

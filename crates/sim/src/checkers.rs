@@ -22,6 +22,8 @@ pub(crate) struct At<'a> {
     pub(crate) saying: bool,
     /// This node is writing a private message for the offline scenario now.
     pub(crate) offline_sending: bool,
+    /// Endpoints per username (a user with a second device has two).
+    pub(crate) endpoints_of: &'a HashMap<String, u64>,
 }
 
 /// What one node delivered, as the checkers saw it.
@@ -62,6 +64,8 @@ pub(crate) struct Checker {
     pub(crate) offline_early: u64,
     pub(crate) refused: u64,
     pub(crate) merges: u64,
+    /// Group messages written with a dot already written (by another device): must be 0.
+    pub(crate) reused_dots: u64,
 }
 
 impl Checker {
@@ -81,6 +85,7 @@ impl Checker {
             offline_early: 0,
             refused: 0,
             merges: 0,
+            reused_dots: 0,
         }
     }
 
@@ -128,6 +133,15 @@ impl Checker {
         }
     }
 
+    /// Node `i` starts over without its data dir: what it delivered no longer counts, and
+    /// it must deliver everything again.
+    pub(crate) fn forget(&mut self, i: usize) {
+        let seen = std::mem::take(&mut self.per[i]);
+        self.delivered = self
+            .delivered
+            .saturating_sub((seen.group.len() + seen.private.len()) as u64);
+    }
+
     /// Takes one event of node `i`; returns a fatal error it reported. `down(j)`: node `j`
     /// is not running now.
     pub(crate) fn observe(
@@ -166,6 +180,9 @@ impl Checker {
             }
             Scope::Group => {
                 let dot = Dot::new(m.from_id, m.seq);
+                if at.saying && me == Some(m.from_id) && self.snapshots.contains_key(&dot) {
+                    self.reused_dots += 1;
+                }
                 if me == Some(m.from_id) && !self.snapshots.contains_key(&dot) {
                     // Local echo of a new message: it is now expected everywhere.
                     let snap: Vec<(NodeId, u64)> = at
@@ -214,21 +231,25 @@ impl Checker {
             }
             Scope::Private => {
                 if me == Some(m.from_id) {
-                    // Local echo: a private message was written.
-                    self.expected += 1;
+                    // Local echo: a private message was written. It is expected at every
+                    // device of its recipient and every other device of its sender.
+                    let n = |u: &str| at.endpoints_of.get(u).copied().unwrap_or(1);
+                    let to = m.to.as_deref().unwrap_or_default();
+                    self.expected += n(to) + n(&m.from) - 1;
                     self.first_send.get_or_insert(at.now);
                     if at.offline_sending {
-                        self.offline_msgs.insert((m.from_id, m.seq), i);
+                        self.offline_msgs.insert((m.from_id, m.time_ms), i);
                     }
                     return None;
                 }
-                if !self.per[i].private.insert((m.from_id, m.seq)) {
+                // (Keyed by writing time: the copies for several devices share it.)
+                if !self.per[i].private.insert((m.from_id, m.time_ms)) {
                     self.duplicates += 1;
                     return None;
                 }
                 self.delivered += 1;
                 self.last_delivery = at.now;
-                if let Some(&author) = self.offline_msgs.get(&(m.from_id, m.seq)) {
+                if let Some(&author) = self.offline_msgs.get(&(m.from_id, m.time_ms)) {
                     if down(author) {
                         self.offline_early += 1;
                     }
@@ -260,6 +281,7 @@ mod tests {
     }
 
     fn at(now: u64) -> At<'static> {
+        static NONE: std::sync::OnceLock<HashMap<String, u64>> = std::sync::OnceLock::new();
         At {
             now,
             nodes: 2,
@@ -268,6 +290,7 @@ mod tests {
             crashes: false,
             saying: false,
             offline_sending: false,
+            endpoints_of: NONE.get_or_init(HashMap::default),
         }
     }
 

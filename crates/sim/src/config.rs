@@ -55,6 +55,10 @@ pub struct SimConfig {
     /// `k mod nodes + 1`), in waves 0.5 s apart when there are more messages than nodes: a
     /// big group all talking at once.
     pub burst: bool,
+    /// Users with a second device: node `nodes + j` is a second device of user `u{j}`
+    /// (own keys and node id). Mid-talk every second device goes away; the odd ones come
+    /// back from their data dir, the even ones without it (a reinstall: a new device).
+    pub devices: usize,
 }
 
 impl Default for SimConfig {
@@ -68,6 +72,7 @@ impl Default for SimConfig {
             min_latency_ms: 1,
             max_latency_ms: 20,
             partition_ms: 0,
+            devices: 0,
             crash: 0,
             crash_auth: false,
             fanout: NodeConfig::default().fanout,
@@ -136,6 +141,9 @@ impl SimConfig {
             return bad(
                 "--offline-private needs two nodes a pair besides --crash, and 3 more (mailboxes)",
             );
+        }
+        if self.devices > self.nodes {
+            return bad("--devices must be at most --nodes");
         }
         if self.fanout == 0 || self.fanout > 64 {
             return bad("--fanout must be between 1 and 64");
@@ -245,4 +253,14 @@ pub struct Report {
     pub offline_private_late: u64,
     /// The seed.
     pub seed: u64,
+    /// Second devices (`--devices`).
+    #[serde(skip_serializing_if = "is_zero")]
+    pub devices: usize,
+    /// Group messages whose dot (author, seq) was written twice: must be 0.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub reused_dots: u64,
+}
+
+fn is_zero<T: Default + PartialEq>(v: &T) -> bool {
+    *v == T::default()
 }

@@ -15,7 +15,9 @@
 //!    message, or a virtual deadline passes.
 //!
 //! Layout: `config` (what to run, what it measured), `queue` (events in virtual time),
-//! `checkers` (what every delivery is checked against); the driver is here.
+//! `checkers` (what every delivery is checked against), `endpoints` (who each endpoint is,
+//! and second devices of users that come and go, some without their data dir); the driver
+//! is here.
 //!
 //! Checkers: completeness (`missing`), exactly-once (`duplicates`), causal order
 //! (`causal_violations`: a delivery before something its author had delivered), identical
@@ -26,8 +28,8 @@
 
 use foldhash::HashSetExt;
 use p2pchat_core::{
-    AuthConfig, AuthServer, Command, Event, Host, InsecurePlainCredentials, Node, NodeConfig,
-    NodeParams, Output, Record,
+    AuthConfig, AuthServer, Command, Event, InsecurePlainCredentials, Node, NodeConfig, Output,
+    Record,
 };
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -40,6 +42,7 @@ use std::time::Duration;
 
 mod checkers;
 mod config;
+mod endpoints;
 mod queue;
 
 use checkers::{At, Checker};
@@ -108,6 +111,10 @@ struct Sim {
     /// The node whose group message is being written now.
     saying: Option<usize>,
     done: bool,
+    /// Endpoints: the nodes, then the second devices.
+    total: usize,
+    /// Endpoints per username.
+    endpoints_of: HashMap<String, u64>,
 }
 
 fn addr_of(port_base: u16, idx: usize) -> SocketAddr {
@@ -137,7 +144,11 @@ impl Sim {
             ..NodeConfig::default()
         };
         let check_every = (cfg.nodes / 100).max(1);
-        let eps = (0..=cfg.nodes)
+        let total = cfg.nodes + cfg.devices;
+        let endpoints_of = (1..=cfg.nodes)
+            .map(|i| (format!("u{i}"), 1 + u64::from(i <= cfg.devices)))
+            .collect();
+        let eps = (0..=total)
             .map(|i| Endpoint {
                 node: None,
                 records: Vec::new(),
@@ -148,9 +159,9 @@ impl Sim {
             })
             .collect();
         Sim {
-            checker: Checker::new(cfg.nodes + 1),
+            checker: Checker::new(total + 1),
             rng: ChaCha8Rng::seed_from_u64(cfg.seed),
-            persist: cfg.crash > 0 || cfg.offline_private > 0,
+            persist: cfg.crash > 0 || cfg.offline_private > 0 || cfg.devices > 0,
             sends_left: cfg.messages,
             privates_left: cfg.private,
             node_cfg,
@@ -178,6 +189,8 @@ impl Sim {
             offline_sending: None,
             saying: None,
             done: false,
+            endpoints_of,
+            total,
         }
     }
 
@@ -206,6 +219,7 @@ impl Sim {
             let t = self.cfg.join_gap_us() * (i as u64 - 1);
             self.at(t, Ev::Start(i));
         }
+        self.schedule_devices();
         self.at(Self::ms(100), Ev::Check);
         while let Some((at, ev)) = self.queue.pop() {
             self.now = at;
@@ -298,6 +312,8 @@ impl Sim {
                 self.eps[i].node = Some(node);
                 self.drain(i);
             }
+            Ev::StartDevice(i) => self.start_device(i),
+            Ev::Reinstall(i) => self.reinstall(i),
             Ev::CrashAuth => {
                 self.auth = None;
                 self.auth_wake = None;
@@ -326,49 +342,11 @@ impl Sim {
         }
     }
 
-    /// A 32-byte seed for an endpoint's keys and handshakes, derived from the run's seed.
-    fn crypto_seed(&self, salt: u64) -> [u8; 32] {
-        let mut out = [0u8; 32];
-        let a = self.cfg.seed.wrapping_mul(0xA24B_AED4_963E_E407) ^ salt;
-        let b = salt.wrapping_mul(0x9FB2_1C65_1E98_DF25).rotate_left(17) ^ self.cfg.seed;
-        out[..8].copy_from_slice(&a.to_le_bytes());
-        out[8..16].copy_from_slice(&b.to_le_bytes());
-        out[16..24].copy_from_slice(&(a ^ b).to_le_bytes());
-        out[24..].copy_from_slice(&salt.to_le_bytes());
-        out
-    }
-
-    fn params(&self, i: usize, signup: bool) -> NodeParams {
-        NodeParams {
-            auth_key: None,
-            user: format!("u{i}"),
-            password: format!("pw{i}"),
-            signup,
-            auth_addr: addr_of(self.port_base, AUTH),
-            auth_fallbacks: Vec::new(),
-        }
-    }
-
-    /// Node `i`'s address and seeds; `boot` draws new handshake randomness for a restart
-    /// (its keys come from its records).
-    fn host(&self, i: usize, boot: u64) -> Host {
-        Host {
-            crypto_seed: self.crypto_seed((i as u64 + 1) ^ (boot << 32)),
-            wall_ms: WALL_MS,
-            local_addr: addr_of(self.port_base, i),
-            seed: self
-                .cfg
-                .seed
-                .wrapping_mul(0x9E37_79B9_7F4A_7C15)
-                .wrapping_add(i as u64),
-        }
-    }
-
     fn check(&mut self) {
         match self.talk_started {
             None => {
                 // Everyone knows everyone, or (partial views) has at least half a view.
-                let want = (self.cfg.nodes - 1).min(self.cfg.view_size() / 2);
+                let want = (self.total - 1).min(self.cfg.view_size() / 2);
                 let all_in = self.eps[1..].iter().all(|e| {
                     e.node
                         .as_ref()
@@ -471,6 +449,7 @@ impl Sim {
                 self.at(t + 40 * s, Ev::Restart(a));
             }
         }
+        self.devices_come_and_go(t0, window);
         if self.cfg.crash_auth {
             self.at(t0 + window / 4, Ev::CrashAuth);
             self.at(
@@ -481,7 +460,7 @@ impl Sim {
     }
 
     fn live_members(&self) -> Vec<usize> {
-        (1..=self.cfg.nodes)
+        (1..=self.total)
             .filter(|&i| self.eps[i].node.as_ref().is_some_and(|n| n.is_member()))
             .collect()
     }
@@ -603,7 +582,7 @@ impl Sim {
         self.datagrams += 1;
         self.bytes += bytes.len() as u64;
         let port = to.port().wrapping_sub(self.port_base) as usize;
-        if port > self.cfg.nodes {
+        if port > self.total {
             return;
         }
         if self.partitioned && self.now >= self.partition_until {
@@ -650,12 +629,13 @@ impl Sim {
         let ep = &self.eps[i];
         let at = At {
             now: self.now,
-            nodes: self.cfg.nodes as u64,
+            nodes: self.total as u64,
             node: ep.node.as_ref(),
             checked: ep.checked,
             crashes: self.crash_set.contains(&i),
             saying: self.saying == Some(i),
             offline_sending: self.offline_sending == Some(i),
+            endpoints_of: &self.endpoints_of,
         };
         let eps = &self.eps;
         let down = |author: usize| eps[author].node.is_none();
@@ -786,6 +766,8 @@ impl Sim {
             offline_private_late: (self.checker.offline_msgs.len() as u64)
                 .saturating_sub(self.checker.offline_early),
             seed: self.cfg.seed,
+            devices: self.cfg.devices,
+            reused_dots: self.checker.reused_dots,
         }
     }
 }

@@ -23,6 +23,10 @@ pub(crate) enum Ev {
     PrivateTo(usize, usize),
     Crash(usize),
     Restart(usize),
+    /// A second device of a user signs in (once its user's first one is in).
+    StartDevice(usize),
+    /// A device comes back without its data dir (a reinstall): a new device of its user.
+    Reinstall(usize),
     CrashAuth,
     RestartAuth,
     Check,
