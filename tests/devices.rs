@@ -152,12 +152,39 @@ fn a_second_data_dir_is_a_device_of_its_own_and_nothing_is_lost_stalled_or_dupli
     yuri1.send("from a stolen laptop");
     yuri2.send("still here");
     ann.wait_text("still here");
-    loop {
+    for tries in 0.. {
         let st = status(&mut ann);
         if st["revoked"].as_u64().unwrap_or(0) > 0 {
             break;
         }
+        assert!(tries < 200, "ann never refused the revoked device: {st}");
         yuri1.send("from a stolen laptop, again");
+        std::thread::sleep(std::time::Duration::from_millis(50));
     }
+    // It is told at its next poll, and stops; its signin is refused too.
+    yuri1.fails_with("revoked");
+    let mut back = Proc::node("yuri", "pw", &addr, &dir.join("yuri"), false, None, &[]);
+    back.fails_with("revoked");
     assert!(!ann.texts("group").iter().any(|t| t.contains("stolen")));
+}
+
+#[test]
+fn one_device_more_than_the_server_allows_is_refused_with_a_way_out() {
+    let d = tempdir();
+    let dir = path(&d);
+    let (_auth, addr) = Proc::auth_server_with(
+        &dir.join("auth"),
+        "127.0.0.1:0",
+        None,
+        &["--max-devices", "2"],
+    );
+    let mut first = Proc::node("zoe", "pw", &addr, &dir.join("z1"), true, None, &[]);
+    first.ready();
+    let mut second = Proc::node("zoe", "pw", &addr, &dir.join("z2"), false, None, &[]);
+    second.ready();
+    let mut third = Proc::node("zoe", "pw", &addr, &dir.join("z3"), false, None, &[]);
+    third.fails_with("revoke one");
+    // A wrong password from a new dir is still just a wrong password.
+    let mut guess = Proc::node("zoe", "nope", &addr, &dir.join("z4"), false, None, &[]);
+    guess.fails_with("wrong username or password");
 }

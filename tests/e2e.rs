@@ -198,8 +198,12 @@ fn account_errors_and_bad_input_get_clear_errors() {
         bad.fails_with("wrong username or password");
     }
 
-    // The right password signs in again, with the same node id.
-    let mut again = Proc::node(
+    // The right password signs in again: from its own data dir with the same node id,
+    // from another data dir as another device of the account (a node id of its own).
+    let mut again = Proc::node("alice", "right", &auth_addr, &nodes, false, None, &[]);
+    assert_eq!(again.ready()["node_id"], id);
+    drop(again);
+    let mut device = Proc::node(
         "alice",
         "right",
         &auth_addr,
@@ -208,8 +212,12 @@ fn account_errors_and_bad_input_get_clear_errors() {
         None,
         &[],
     );
-    assert_eq!(again.ready()["node_id"], id);
-    drop(again);
+    let other_id = device.ready()["node_id"].clone();
+    assert!(
+        other_id.as_u64().is_some() && other_id != id,
+        "{other_id} vs {id}"
+    );
+    drop(device);
 
     // A full network.
     let (_small, small_addr) =

@@ -33,6 +33,8 @@ pub(crate) struct Seen {
     by_author: HashMap<NodeId, u64>,
     pub(crate) group: HashSet<Dot>,
     private: HashSet<(NodeId, u64)>,
+    /// Private messages this node wrote.
+    wrote_private: u64,
 }
 
 /// How well the broadcast tree delivered by push (not repair) around the crashes: the share
@@ -140,6 +142,8 @@ impl Checker {
         self.delivered = self
             .delivered
             .saturating_sub((seen.group.len() + seen.private.len()) as u64);
+        // What it wrote itself it gets back too, from its user's other device.
+        self.expected += seen.wrote_private;
     }
 
     /// Takes one event of node `i`; returns a fatal error it reported. `down(j)`: node `j`
@@ -236,6 +240,7 @@ impl Checker {
                     let n = |u: &str| at.endpoints_of.get(u).copied().unwrap_or(1);
                     let to = m.to.as_deref().unwrap_or_default();
                     self.expected += n(to) + n(&m.from) - 1;
+                    self.per[i].wrote_private += 1;
                     self.first_send.get_or_insert(at.now);
                     if at.offline_sending {
                         self.offline_msgs.insert((m.from_id, m.time_ms), i);

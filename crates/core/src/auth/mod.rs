@@ -784,7 +784,7 @@ impl AuthServer {
                 for record in self.dir.take_records() {
                     self.out.push_back(Output::Persist(record));
                 }
-                self.certs.remove(&target);
+                // (Its certificate stays known: its polls are still opened, to tell it.)
                 let sig = self.ident.sign(&Revocation::signed_bytes(target, &user));
                 let r = Revocation {
                     node_id: target,
@@ -804,6 +804,12 @@ impl AuthServer {
             Ok(true) => {}
             Ok(false) => {
                 self.stats.rejected += 1;
+                // A revoked device that still polls is told so (it stops with that reason).
+                if let Some((user, _)) = self.certs.get(&node_id).cloned() {
+                    let sig = self.ident.sign(&Revocation::signed_bytes(node_id, &user));
+                    let r = Revocation { node_id, user, sig };
+                    self.send(from, node_id, &Message::Revoked(r));
+                }
                 return;
             }
             Err(e) => {

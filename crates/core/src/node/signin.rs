@@ -276,7 +276,9 @@ impl Node {
         if let Some(id) = self.own.node_id {
             if id != adm.node_id {
                 self.fatal(format!(
-                    "the auth server gave node id {} but this data dir belongs to node {}",
+                    "the auth server gave node id {} but this data dir belongs to node {} \
+                     (another data dir of the account claimed this device first after an \
+                     upgrade; sign in from a new data dir, and see /devices)",
                     adm.node_id, id
                 ));
                 return;
