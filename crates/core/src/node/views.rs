@@ -304,13 +304,18 @@ impl Node {
 
     /// The server's answer to `Lookup`: the record of an online user, or nothing.
     pub(super) fn lookup_answer(&mut self, now: Duration, peers: Vec<PeerInfo>) {
+        // Every device of the user first, then the texts: one copy for each.
+        let mut learned: Vec<String> = Vec::new();
         for info in peers {
             let user = info.user.clone();
-            if self.learn_record(info) {
-                if let Some((texts, _)) = self.view.lookups.remove(&user) {
-                    for text in texts {
-                        self.send_private(now, &user, text);
-                    }
+            if self.learn_record(info) && !learned.contains(&user) {
+                learned.push(user);
+            }
+        }
+        for user in learned {
+            if let Some((texts, _)) = self.view.lookups.remove(&user) {
+                for text in texts {
+                    self.send_private(now, &user, text);
                 }
             }
         }
