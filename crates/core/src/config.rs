@@ -94,6 +94,10 @@ pub struct NodeConfig {
     /// Remember the gossip hop count of every delivered message (a simulator metric; costs a
     /// map entry per message).
     pub record_hops: bool,
+    /// NAT traversal: a member that cannot reach another (its Hellos go unanswered) asks the
+    /// auth server to have both send to each other at once (`PunchAsk`, `Punch`). The
+    /// simulator models no NAT and turns it off.
+    pub rendezvous: bool,
 }
 
 impl Default for NodeConfig {
@@ -132,6 +136,7 @@ impl Default for NodeConfig {
             view_max: 1024,
             full_clocks: true,
             record_hops: false,
+            rendezvous: true,
         }
     }
 }
@@ -205,6 +210,10 @@ pub struct AuthConfig {
     pub source_signups: u32,
     /// Most devices (data dirs with their own keys) per account, revoked ones not counted.
     pub max_devices: usize,
+    /// NAT traversal: a newcomer handed to a member is told to send to it (so a NAT in front
+    /// of the newcomer lets the member's answer in), and `PunchAsk`s are answered. The
+    /// simulator models no NAT and turns it off.
+    pub rendezvous: bool,
 }
 
 impl Default for AuthConfig {
@@ -225,6 +234,7 @@ impl Default for AuthConfig {
             source_window: Duration::from_secs(60),
             source_signups: 100,
             max_devices: 8,
+            rendezvous: true,
         }
     }
 }

@@ -256,6 +256,8 @@ pub struct Stats {
     pub auth_failovers: u64,
     /// Datagrams from a revoked device, refused.
     pub revoked: u64,
+    /// Hellos sent because the auth server said to (NAT traversal).
+    pub punches: u64,
 }
 
 impl Stats {

@@ -141,6 +141,8 @@ impl Sim {
             record_hops: true,
             // Simulated users are patient: a lossy network must not make them give up.
             auth_attempts: 100,
+            // No NAT here (`PunchAsk` would only add traffic).
+            rendezvous: false,
             ..NodeConfig::default()
         };
         let check_every = (cfg.nodes / 100).max(1);
@@ -338,6 +340,7 @@ impl Sim {
     fn auth_cfg() -> AuthConfig {
         AuthConfig {
             source_signups: 0,
+            rendezvous: false,
             ..AuthConfig::default()
         }
     }

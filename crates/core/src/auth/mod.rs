@@ -106,7 +106,12 @@ pub struct AuthServer {
     /// The account of each device, as read from the directory (a device never changes
     /// account; revocation is checked with the directory).
     owners: HashMap<NodeId, String>,
+    /// `PunchAsk`s per asker in the current second.
+    punches: HashMap<NodeId, (u64, u32)>,
 }
+
+/// Most `PunchAsk`s one member may make in a second.
+const PUNCHES_PER_SECOND: u32 = 8;
 
 /// Most entries in each attacker-growable table (answers, failures, reply cache).
 const TABLE_LIMIT: usize = 65_536;
@@ -159,6 +164,7 @@ impl AuthServer {
             source_failures: HashMap::new(),
             directory_down: false,
             owners: HashMap::new(),
+            punches: HashMap::new(),
         };
         let mut have_keys = false;
         for record in records {
@@ -274,6 +280,9 @@ impl AuthServer {
                     Ok(Message::Lookup { user }) => self.lookup(now, from, id, &user),
                     Ok(Message::Devices) => self.devices(now, from, id),
                     Ok(Message::Revoke { node_id }) => self.revoke(now, from, id, node_id),
+                    Ok(Message::PunchAsk { node_id }) if self.cfg.rendezvous => {
+                        self.punch_ask(now, from, id, node_id)
+                    }
                     Ok(_) => self.stats.rejected += 1,
                     Err(_) => self.stats.malformed += 1,
                 }
@@ -725,6 +734,69 @@ impl AuthServer {
         cert
     }
 
+    /// Seals a message to a node whose link may not exist yet (a newcomer that never sent
+    /// over one): the link is derived from its certificate.
+    fn send_to_node(&mut self, info: &PeerInfo, msg: &Message) {
+        let Ok(payload) = encode(msg) else {
+            debug_assert!(false, "the server built an unencodable message");
+            return;
+        };
+        let link = self
+            .links
+            .to(&self.ident, SERVER_ID, info.node_id, info.cert.dh_pk);
+        if let Some(bytes) = link.seal(SERVER_ID, self.epoch, &payload, None) {
+            self.stats.datagrams_out += 1;
+            self.stats.bytes_out += bytes.len() as u64;
+            self.out.push_back(Output::Send {
+                to: info.addr,
+                bytes,
+            });
+        }
+    }
+
+    /// A member cannot reach `target`: both are told to send to each other now, each at the
+    /// address this server sees the other at. At most a few a second per asker; nothing
+    /// for a target without a lease.
+    fn punch_ask(&mut self, now: Duration, from: SocketAddr, asker: NodeId, target: NodeId) {
+        let second = now.as_secs();
+        let entry = self.punches.entry(asker).or_insert((second, 0));
+        if entry.0 != second {
+            *entry = (second, 0);
+        }
+        entry.1 += 1;
+        if entry.1 > PUNCHES_PER_SECOND {
+            self.stats.throttled += 1;
+            return;
+        }
+        if self.punches.len() > TABLE_LIMIT {
+            self.punches.retain(|_, (s, _)| *s == second);
+        }
+        let (Some((asker_user, asker_cert)), Some((target_user, _))) = (
+            self.certs.get(&asker).cloned(),
+            self.certs.get(&target).cloned(),
+        ) else {
+            self.stats.rejected += 1;
+            return;
+        };
+        let at = self.at(now);
+        let found = match self.dir.lookup(at, &self.cfg, asker, &target_user) {
+            Ok(found) => found,
+            Err(e) => return self.directory_failed(e),
+        };
+        let Some(peer) = found.into_iter().flatten().find(|p| p.node_id == target) else {
+            self.stats.rejected += 1;
+            return;
+        };
+        let me = PeerInfo {
+            node_id: asker,
+            user: asker_user,
+            addr: from,
+            cert: asker_cert,
+        };
+        self.send_to_node(&me, &Message::Punch { peer: peer.clone() });
+        self.send_to_node(&peer, &Message::Punch { peer: me });
+    }
+
     /// Answers a member's `Lookup` with the user's record if it is online (holds a lease).
     fn lookup(&mut self, now: Duration, from: SocketAddr, asker: NodeId, user: &str) {
         let at = self.at(now);
@@ -842,6 +914,18 @@ impl AuthServer {
             }
         };
         self.directory_ok();
+        // Each newcomer is told to send to this member at once: behind a NAT, that is what
+        // lets the member's `Connect` in.
+        if self.cfg.rendezvous {
+            for n in &newcomers {
+                self.send_to_node(
+                    n,
+                    &Message::Punch {
+                        peer: member.clone(),
+                    },
+                );
+            }
+        }
         // Keep the reply within one datagram even with long usernames.
         let mut msg = Message::Pending { newcomers, renewed };
         while encode(&msg).is_err() {

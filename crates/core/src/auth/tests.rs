@@ -43,6 +43,18 @@ fn sends(s: &mut AuthServer) -> Vec<Vec<u8>> {
     out
 }
 
+fn sends_to(s: &mut AuthServer, to: SocketAddr) -> Vec<Vec<u8>> {
+    let mut out = Vec::new();
+    while let Some(o) = s.poll_output() {
+        if let Output::Send { bytes, to: dest } = o {
+            if dest == to {
+                out.push(bytes);
+            }
+        }
+    }
+    out
+}
+
 fn seed(port: u16, req: u64) -> [u8; 32] {
     let mut s = [0u8; 32];
     s[..2].copy_from_slice(&port.to_le_bytes());
@@ -129,7 +141,8 @@ fn fetch(
         )
         .expect("seal");
     s.handle_datagram(now, addr(port), &dg);
-    sends(s)
+    // (What goes to others, such as a newcomer's `Punch`, is not for this link.)
+    sends_to(s, addr(port))
         .iter()
         .map(|b| match decode_envelope(b) {
             Ok(Envelope::Link {
@@ -285,6 +298,10 @@ fn newcomers_are_queued_handed_to_fetchers_and_reoffered() {
     let later = t0 + Duration::from_secs(2);
     let got = fetch(&mut s, later, 5000, "alice", &a);
     assert!(matches!(&got[..], [Message::Pending { newcomers, .. }] if newcomers.len() == 1));
+    // Each time bob is offered, he is told to send to alice (a NAT in front of him would
+    // drop her Connect otherwise).
+    let punch = fetch_punches(&mut s, later + Duration::from_secs(2), &a, &b);
+    assert_eq!(punch.map(|p| p.node_id), Some(a.node_id));
     // Bob polls: he is in, and leaves the queue.
     fetch(&mut s, later, 5001, "bob", &b);
     assert_eq!(s.queue_len(), 0);
@@ -311,6 +328,104 @@ fn newcomers_are_queued_handed_to_fetchers_and_reoffered() {
     s.handle_datagram(later, addr(5000), &dg);
     assert!(sends(&mut s).is_empty());
     assert_eq!(s.live_count(later), before);
+}
+
+/// alice polls once more; returns the peer of the `Punch` the server sent bob, if any.
+fn fetch_punches(
+    s: &mut AuthServer,
+    now: Duration,
+    alice: &Admission,
+    bob: &Admission,
+) -> Option<PeerInfo> {
+    let me = client_ident(5000);
+    let mut link = Link::new(&me, alice.node_id, SERVER_ID, s.key());
+    let dg = link
+        .seal(
+            alice.node_id,
+            (now.as_millis() as u32).wrapping_add(1),
+            &encode(&Message::Fetch {
+                node_id: alice.node_id,
+            })
+            .expect("fits"),
+            Some(SenderCert {
+                user: "alice".into(),
+                cert: alice.cert.clone(),
+            }),
+        )
+        .expect("seal");
+    s.handle_datagram(now, addr(5000), &dg);
+    let mut bob_link = Link::new(&client_ident(5001), bob.node_id, SERVER_ID, s.key());
+    sends_to(s, addr(5001)).iter().find_map(|b| {
+        let Ok(Envelope::Link {
+            from,
+            epoch,
+            counter,
+            sealed,
+            ..
+        }) = decode_envelope(b)
+        else {
+            return None;
+        };
+        match decode(&bob_link.open(from, epoch, counter, sealed)?) {
+            Ok(Message::Punch { peer }) => Some(peer),
+            _ => None,
+        }
+    })
+}
+
+/// `who` (at `port`) sends one message to the server over its link at `epoch`.
+fn over_link(
+    s: &mut AuthServer,
+    now: Duration,
+    port: u16,
+    who: (&str, &Admission),
+    epoch: u32,
+    msg: &Message,
+) {
+    let mut link = Link::new(&client_ident(port), who.1.node_id, SERVER_ID, s.key());
+    let dg = link
+        .seal(
+            who.1.node_id,
+            epoch,
+            &encode(msg).expect("fits"),
+            Some(SenderCert {
+                user: who.0.into(),
+                cert: who.1.cert.clone(),
+            }),
+        )
+        .expect("seal");
+    s.handle_datagram(now, addr(port), &dg);
+}
+
+#[test]
+fn a_punch_ask_tells_both_members_to_send_to_each_other_a_few_times_a_second_at_most() {
+    let mut s = server(10);
+    let t = Duration::ZERO;
+    let a = auth(&mut s, t, 5000, 1, "alice", "pw", true).expect("alice");
+    let b = auth(&mut s, t, 5001, 1, "bob", "pw", true).expect("bob");
+    fetch(&mut s, t, 5000, "alice", &a);
+    fetch(&mut s, t, 5001, "bob", &b);
+    let t = Duration::from_millis(100);
+    let ask = Message::PunchAsk { node_id: b.node_id };
+    over_link(&mut s, t, 5000, ("alice", &a), 50, &ask);
+    let to_bob = sends_to(&mut s, addr(5001));
+    assert_eq!(to_bob.len(), 1, "one Punch for bob");
+    over_link(&mut s, t, 5000, ("alice", &a), 51, &ask);
+    assert_eq!(sends_to(&mut s, addr(5000)).len(), 1, "one Punch for alice");
+    for epoch in 52..70 {
+        over_link(&mut s, t, 5000, ("alice", &a), epoch, &ask);
+    }
+    let punches = sends_to(&mut s, addr(5000)).len();
+    assert_eq!(
+        punches as u32 + 2,
+        PUNCHES_PER_SECOND,
+        "the rest is throttled"
+    );
+    assert!(s.stats().throttled > 0);
+    // Nothing for a node that holds no lease.
+    let later = Duration::from_secs(60);
+    over_link(&mut s, later, 5000, ("alice", &a), 90, &ask);
+    assert!(sends_to(&mut s, addr(5001)).is_empty());
 }
 
 #[test]

@@ -144,10 +144,15 @@ impl Node {
         let joined = !self.life.restored;
         let mut due = Vec::new();
         let mut next: Option<Duration> = None;
+        let mut punch = Vec::new();
         for m in self.view.members.values_mut() {
             if let Some((left, at)) = m.hello {
                 if at <= now {
                     due.push((m.info.node_id, m.info.addr));
+                    if super::rendezvous::ask_after(&self.cfg, left.saturating_sub(1)) {
+                        // Unanswered for a while: perhaps a NAT on either side.
+                        punch.push(m.info.node_id);
+                    }
                     m.hello = if left > 1 {
                         Some((left - 1, now + self.cfg.hello_retry))
                     } else {
@@ -171,6 +176,9 @@ impl Node {
                     joined,
                 },
             );
+        }
+        for id in punch {
+            self.ask_punch(id);
         }
         if let Some(at) = next {
             self.set_timer(Timer::Hello, at);
@@ -385,6 +393,10 @@ impl Node {
         match status {
             PeerStatus::Offline => self.live_remove(id),
             _ => self.live_insert(id),
+        }
+        if status == PeerStatus::Suspect {
+            // Perhaps a NAT that never let it in: have both sides send at once.
+            self.ask_punch(id);
         }
         if status == PeerStatus::Online {
             // Back, or heard for the first time: what we keep for it goes out now.

@@ -542,7 +542,9 @@ impl Node {
             | Message::Lookup { .. }
             | Message::Devices
             | Message::DeviceList { .. }
-            | Message::Revoke { .. } => {
+            | Message::Revoke { .. }
+            | Message::Punch { .. }
+            | Message::PunchAsk { .. } => {
                 self.net.stats.rejected += 1;
                 return;
             }
@@ -665,7 +667,9 @@ impl Node {
             | Message::Lookup { .. }
             | Message::Devices
             | Message::DeviceList { .. }
-            | Message::Revoke { .. } => {}
+            | Message::Revoke { .. }
+            | Message::Punch { .. }
+            | Message::PunchAsk { .. } => {}
         }
     }
 
@@ -828,6 +832,7 @@ mod parking;
 mod plumtree;
 mod private;
 mod probing;
+mod rendezvous;
 mod ring;
 mod send;
 mod signin;

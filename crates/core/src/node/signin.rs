@@ -268,6 +268,7 @@ impl Node {
             Message::Certs { peers } => self.lookup_answer(now, peers),
             Message::DeviceList { devices } => self.handle_device_list(devices),
             Message::Revoked(r) => self.handle_revocation(now, None, r),
+            Message::Punch { peer } => self.handle_punch(peer),
             _ => self.net.stats.rejected += 1,
         }
     }

@@ -211,7 +211,11 @@ fn validate(msg: &Message) -> Result<(), DecodeError> {
             check(b.sealed.len() <= MAX_MAIL_SEALED, "sealed")
         }
         Message::Stored { seq, .. } => check(*seq >= 1, "seq"),
-        Message::MailAck { .. } | Message::Devices | Message::Revoke { .. } => Ok(()),
+        Message::MailAck { .. }
+        | Message::Devices
+        | Message::Revoke { .. }
+        | Message::PunchAsk { .. } => Ok(()),
+        Message::Punch { peer } => check_peer(peer),
         Message::DeviceList { devices } => check(devices.len() <= MAX_DEVICES_LISTED, "devices"),
         Message::Revoked(r) => check(valid_username(&r.user), "username"),
         Message::MirrorAsk { have, .. } => check(have.len() <= MAX_MIRROR_ASK, "mirror ask"),

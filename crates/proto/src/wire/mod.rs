@@ -550,6 +550,20 @@ pub enum Message {
         /// The sender had more to send than fitted: ask again.
         more: bool,
     },
+    /// Server -> node (NAT traversal): "send to this node now; it is told the same about
+    /// you" (or, for a newcomer, "this member is bootstrapping you"). Sending opens the
+    /// mapping in a NAT in front of the receiver of this message, so the other's datagrams
+    /// get in.
+    Punch {
+        /// The node to send to, at the address the server sees it at.
+        peer: PeerInfo,
+    },
+    /// Member -> server (NAT traversal): "I cannot reach this member: have us both send to
+    /// each other" (answered with a `Punch` to each, when both hold a lease).
+    PunchAsk {
+        /// The member that does not answer.
+        node_id: NodeId,
+    },
 }
 
 /// One device of an account, as the auth server lists it (`/devices`).

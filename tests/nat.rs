@@ -1,0 +1,285 @@
+//! Across NATs, in a NAT lab this test builds (network namespaces and nftables; needs root,
+//! `ip` and `nft`): a public network 203.0.113.0/24 (TEST-NET-3) with the auth server and
+//! a member, and home networks 192.168.N.0/24 behind routers that masquerade and drop
+//! whatever comes in unasked, forwarded or for the router itself (a stateful firewall, as
+//! home routers have: an unasked datagram for the router that were let in would leave a
+//! connection entry that takes the port a punch needs). A "cone" router keeps a node's port for
+//! every destination; traversal goes through the auth server as rendezvous.
+
+mod common;
+
+use common::*;
+use serde_json::Value;
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Instant;
+
+static COUNTER: AtomicUsize = AtomicUsize::new(0);
+
+/// The namespaces of one lab, deleted when dropped.
+struct NatLab {
+    prefix: String,
+}
+
+fn run(args: &[&str]) {
+    let out = Command::new(args[0])
+        .args(&args[1..])
+        .output()
+        .unwrap_or_else(|e| panic!("run {args:?}: {e}"));
+    assert!(
+        out.status.success(),
+        "{args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+fn nft(ns: &str, rules: &str) {
+    let mut child = Command::new("ip")
+        .args(["netns", "exec", ns, "nft", "-f", "-"])
+        .stdin(Stdio::piped())
+        .spawn()
+        .expect("run nft (nftables)");
+    {
+        use std::io::Write;
+        let stdin = child.stdin.as_mut().expect("stdin");
+        stdin.write_all(rules.as_bytes()).expect("write rules");
+    }
+    assert!(child.wait().expect("nft").success(), "nft refused {rules}");
+}
+
+impl NatLab {
+    /// `homes[i]`: the NAT of home network `i + 1` (`"cone"`), each with one host.
+    fn new(homes: &[&str]) -> NatLab {
+        let prefix = format!(
+            "p2n{}-{}",
+            std::process::id() % 100_000,
+            COUNTER.fetch_add(1, Ordering::SeqCst)
+        );
+        let lab = NatLab { prefix };
+        let (pubns, srv) = (lab.ns("pub"), lab.ns("srv"));
+        for n in [&pubns, &srv] {
+            run(&["ip", "netns", "add", n]);
+            run(&["ip", "-n", n, "link", "set", "lo", "up"]);
+        }
+        run(&["ip", "-n", &pubns, "link", "add", "br0", "type", "bridge"]);
+        run(&["ip", "-n", &pubns, "link", "set", "br0", "up"]);
+        lab.wire(&pubns, "srv", &srv, "eth0", "203.0.113.10/24");
+        for (i, kind) in homes.iter().enumerate() {
+            let k = i + 1;
+            let (r, h) = (lab.ns(&format!("r{k}")), lab.ns(&format!("h{k}")));
+            for n in [&r, &h] {
+                run(&["ip", "netns", "add", n]);
+                run(&["ip", "-n", n, "link", "set", "lo", "up"]);
+            }
+            lab.wire(
+                &pubns,
+                &format!("r{k}"),
+                &r,
+                "wan",
+                &format!("203.0.113.{k}/24"),
+            );
+            run(&[
+                "ip", "link", "add", "lan", "netns", &r, "type", "veth", "peer", "name", "eth0",
+                "netns", &h,
+            ]);
+            run(&[
+                "ip",
+                "-n",
+                &r,
+                "addr",
+                "add",
+                &format!("192.168.{k}.1/24"),
+                "dev",
+                "lan",
+            ]);
+            run(&["ip", "-n", &r, "link", "set", "lan", "up"]);
+            run(&[
+                "ip",
+                "-n",
+                &h,
+                "addr",
+                "add",
+                &format!("192.168.{k}.2/24"),
+                "dev",
+                "eth0",
+            ]);
+            run(&["ip", "-n", &h, "link", "set", "eth0", "up"]);
+            run(&[
+                "ip",
+                "-n",
+                &h,
+                "route",
+                "add",
+                "default",
+                "via",
+                &format!("192.168.{k}.1"),
+            ]);
+            run(&[
+                "ip",
+                "netns",
+                "exec",
+                &r,
+                "sysctl",
+                "-qw",
+                "net.ipv4.ip_forward=1",
+            ]);
+            let random = if *kind == "symmetric" { " random" } else { "" };
+            nft(
+                &r,
+                &format!(
+                    "table ip nat {{\n chain post {{\n  type nat hook postrouting priority 100;\n  oifname \"wan\" masquerade{random}\n }}\n}}\n\
+                     table inet fw {{\n chain filter_in {{\n  type filter hook input priority 0; policy drop;\n  iifname {{ \"lan\", \"lo\" }} accept\n  ct state established,related accept\n }}\n chain filter_fwd {{\n  type filter hook forward priority 0; policy drop;\n  iifname \"lan\" accept\n  ct state established,related accept\n }}\n}}\n"
+                ),
+            );
+        }
+        // Datagrams between the two routers' public addresses: a direct path.
+        nft(
+            &pubns,
+            "table bridge lab {\n chain f {\n  type filter hook forward priority 0;\n  ip saddr 203.0.113.1 ip daddr 203.0.113.2 counter\n  ip saddr 203.0.113.2 ip daddr 203.0.113.1 counter\n }\n}\n",
+        );
+        lab
+    }
+
+    fn ns(&self, name: &str) -> String {
+        format!("{}{name}", self.prefix)
+    }
+
+    /// A veth from the public bridge (port `port`) into `ns` as `dev` with `addr`.
+    fn wire(&self, pubns: &str, port: &str, ns: &str, dev: &str, addr: &str) {
+        run(&[
+            "ip", "link", "add", dev, "netns", ns, "type", "veth", "peer", "name", port, "netns",
+            pubns,
+        ]);
+        run(&[
+            "ip", "-n", pubns, "link", "set", port, "master", "br0", "up",
+        ]);
+        run(&["ip", "-n", ns, "addr", "add", addr, "dev", dev]);
+        run(&["ip", "-n", ns, "link", "set", dev, "up"]);
+    }
+
+    /// Datagrams counted between the two home routers' public addresses.
+    fn direct_datagrams(&self) -> u64 {
+        let out = Command::new("ip")
+            .args([
+                "netns",
+                "exec",
+                &self.ns("pub"),
+                "nft",
+                "list",
+                "table",
+                "bridge",
+                "lab",
+            ])
+            .output()
+            .expect("nft list");
+        String::from_utf8_lossy(&out.stdout)
+            .split("packets ")
+            .skip(1)
+            .filter_map(|s| s.split_whitespace().next()?.parse::<u64>().ok())
+            .sum()
+    }
+}
+
+impl Drop for NatLab {
+    fn drop(&mut self) {
+        let mut names = vec![self.ns("pub"), self.ns("srv")];
+        for k in 1..=2 {
+            names.push(self.ns(&format!("r{k}")));
+            names.push(self.ns(&format!("h{k}")));
+        }
+        for n in names {
+            let _ = Command::new("ip").args(["netns", "delete", &n]).output();
+        }
+    }
+}
+
+/// The auth server and a public member, in the lab's public network.
+fn public_side(lab: &NatLab, dir: &std::path::Path) -> (Proc, String, Proc) {
+    let srv = lab.ns("srv");
+    let (auth, addr) = Proc::auth_server(&dir.join("auth"), "203.0.113.10:7000", Some(&srv), None);
+    let mut mem = Proc::node(
+        "mem",
+        "pw",
+        &addr,
+        &dir.join("mem"),
+        true,
+        Some(&srv),
+        &["--listen", "203.0.113.10:7001"],
+    );
+    mem.ready();
+    (auth, addr, mem)
+}
+
+/// A node in home network `k` (behind its router's NAT).
+fn home_node(lab: &NatLab, k: usize, user: &str, addr: &str, dir: &std::path::Path) -> Proc {
+    let ns = lab.ns(&format!("h{k}"));
+    Proc::node(
+        user,
+        "pw",
+        addr,
+        &dir.join(user),
+        true,
+        Some(&ns),
+        &["--listen", "0.0.0.0:7002"],
+    )
+}
+
+fn private_text(p: &mut Proc, text: &str) -> Value {
+    p.wait_for(&format!("private {text:?}"), |v| {
+        v["event"] == "message" && v["scope"] == "private" && v["text"] == text
+    })
+}
+
+#[test]
+fn a_node_behind_a_nat_joins_and_talks_with_a_public_member() {
+    let lab = NatLab::new(&["cone"]);
+    let d = tempdir();
+    let dir = path(&d);
+    let (_auth, addr, mut mem) = public_side(&lab, &dir);
+    let start = Instant::now();
+    let mut alice = home_node(&lab, 1, "alice", &addr, &dir);
+    let ready = alice.ready();
+    assert_eq!(ready["addr"], "203.0.113.1:7002", "its public address");
+    alice.send("hello from behind a NAT");
+    mem.wait_text("hello from behind a NAT");
+    mem.send("/msg alice welcome");
+    private_text(&mut alice, "welcome");
+    alice.send("/msg mem thanks");
+    private_text(&mut mem, "thanks");
+    eprintln!(
+        "none/cone: joined and talked in {:.1} s",
+        start.elapsed().as_secs_f64()
+    );
+    let st = status(&mut alice);
+    assert!(st["punches"].as_u64().unwrap_or(0) > 0, "{st}");
+}
+
+#[test]
+fn two_nodes_behind_cone_nats_talk_directly() {
+    let lab = NatLab::new(&["cone", "cone"]);
+    let d = tempdir();
+    let dir = path(&d);
+    let (_auth, addr, mut mem) = public_side(&lab, &dir);
+    let start = Instant::now();
+    let mut alice = home_node(&lab, 1, "alice", &addr, &dir);
+    alice.ready();
+    let mut bob = home_node(&lab, 2, "bob", &addr, &dir);
+    bob.ready();
+    wait_status(&mut alice, "bob", "online");
+    wait_status(&mut bob, "alice", "online");
+    alice.send("alice to all");
+    bob.wait_text("alice to all");
+    mem.wait_text("alice to all");
+    bob.send("bob to all");
+    alice.wait_text("bob to all");
+    alice.send("/msg bob psst bob");
+    private_text(&mut bob, "psst bob");
+    bob.send("/msg alice psst alice");
+    private_text(&mut alice, "psst alice");
+    eprintln!(
+        "cone/cone: joined and talked in {:.1} s",
+        start.elapsed().as_secs_f64()
+    );
+    let direct = lab.direct_datagrams();
+    assert!(direct > 0, "no datagram went directly between the two NATs");
+}
