@@ -119,9 +119,9 @@ impl NatLab {
                 "netns",
                 "exec",
                 &r,
-                "sysctl",
-                "-qw",
-                "net.ipv4.ip_forward=1",
+                "sh",
+                "-c",
+                "echo 1 > /proc/sys/net/ipv4/ip_forward",
             ]);
             let random = if *kind == "symmetric" { " random" } else { "" };
             nft(
