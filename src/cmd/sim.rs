@@ -51,6 +51,10 @@ pub struct SimArgs {
     /// come back from their data dir, half without it (a reinstall: a new device).
     #[arg(long, default_value_t = 0)]
     devices: usize,
+    /// Share of the nodes behind a NAT that lets in only whom they sent to in the last 30 s
+    /// (the auth server acts as rendezvous).
+    #[arg(long, default_value_t = 0.0)]
+    natted: f64,
     /// Gossip fanout.
     #[arg(long, default_value_t = p2pchat_core::NodeConfig::default().fanout)]
     fanout: usize,
@@ -117,6 +121,7 @@ pub fn sim(mut a: SimArgs) -> ExitCode {
         view: a.view,
         offline_private: a.offline_private,
         devices: a.devices,
+        natted: a.natted,
         burst: a.burst,
         ..p2pchat_sim::SimConfig::default()
     };
@@ -139,6 +144,12 @@ pub fn sim(mut a: SimArgs) -> ExitCode {
         }
     } else {
         println!("p2pchat sim: {} nodes, seed {}", report.nodes, report.seed);
+        if report.natted > 0 {
+            println!(
+                "  NATs        {} nodes behind a NAT; {} datagrams dropped by them",
+                report.natted, report.nat_dropped
+            );
+        }
         if report.devices > 0 {
             println!(
                 "  devices     {} users with a second device (half come back without their data dir); {} dots written twice",

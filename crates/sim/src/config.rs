@@ -59,6 +59,9 @@ pub struct SimConfig {
     /// (own keys and node id). Mid-talk every second device goes away; the odd ones come
     /// back from their data dir, the even ones without it (a reinstall: a new device).
     pub devices: usize,
+    /// Share of the nodes behind a NAT (see `nat.rs`): the auth server then acts as
+    /// rendezvous.
+    pub natted: f64,
 }
 
 impl Default for SimConfig {
@@ -73,6 +76,7 @@ impl Default for SimConfig {
             max_latency_ms: 20,
             partition_ms: 0,
             devices: 0,
+            natted: 0.0,
             crash: 0,
             crash_auth: false,
             fanout: NodeConfig::default().fanout,
@@ -141,6 +145,9 @@ impl SimConfig {
             return bad(
                 "--offline-private needs two nodes a pair besides --crash, and 3 more (mailboxes)",
             );
+        }
+        if !(0.0..1.0).contains(&self.natted) {
+            return bad("--natted must be a fraction in [0, 1)");
         }
         if self.devices > self.nodes {
             return bad("--devices must be at most --nodes");
@@ -259,6 +266,12 @@ pub struct Report {
     /// Group messages whose dot (author, seq) was written twice: must be 0.
     #[serde(skip_serializing_if = "is_zero")]
     pub reused_dots: u64,
+    /// Nodes behind a NAT (`--natted`).
+    #[serde(skip_serializing_if = "is_zero")]
+    pub natted: usize,
+    /// Datagrams a NAT dropped (unasked).
+    #[serde(skip_serializing_if = "is_zero")]
+    pub nat_dropped: u64,
 }
 
 fn is_zero<T: Default + PartialEq>(v: &T) -> bool {

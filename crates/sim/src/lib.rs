@@ -43,6 +43,7 @@ use std::time::Duration;
 mod checkers;
 mod config;
 mod endpoints;
+mod nat;
 mod queue;
 
 use checkers::{At, Checker};
@@ -115,6 +116,8 @@ struct Sim {
     total: usize,
     /// Endpoints per username.
     endpoints_of: HashMap<String, u64>,
+    /// NATs in front of some endpoints (`--natted`).
+    nats: nat::Nats,
 }
 
 fn addr_of(port_base: u16, idx: usize) -> SocketAddr {
@@ -141,12 +144,13 @@ impl Sim {
             record_hops: true,
             // Simulated users are patient: a lossy network must not make them give up.
             auth_attempts: 100,
-            // No NAT here (`PunchAsk` would only add traffic).
-            rendezvous: false,
+            // Only with NATs (`PunchAsk` would only add traffic).
+            rendezvous: cfg.natted > 0.0,
             ..NodeConfig::default()
         };
         let check_every = (cfg.nodes / 100).max(1);
         let total = cfg.nodes + cfg.devices;
+        let nats = nat::Nats::new(total, cfg.natted, cfg.seed);
         let endpoints_of = (1..=cfg.nodes)
             .map(|i| (format!("u{i}"), 1 + u64::from(i <= cfg.devices)))
             .collect();
@@ -192,6 +196,7 @@ impl Sim {
             saying: None,
             done: false,
             endpoints_of,
+            nats,
             total,
         }
     }
@@ -210,7 +215,7 @@ impl Sim {
 
     fn run(&mut self) {
         self.auth = Some(AuthServer::new(
-            Self::auth_cfg(),
+            self.auth_cfg(),
             Box::new(InsecurePlainCredentials),
             &[],
             self.crypto_seed(0),
@@ -235,6 +240,10 @@ impl Sim {
     fn step(&mut self, ev: Ev) {
         match ev {
             Ev::Deliver { to, from, bytes } => {
+                let src = from.port().wrapping_sub(self.port_base) as usize;
+                if !self.nats.admits(src, to, self.now) {
+                    return;
+                }
                 if to == AUTH {
                     if let Some(a) = self.auth.as_mut() {
                         a.handle_datagram(Self::dur(self.now), from, &bytes);
@@ -323,7 +332,7 @@ impl Sim {
             }
             Ev::RestartAuth => {
                 self.auth = Some(AuthServer::new(
-                    Self::auth_cfg(),
+                    self.auth_cfg(),
                     Box::new(InsecurePlainCredentials),
                     &self.auth_records,
                     self.crypto_seed(u64::MAX - self.crashes as u64),
@@ -337,10 +346,10 @@ impl Sim {
 
     /// The server's config: every simulated node signs up from one address, so the
     /// per-address signup limit is off.
-    fn auth_cfg() -> AuthConfig {
+    fn auth_cfg(&self) -> AuthConfig {
         AuthConfig {
             source_signups: 0,
-            rendezvous: false,
+            rendezvous: self.cfg.natted > 0.0,
             ..AuthConfig::default()
         }
     }
@@ -588,6 +597,7 @@ impl Sim {
         if port > self.total {
             return;
         }
+        self.nats.sent(from, port, self.now);
         if self.partitioned && self.now >= self.partition_until {
             self.partitioned = false;
         }
@@ -771,6 +781,8 @@ impl Sim {
             seed: self.cfg.seed,
             devices: self.cfg.devices,
             reused_dots: self.checker.reused_dots,
+            natted: self.nats.count(),
+            nat_dropped: self.nats.dropped,
         }
     }
 }

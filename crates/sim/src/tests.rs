@@ -59,6 +59,22 @@ fn second_devices_that_come_and_go_or_lose_their_data_dir_lose_and_reuse_nothing
 }
 
 #[test]
+fn nodes_behind_nats_join_and_lose_nothing_through_the_rendezvous() {
+    for seed in [1, 2] {
+        let r = assert_clean(&SimConfig {
+            nodes: 30,
+            natted: 0.7,
+            messages: 60,
+            private: 15,
+            loss: 0.05,
+            seed,
+            ..SimConfig::default()
+        });
+        assert!(r.natted > 10 && r.nat_dropped > 0, "seed {seed}: {r:?}");
+    }
+}
+
+#[test]
 fn heavy_loss_and_duplication_lose_nothing() {
     for seed in [1, 2] {
         assert_clean(&SimConfig {
