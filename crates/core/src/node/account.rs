@@ -9,14 +9,13 @@ use foldhash::HashMapExt;
 use p2pchat_proto::wire::Revocation;
 use p2pchat_proto::NodeId;
 
-/// One private message this device wrote to a user, and its copies: one per device of the
-/// user, each in its own conversation.
-#[derive(Clone, Debug, PartialEq, Eq)]
-struct Sent {
-    user: String,
-    copies: Vec<(NodeId, u64)>,
-    /// Some device of the user acknowledged its copy.
-    acked: bool,
+/// Our private messages to one user, in writing order: each with its copies (one per device
+/// of the user, each in its own conversation) and whether some device acknowledged it.
+#[derive(Default)]
+struct ToUser {
+    msgs: Vec<(Vec<(NodeId, u64)>, bool)>,
+    /// How many, from the first on, are acknowledged.
+    acked_upto: u64,
 }
 
 #[derive(Default)]
@@ -30,10 +29,12 @@ pub(super) struct Account {
     /// The writing time of our last private message: the next one is later (copies and
     /// messages are told apart by sender and time).
     pub(super) last_private_ms: u64,
-    /// Our private messages in writing order.
-    sent: Vec<Sent>,
-    /// Per user, how many of our messages to it are acknowledged from the first on.
-    acked_upto: HashMap<String, u64>,
+    /// Our private messages, per user.
+    sent: HashMap<String, ToUser>,
+    /// The user of each device we wrote to.
+    device_user: HashMap<NodeId, String>,
+    /// The user of the last message restored (copies of one message are consecutive).
+    last_user: Option<String>,
     /// Private-history exchanges asked so far (which device and range is next).
     pub(super) mirror_round: usize,
     /// The last private message restored, to join copies of one message.
@@ -50,67 +51,66 @@ impl Account {
     /// We wrote a message to `user` as `copies` (device, counter in that conversation);
     /// returns its number among our messages to `user` (1, 2, ...).
     pub(super) fn wrote(&mut self, user: &str, copies: Vec<(NodeId, u64)>) -> u64 {
-        self.sent.push(Sent {
-            user: user.to_string(),
-            copies,
-            acked: false,
-        });
-        self.sent.iter().filter(|s| s.user == user).count() as u64
+        for &(d, _) in &copies {
+            self.device_user
+                .entry(d)
+                .or_insert_with(|| user.to_string());
+        }
+        let to = self.sent.entry(user.to_string()).or_default();
+        to.msgs.push((copies, false));
+        to.msgs.len() as u64
     }
 
     /// A restored copy: part of the last message when it is another device's copy of it.
     pub(super) fn restore_copy(&mut self, user: &str, copy: (NodeId, u64), same_as_last: bool) {
-        match self.sent.last_mut() {
-            Some(last) if same_as_last && last.user == user => last.copies.push(copy),
+        let joined = same_as_last && self.last_user.as_deref() == Some(user);
+        match self.sent.get_mut(user).and_then(|t| t.msgs.last_mut()) {
+            Some(last) if joined => {
+                last.0.push(copy);
+                self.device_user.insert(copy.0, user.to_string());
+            }
             _ => {
                 self.wrote(user, vec![copy]);
             }
         }
+        self.last_user = Some(user.to_string());
     }
 
-    /// `device` acknowledged its conversation up to `upto`: the users whose acknowledged
-    /// prefix grew, with the new length.
-    pub(super) fn acked(&mut self, device: NodeId, upto: u64) -> Vec<(String, u64)> {
-        let mut touched: Vec<String> = Vec::new();
-        for s in self.sent.iter_mut().filter(|s| !s.acked) {
-            if s.copies.iter().any(|&(d, seq)| d == device && seq <= upto) {
-                s.acked = true;
-                if !touched.contains(&s.user) {
-                    touched.push(s.user.clone());
-                }
+    /// `device` acknowledged its conversation up to `upto`: its user and the new length of
+    /// the acknowledged prefix of our messages to it, if that grew.
+    pub(super) fn acked(&mut self, device: NodeId, upto: u64) -> Option<(String, u64)> {
+        let user = self.device_user.get(&device)?;
+        let to = self.sent.get_mut(user)?;
+        let start = to.acked_upto as usize;
+        for (copies, acked) in to.msgs.iter_mut().skip(start) {
+            if !*acked && copies.iter().any(|&(d, seq)| d == device && seq <= upto) {
+                *acked = true;
             }
         }
-        let mut grew = Vec::new();
-        for user in touched {
-            let n = self
-                .sent
-                .iter()
-                .filter(|s| s.user == user)
-                .take_while(|s| s.acked)
-                .count() as u64;
-            let old = self.acked_upto.insert(user.clone(), n).unwrap_or(0);
-            if n > old {
-                grew.push((user, n));
-            }
-        }
-        grew
+        let n = start + to.msgs[start..].iter().take_while(|m| m.1).count();
+        (n > start).then(|| {
+            to.acked_upto = n as u64;
+            (user.clone(), n as u64)
+        })
     }
 
     /// Our messages to `user`, and how many of them are acknowledged from the first on.
     pub(super) fn counts(&self, user: &str) -> (u64, u64) {
-        let sent = self.sent.iter().filter(|s| s.user == user).count() as u64;
-        (sent, self.acked_upto.get(user).copied().unwrap_or(0))
+        self.sent
+            .get(user)
+            .map_or((0, 0), |t| (t.msgs.len() as u64, t.acked_upto))
     }
 
     /// The number of the message whose copy to `device` has counter `seq`, and its user.
     pub(super) fn number_of(&self, device: NodeId, seq: u64) -> Option<(String, u64)> {
+        let user = self.device_user.get(&device)?;
         let i = self
             .sent
+            .get(user)?
+            .msgs
             .iter()
-            .position(|s| s.copies.contains(&(device, seq)))?;
-        let user = &self.sent[i].user;
-        let n = self.sent[..=i].iter().filter(|s| &s.user == user).count() as u64;
-        Some((user.clone(), n))
+            .rposition(|(copies, _)| copies.contains(&(device, seq)))?;
+        Some((user.clone(), i as u64 + 1))
     }
 
     /// Whether `id` was revoked.
@@ -144,19 +144,17 @@ mod tests {
         assert_eq!(a.wrote("bob", vec![(b1, 2), (b2, 2)]), 2);
         assert_eq!(a.counts("bob"), (2, 0));
         // The second device acknowledges the second message only: nothing from the first on.
-        assert!(a.acked(b2, 0).is_empty());
+        assert_eq!(a.acked(b2, 0), None);
         let mut late = Account::default();
         late.wrote("bob", vec![(b1, 1)]);
         late.wrote("bob", vec![(b1, 2), (b2, 1)]);
-        assert!(
-            late.acked(b2, 1).is_empty(),
-            "the first is not acknowledged yet"
-        );
-        assert_eq!(late.acked(b1, 1), [("bob".to_string(), 2)]);
+        assert_eq!(late.acked(b2, 1), None, "the first is not acknowledged yet");
+        assert_eq!(late.acked(b1, 1), Some(("bob".to_string(), 2)));
         // Either device's acknowledgement counts.
-        assert_eq!(a.acked(b1, 1), [("bob".to_string(), 1)]);
-        assert_eq!(a.acked(b2, 2), [("bob".to_string(), 2)]);
-        assert!(a.acked(b1, 2).is_empty(), "nothing new");
+        assert_eq!(a.acked(b1, 1), Some(("bob".to_string(), 1)));
+        assert_eq!(a.acked(b2, 2), Some(("bob".to_string(), 2)));
+        assert_eq!(a.acked(b1, 2), None, "nothing new");
+        assert_eq!(a.acked(NodeId(99), 2), None, "a device we never wrote to");
         assert_eq!(a.counts("bob"), (2, 2));
         assert_eq!(a.number_of(b2, 2), Some(("bob".to_string(), 2)));
         assert_eq!(a.number_of(c1, 1), Some(("cid".to_string(), 1)));

@@ -167,7 +167,7 @@ impl Node {
             Acked::Upto(upto) => {
                 self.persist(Record::PrivateAcked { peer, upto });
                 // Acknowledged by one device of the user: delivered to the user.
-                for (user, upto) in self.account.acked(peer, upto) {
+                if let Some((user, upto)) = self.account.acked(peer, upto) {
                     self.event(Event::Acked { peer: user, upto });
                 }
             }
