@@ -253,3 +253,40 @@ fn database_errors_are_clear() {
     p = auth_server_fails(&secret);
     assert!(!p.contains("s3cret"), "{p}");
 }
+
+#[test]
+fn devices_of_one_account_through_two_servers_on_one_database() {
+    let Some(pg) = Postgres::start() else { return };
+    let url = pg.create_db("devices");
+    let (_a, a_addr) = Proc::auth_server_db(&url, "127.0.0.1:0", &["--max-devices", "2"]);
+    let (_b, b_addr) = Proc::auth_server_db(&url, "127.0.0.1:0", &["--max-devices", "2"]);
+    let dir = tempdir();
+    let d = path(&dir);
+    let mut first = Proc::node("yuri", "pw", &a_addr, &d.join("y1"), true, None, &[]);
+    let id1 = first.ready()["node_id"].as_u64().expect("id");
+    // A second data dir, through the other server: a device of its own.
+    let mut second = Proc::node("yuri", "pw", &b_addr, &d.join("y2"), false, None, &[]);
+    let id2 = second.ready()["node_id"].as_u64().expect("id");
+    assert_ne!(id1, id2);
+    assert_eq!(pg.sql("devices", "SELECT count(*) FROM devices"), "2");
+    // The cap counts devices in the database, whichever server is asked.
+    let mut third = Proc::node("yuri", "pw", &a_addr, &d.join("y3"), false, None, &[]);
+    third.fails_with("revoke one");
+    // Each device resumes its own id.
+    drop(second);
+    let mut again = Proc::node("yuri", "pw", &a_addr, &d.join("y2"), false, None, &[]);
+    assert_eq!(again.ready()["node_id"].as_u64(), Some(id2));
+    // The list and a revocation, through the database.
+    first.send("/devices");
+    let list = first.wait_for("devices", |v| v["event"] == "devices");
+    assert_eq!(list["devices"].as_array().map(Vec::len), Some(2), "{list}");
+    first.send(&format!("/devices revoke {id2}"));
+    again.fails_with("revoked");
+    assert_eq!(
+        pg.sql(
+            "devices",
+            &format!("SELECT revoked FROM devices WHERE node_id = {id2}")
+        ),
+        "t"
+    );
+}
