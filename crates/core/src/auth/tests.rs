@@ -1,5 +1,6 @@
 use super::*;
 use crate::secure::Link;
+use p2pchat_proto::PeerInfo;
 
 const WALL: u64 = 1_700_000_000_000;
 
