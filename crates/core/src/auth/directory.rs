@@ -299,6 +299,19 @@ impl MemoryDirectory {
         }
     }
 
+    /// A new device `node_id` of `user` that signs with `key`; returns its id.
+    fn add_device(&mut self, user: &str, node_id: NodeId, key: Key) -> NodeId {
+        self.put_device(
+            user,
+            Device {
+                node_id,
+                key: Some(key),
+                revoked: false,
+            },
+        );
+        node_id
+    }
+
     fn new_id(&mut self) -> NodeId {
         let id = NodeId(self.next_id);
         self.next_id = self.next_id.saturating_add(1);
@@ -467,15 +480,7 @@ impl Directory for MemoryDirectory {
                         devices: Vec::new(),
                     },
                 );
-                self.put_device(
-                    ask.user,
-                    Device {
-                        node_id,
-                        key: Some(ask.key),
-                        revoked: false,
-                    },
-                );
-                node_id
+                self.add_device(ask.user, node_id, ask.key)
             }
             Seat::NewDevice { max } => {
                 let Some(acc) = self.accounts.get(ask.user) else {
@@ -485,15 +490,7 @@ impl Directory for MemoryDirectory {
                     return Ok(Err(AuthError::TooManyDevices(max as u32)));
                 }
                 let node_id = self.new_id();
-                self.put_device(
-                    ask.user,
-                    Device {
-                        node_id,
-                        key: Some(ask.key),
-                        revoked: false,
-                    },
-                );
-                node_id
+                self.add_device(ask.user, node_id, ask.key)
             }
         };
         // "Nobody else is here" must be sure: a member whose polls were lost for one lease is
