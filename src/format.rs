@@ -1,7 +1,7 @@
 //! Human-readable text, in one place: the demo's transcript lines, presence words, and the
 //! status and traffic summaries the TUI and the demo show.
 
-use p2pchat_core::{Event, PeerStatus, Scope, Stats, StatusReport};
+use p2pchat_core::{Event, PeerPath, PeerStatus, Scope, Stats, StatusReport};
 
 /// `/status` for people: who and where, then traffic, deliveries, and every kind of rejected
 /// input that occurred.
@@ -28,8 +28,28 @@ pub fn status_text(r: &StatusReport) -> String {
         } else {
             String::new()
         },
-        traffic_text(&r.stats)
+        traffic_text(&r.stats) + &nat_text(r)
     )
+}
+
+/// Behind a NAT, relays: said only when there is something to say.
+fn nat_text(r: &StatusReport) -> String {
+    let s = &r.stats;
+    let mut parts = Vec::new();
+    if r.natted {
+        parts.push("behind a NAT".to_string());
+    }
+    if r.relayed_peers > 0 {
+        parts.push(format!("{} peers through a relay", r.relayed_peers));
+    }
+    if s.relayed > 0 {
+        parts.push(format!("relayed {} datagrams for others", s.relayed));
+    }
+    if parts.is_empty() {
+        String::new()
+    } else {
+        format!("; {}", parts.join(", "))
+    }
 }
 /// Traffic, deliveries, and every kind of rejected input that occurred.
 pub fn traffic_text(s: &Stats) -> String {
@@ -55,6 +75,15 @@ pub fn traffic_text(s: &Stats) -> String {
     }
     text
 }
+/// How a peer is reached, as a suffix for people: nothing when direct.
+pub(crate) fn path(p: PeerPath) -> String {
+    match p {
+        PeerPath::Direct => String::new(),
+        PeerPath::Relayed { via: Some(v) } => format!(", through a relay (node {v})"),
+        PeerPath::Relayed { via: None } => ", through a relay".to_string(),
+    }
+}
+
 /// Lower-case status name.
 pub fn status(s: PeerStatus) -> &'static str {
     match s {
@@ -113,7 +142,16 @@ pub fn human(e: &Event, me: &str) -> Option<String> {
                 "* no peers yet".to_string()
             } else {
                 list.iter()
-                    .map(|(p, s)| format!("* {} (node {}, {}) {}", p.user, p.node_id, p.addr, status(*s)))
+                    .map(|(p, s, via)| {
+                        format!(
+                            "* {} (node {}, {}) {}{}",
+                            p.user,
+                            p.node_id,
+                            p.addr,
+                            status(*s),
+                            path(*via)
+                        )
+                    })
                     .collect::<Vec<_>>()
                     .join("\n")
             }
@@ -227,3 +265,4 @@ mod status_tests {
         assert!(!text.contains("malformed"), "{text}");
     }
 }
+

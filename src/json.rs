@@ -1,7 +1,7 @@
 //! The script-mode contract: one JSON object per event, each with an `"event"` field.
 
 use crate::format::status;
-use p2pchat_core::{Event, HistoryEntry, Scope, StatusReport};
+use p2pchat_core::{Event, HistoryEntry, PeerPath, Scope, StatusReport};
 use p2pchat_proto::VectorClock;
 use serde_json::{json, Map, Value};
 
@@ -46,6 +46,8 @@ fn status_json(r: &StatusReport) -> Value {
         m.insert("phase".into(), json!(r.phase));
         m.insert("online".into(), json!(r.online));
         m.insert("members".into(), json!(r.members));
+        m.insert("natted".into(), json!(r.natted));
+        m.insert("relayed_peers".into(), json!(r.relayed_peers));
         m.insert("pending_private".into(), json!(r.pending_private));
         m.insert("stored_private".into(), json!(r.stored_private));
         m.insert("mailbox".into(), json!(r.mailbox));
@@ -86,7 +88,14 @@ pub fn event(e: &Event) -> Value {
             json!({"event": "peer", "user": info.user, "node_id": info.node_id.0, "addr": info.addr.to_string(), "status": status(*s), "joined": joined})
         }
         Event::Peers(list) => {
-            json!({"event": "peers", "peers": list.iter().map(|(p, s)| json!({"user": p.user, "node_id": p.node_id.0, "addr": p.addr.to_string(), "status": status(*s)})).collect::<Vec<_>>()})
+            json!({"event": "peers", "peers": list.iter().map(|(p, s, via)| {
+                let mut v = json!({"user": p.user, "node_id": p.node_id.0, "addr": p.addr.to_string(), "status": status(*s), "path": "direct"});
+                if let (PeerPath::Relayed { via }, Value::Object(m)) = (via, &mut v) {
+                    m.insert("path".into(), json!("relayed"));
+                    m.insert("via".into(), json!(via.map(|v| v.0)));
+                }
+                v
+            }).collect::<Vec<_>>()})
         }
         Event::History {
             scope: s,

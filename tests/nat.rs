@@ -4,7 +4,9 @@
 //! whatever comes in unasked, forwarded or for the router itself (a stateful firewall, as
 //! home routers have: an unasked datagram for the router that were let in would leave a
 //! connection entry that takes the port a punch needs). A "cone" router keeps a node's port for
-//! every destination; traversal goes through the auth server as rendezvous.
+//! every destination; traversal goes through the auth server as rendezvous. A "symmetric"
+//! router gives every destination another port (`masquerade random`): no punch opens a path
+//! to or from it, and members talk through a relay.
 
 mod common;
 
@@ -197,17 +199,63 @@ impl Drop for NatLab {
 fn public_side(lab: &NatLab, dir: &std::path::Path) -> (Proc, String, Proc) {
     let srv = lab.ns("srv");
     let (auth, addr) = Proc::auth_server(&dir.join("auth"), "203.0.113.10:7000", Some(&srv), None);
-    let mut mem = Proc::node(
-        "mem",
-        "pw",
-        &addr,
-        &dir.join("mem"),
-        true,
-        Some(&srv),
-        &["--listen", "203.0.113.10:7001"],
-    );
+    let mut mem = public_member(lab, "mem", 7001, &addr, dir);
     mem.ready();
     (auth, addr, mem)
+}
+
+/// A member on the public network (a relay when two members behind NATs need one).
+fn public_member(lab: &NatLab, user: &str, port: u16, addr: &str, dir: &std::path::Path) -> Proc {
+    Proc::node(
+        user,
+        "pw",
+        addr,
+        &dir.join(user),
+        true,
+        Some(&lab.ns("srv")),
+        &["--listen", &format!("203.0.113.10:{port}")],
+    )
+}
+
+/// `/peers` on `p`: the entry for `user`.
+fn peer_entry(p: &mut Proc, user: &str) -> Value {
+    let v = peers(p);
+    v["peers"]
+        .as_array()
+        .and_then(|a| a.iter().find(|e| e["user"] == user).cloned())
+        .unwrap_or_else(|| panic!("{user} not in {v}"))
+}
+
+/// `/peers` on `p`: a fresh answer.
+fn peers(p: &mut Proc) -> Value {
+    let is_peers = |v: &Value| v["event"] == "peers";
+    let n = p.seen.iter().filter(|v| is_peers(v)).count();
+    p.send("/peers");
+    p.wait_nth("peers", n, is_peers)
+}
+
+/// Two members behind NATs, `alice` and `bob`: both online for each other, group messages
+/// and private messages both ways. Returns the seconds it took from `start`.
+fn talk(alice: &mut Proc, bob: &mut Proc, mem: &mut Proc, tag: &str) {
+    let t = Instant::now();
+    let step = |what: &str| eprintln!("  {:5.1} s {what}", t.elapsed().as_secs_f64());
+    wait_status(alice, "bob", "online");
+    step("alice sees bob online");
+    wait_status(bob, "alice", "online");
+    step("bob sees alice online");
+    alice.send(&format!("alice to all {tag}"));
+    bob.wait_text(&format!("alice to all {tag}"));
+    mem.wait_text(&format!("alice to all {tag}"));
+    step("alice's group message reached bob and the public member");
+    bob.send(&format!("bob to all {tag}"));
+    alice.wait_text(&format!("bob to all {tag}"));
+    step("bob's group message reached alice");
+    alice.send(&format!("/msg bob psst bob {tag}"));
+    private_text(bob, &format!("psst bob {tag}"));
+    step("alice's private message reached bob");
+    bob.send(&format!("/msg alice psst alice {tag}"));
+    private_text(alice, &format!("psst alice {tag}"));
+    step("bob's private message reached alice");
 }
 
 /// A node in home network `k` (behind its router's NAT).
@@ -265,21 +313,103 @@ fn two_nodes_behind_cone_nats_talk_directly() {
     alice.ready();
     let mut bob = home_node(&lab, 2, "bob", &addr, &dir);
     bob.ready();
-    wait_status(&mut alice, "bob", "online");
-    wait_status(&mut bob, "alice", "online");
-    alice.send("alice to all");
-    bob.wait_text("alice to all");
-    mem.wait_text("alice to all");
-    bob.send("bob to all");
-    alice.wait_text("bob to all");
-    alice.send("/msg bob psst bob");
-    private_text(&mut bob, "psst bob");
-    bob.send("/msg alice psst alice");
-    private_text(&mut alice, "psst alice");
+    talk(&mut alice, &mut bob, &mut mem, "");
     eprintln!(
         "cone/cone: joined and talked in {:.1} s",
         start.elapsed().as_secs_f64()
     );
     let direct = lab.direct_datagrams();
     assert!(direct > 0, "no datagram went directly between the two NATs");
+    assert_eq!(peer_entry(&mut alice, "bob")["path"], "direct");
+}
+
+#[test]
+fn a_node_behind_a_symmetric_nat_talks_with_one_behind_a_cone_nat() {
+    let lab = NatLab::new(&["cone", "symmetric"]);
+    let d = tempdir();
+    let dir = path(&d);
+    let (_auth, addr, mut mem) = public_side(&lab, &dir);
+    let start = Instant::now();
+    let mut alice = home_node(&lab, 1, "alice", &addr, &dir);
+    alice.ready();
+    let mut bob = home_node(&lab, 2, "bob", &addr, &dir);
+    bob.ready();
+    talk(&mut alice, &mut bob, &mut mem, "");
+    eprintln!(
+        "cone/symmetric: joined and talked in {:.1} s, bob through {}",
+        start.elapsed().as_secs_f64(),
+        peer_entry(&mut alice, "bob")["path"]
+    );
+}
+
+#[test]
+fn two_nodes_behind_symmetric_nats_talk_through_a_relay_that_is_replaced_when_it_dies() {
+    let lab = NatLab::new(&["symmetric", "symmetric"]);
+    let d = tempdir();
+    let dir = path(&d);
+    let (_auth, addr, mut mem) = public_side(&lab, &dir);
+    let mut mem2 = public_member(&lab, "mem2", 7003, &addr, &dir);
+    let mem2_id = mem2.ready()["node_id"].clone();
+    let start = Instant::now();
+    let mut alice = home_node(&lab, 1, "alice", &addr, &dir);
+    alice.ready();
+    let mut bob = home_node(&lab, 2, "bob", &addr, &dir);
+    bob.ready();
+    talk(&mut alice, &mut bob, &mut mem, "1");
+    eprintln!(
+        "symmetric/symmetric: joined and talked in {:.1} s",
+        start.elapsed().as_secs_f64()
+    );
+    let entry = peer_entry(&mut alice, "bob");
+    assert_eq!(entry["path"], "relayed", "{entry}");
+    // The relay dies: the other public member takes over.
+    let via = entry["via"].clone();
+    let (dead, alive) = if via == mem2_id {
+        (&mut mem2, &mut mem)
+    } else {
+        (&mut mem, &mut mem2)
+    };
+    dead.kill9();
+    let again = Instant::now();
+    // Both route through the other relay within a few probe rounds.
+    let deadline = Instant::now() + std::time::Duration::from_secs(30);
+    for i in 0..2 {
+        let (p, other) = if i == 0 {
+            (&mut alice, "bob")
+        } else {
+            (&mut bob, "alice")
+        };
+        loop {
+            let e = peer_entry(p, other);
+            if e["path"] == "relayed" && e["via"] != via && e["status"] == "online" {
+                break;
+            }
+            if Instant::now() >= deadline {
+                let mut dump = String::new();
+                for q in [&mut alice, &mut bob, &mut *alive] {
+                    let peers = peers(q);
+                    let st = status(q);
+                    dump += &format!("{}: {peers}\n{st}\n", q.name);
+                }
+                panic!("still routed through the dead relay\n{dump}");
+            }
+            std::thread::sleep(std::time::Duration::from_millis(200));
+        }
+    }
+    eprintln!(
+        "  {:5.1} s both route through the other relay",
+        again.elapsed().as_secs_f64()
+    );
+    talk(&mut alice, &mut bob, alive, "2");
+    eprintln!(
+        "symmetric/symmetric: the relay died; talking again through another in {:.1} s",
+        again.elapsed().as_secs_f64()
+    );
+    let entry = peer_entry(&mut alice, "bob");
+    assert_eq!(entry["path"], "relayed", "{entry}");
+    assert_ne!(entry["via"], via, "{entry}");
+    let st = status(&mut alice);
+    assert!(st["via_relay"].as_u64().unwrap_or(0) > 0, "{st}");
+    let st = status(alive);
+    assert!(st["relayed"].as_u64().unwrap_or(0) > 0, "{st}");
 }

@@ -367,13 +367,14 @@ impl App {
             }
             Event::Peers(list) => {
                 let mut lines = vec![format!("{} peers:", list.len())];
-                for (p, s) in list {
+                for (p, s, via) in list {
                     lines.push(format!(
-                        "  {} (node {}, {}) {}",
+                        "  {} (node {}, {}) {}{}",
                         p.user,
                         p.node_id,
                         p.addr,
-                        crate::format::status(s)
+                        crate::format::status(s),
+                        crate::format::path(via)
                     ));
                 }
                 for l in lines {

@@ -96,8 +96,15 @@ pub struct NodeConfig {
     pub record_hops: bool,
     /// NAT traversal: a member that cannot reach another (its Hellos go unanswered) asks the
     /// auth server to have both send to each other at once (`PunchAsk`, `Punch`). The
-    /// simulator models no NAT and turns it off.
+    /// simulator models no NAT and turns it off. With it, Hellos that stay unanswered and
+    /// probes answered only by a helper also try a relay (see `relay`).
     pub rendezvous: bool,
+    /// Pass datagrams on for members that cannot reach each other directly (a relay, within
+    /// a budget per sender; it sees only ciphertext).
+    pub relay: bool,
+    /// Behind a NAT: how often to ping the members we talk with that were silent, to keep
+    /// the NAT's bindings open (≤ 25 s: many home routers drop an idle UDP binding at 30 s).
+    pub keepalive_interval: Duration,
 }
 
 impl Default for NodeConfig {
@@ -137,6 +144,8 @@ impl Default for NodeConfig {
             full_clocks: true,
             record_hops: false,
             rendezvous: true,
+            relay: true,
+            keepalive_interval: Duration::from_secs(20),
         }
     }
 }
@@ -165,6 +174,7 @@ impl NodeConfig {
             ("private_rto_initial", self.private_rto_initial),
             ("auth_retry_initial", self.auth_retry_initial),
             ("hello_retry", self.hello_retry),
+            ("keepalive_interval", self.keepalive_interval),
             ("ring_ack_timeout", self.ring_ack_timeout),
         ] {
             if d.is_zero() {

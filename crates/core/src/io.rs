@@ -150,6 +150,20 @@ pub enum PeerStatus {
     Offline,
 }
 
+/// How this node reaches a member.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PeerPath {
+    /// Datagrams go straight to it.
+    Direct,
+    /// Through a relay (both sides behind NATs that defeat a punch): the relay's node id
+    /// when it is a member we know.
+    Relayed {
+        /// The relay.
+        via: Option<NodeId>,
+    },
+}
+
 /// Group chat or a private conversation.
 #[derive(Copy, Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -258,6 +272,17 @@ pub struct Stats {
     pub revoked: u64,
     /// Hellos sent because the auth server said to (NAT traversal).
     pub punches: u64,
+    /// Datagrams this node passed on as a relay.
+    pub relayed: u64,
+    /// Datagrams this node was asked to pass on and did not: the receiver is not reached
+    /// directly, or the sender's budget is spent.
+    pub relay_refused: u64,
+    /// Datagrams that reached this node through a relay.
+    pub via_relay: u64,
+    /// Hellos sent through a relay to a member not reached directly.
+    pub relay_tries: u64,
+    /// Pings sent to keep NAT bindings open.
+    pub keepalives: u64,
 }
 
 impl Stats {
@@ -299,6 +324,10 @@ pub struct StatusReport {
     pub online: usize,
     /// Members known.
     pub members: usize,
+    /// Behind a NAT: the auth server sees another address than our socket's.
+    pub natted: bool,
+    /// Members reached through a relay.
+    pub relayed_peers: usize,
     /// Private messages written but not yet acknowledged by their recipients.
     pub pending_private: usize,
     /// Of those, kept by a mailbox for a recipient who is away.
@@ -354,8 +383,8 @@ pub enum Event {
         /// It just joined the network for the first time.
         joined: bool,
     },
-    /// Reply to [`Command::Peers`].
-    Peers(Vec<(PeerInfo, PeerStatus)>),
+    /// Reply to [`Command::Peers`]: every member, its presence and how it is reached.
+    Peers(Vec<(PeerInfo, PeerStatus, PeerPath)>),
     /// Reply to [`Command::History`].
     History {
         /// Group or private.

@@ -36,7 +36,7 @@ pub mod secure;
 pub use auth::{AuthServer, Credentials, InsecurePlainCredentials};
 pub use config::{AuthConfig, NodeConfig};
 pub use io::{
-    Archive, Command, ConversationSummary, Event, HistoryEntry, Output, PeerStatus, Record, Scope,
-    Stats, StatusReport, HISTORY_PAGE_MAX, SEARCH_DEFAULT, SEARCH_MAX,
+    Archive, Command, ConversationSummary, Event, HistoryEntry, Output, PeerPath, PeerStatus,
+    Record, Scope, Stats, StatusReport, HISTORY_PAGE_MAX, SEARCH_DEFAULT, SEARCH_MAX,
 };
 pub use node::{GroupSummary, Host, Node, NodeParams, SummaryError};

@@ -22,5 +22,5 @@ pub use ids::{Dot, NodeId};
 pub use wire::{
     decode, decode_envelope, encode, encode_envelope, Admission, AuthError, AuthReply, AuthRequest,
     Cert, DecodeError, EncodeError, Envelope, GroupMsg, Key, MailBlob, Message, PeerInfo,
-    PrivateMsg, SenderCert, Sig, MAX_DATAGRAM, MAX_PAYLOAD, MAX_TEXT_BYTES,
+    PrivateMsg, SenderCert, Sig, MAX_DATAGRAM, MAX_PAYLOAD, MAX_RELAY_DATAGRAM, MAX_TEXT_BYTES,
 };

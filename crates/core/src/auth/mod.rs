@@ -108,7 +108,13 @@ pub struct AuthServer {
     owners: HashMap<NodeId, String>,
     /// `PunchAsk`s per asker in the current second.
     punches: HashMap<NodeId, (u64, u32)>,
+    /// The members that polled last, newest last: a newcomer is also told to send to some
+    /// of them (rendezvous), in case the member bootstrapping it cannot be reached.
+    pollers: VecDeque<p2pchat_proto::PeerInfo>,
 }
+
+/// Members a newcomer is told to send to besides the one bootstrapping it.
+const EXTRA_PUNCHES: usize = 2;
 
 /// Most `PunchAsk`s one member may make in a second.
 const PUNCHES_PER_SECOND: u32 = 8;
@@ -165,6 +171,7 @@ impl AuthServer {
             directory_down: false,
             owners: HashMap::new(),
             punches: HashMap::new(),
+            pollers: VecDeque::new(),
         };
         let mut have_keys = false;
         for record in records {

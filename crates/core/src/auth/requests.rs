@@ -207,16 +207,28 @@ impl AuthServer {
         };
         self.directory_ok();
         // Each newcomer is told to send to this member at once: behind a NAT, that is what
-        // lets the member's `Connect` in.
+        // lets the member's `Connect` in. And to two other members that polled lately: if
+        // this member is behind a NAT no punch opens (symmetric), one of them may answer.
         if self.cfg.rendezvous {
+            let mut peers = vec![member.clone()];
+            peers.extend(
+                self.pollers
+                    .iter()
+                    .rev()
+                    .filter(|p| p.node_id != member.node_id)
+                    .take(super::EXTRA_PUNCHES)
+                    .cloned(),
+            );
             for n in &newcomers {
-                self.send_to_node(
-                    n,
-                    &Message::Punch {
-                        peer: member.clone(),
-                    },
-                );
+                for peer in &peers {
+                    self.send_to_node(n, &Message::Punch { peer: peer.clone() });
+                }
             }
+            self.pollers.retain(|p| p.node_id != member.node_id);
+            if self.pollers.len() >= 8 {
+                self.pollers.pop_front();
+            }
+            self.pollers.push_back(member.clone());
         }
         // Keep the reply within one datagram even with long usernames.
         let mut msg = Message::Pending { newcomers, renewed };

@@ -66,6 +66,8 @@ impl Node {
                 .filter(|m| m.status == PeerStatus::Online)
                 .count(),
             members: self.view.members.len(),
+            natted: self.own.natted(),
+            relayed_peers: self.paths.relayed_count(),
             pending_private: self.outbox_len(),
             stored_private: self.conversations.stored(),
             mailbox: self.mail.mailbox.len(),
@@ -169,7 +171,17 @@ impl Node {
         match cmd {
             Command::Say(text) => self.say(now, text),
             Command::Msg { to, text } => self.send_private(now, &to, text),
-            Command::Peers => self.event(Event::Peers(self.member_list())),
+            Command::Peers => {
+                let list = self
+                    .member_list()
+                    .into_iter()
+                    .map(|(info, status)| {
+                        let path = self.peer_path(info.node_id);
+                        (info, status, path)
+                    })
+                    .collect();
+                self.event(Event::Peers(list));
+            }
             Command::History { with, last, before } => self.show_history(with, last, before),
             Command::Search { query, with, last } => self.search(query, with, last),
             Command::Status => self.event(Event::Status(Box::new(self.status_report()))),

@@ -11,7 +11,6 @@ use crate::io::{Event, PeerStatus, Record};
 use p2pchat_proto::wire::{pack_batches, BATCH_BUDGET};
 use p2pchat_proto::{GroupMsg, Message, NodeId, PeerInfo};
 use rand::Rng;
-use std::net::SocketAddr;
 use std::time::Duration;
 
 /// Recently learned members passed on in each HelloAck.
@@ -133,7 +132,7 @@ impl Node {
     pub(super) fn queue_hello(&mut self, id: NodeId, now: Duration) {
         if let Some(m) = self.view.members.get_mut(&id) {
             if m.hello.is_none() {
-                m.hello = Some((self.cfg.hello_attempts, now));
+                m.hello = Some((super::rendezvous::hello_tries(&self.cfg), now));
                 self.set_timer(Timer::Hello, now);
             }
         }
@@ -145,13 +144,20 @@ impl Node {
         let mut due = Vec::new();
         let mut next: Option<Duration> = None;
         let mut punch = Vec::new();
+        let mut relay = Vec::new();
+        let tries = super::rendezvous::hello_tries(&self.cfg);
         for m in self.view.members.values_mut() {
             if let Some((left, at)) = m.hello {
                 if at <= now {
                     due.push((m.info.node_id, m.info.addr));
-                    if super::rendezvous::ask_after(&self.cfg, left.saturating_sub(1)) {
+                    let k = tries.saturating_sub(left) + 1;
+                    let (ask, via_relay) = super::rendezvous::hello_plan(&self.cfg, k);
+                    if ask {
                         // Unanswered for a while: perhaps a NAT on either side.
                         punch.push(m.info.node_id);
+                    }
+                    if via_relay {
+                        relay.push(m.info.node_id);
                     }
                     m.hello = if left > 1 {
                         Some((left - 1, now + self.cfg.hello_retry))
@@ -179,6 +185,9 @@ impl Node {
         }
         for id in punch {
             self.ask_punch(id);
+        }
+        for id in relay {
+            self.try_relay(now, id, None);
         }
         if let Some(at) = next {
             self.set_timer(Timer::Hello, at);
@@ -278,7 +287,16 @@ impl Node {
         }
         let id = info.node_id;
         if self.view.members.contains_key(&id) {
+            let moved = self
+                .view
+                .members
+                .get(&id)
+                .is_some_and(|m| m.info.addr != info.addr);
             if self.view.members.update(&info) {
+                if moved {
+                    // Somewhere else now: what we learned of its old place is void.
+                    self.paths.forget(id);
+                }
                 self.persist(Record::Peer(info));
             }
             if heard {
@@ -358,12 +376,6 @@ impl Node {
         out
     }
 
-    pub(super) fn mark_heard(&mut self, now: Duration, from: SocketAddr) {
-        if let Some(id) = self.view.members.id_at(from) {
-            self.mark_heard_id(now, id);
-        }
-    }
-
     pub(super) fn mark_heard_id(&mut self, now: Duration, id: NodeId) {
         self.ring_heard(id);
         if let Some(m) = self.view.members.get_mut(&id) {
@@ -395,8 +407,13 @@ impl Node {
             _ => self.live_insert(id),
         }
         if status == PeerStatus::Suspect {
-            // Perhaps a NAT that never let it in: have both sides send at once.
+            // Perhaps a NAT that never let it in: have both sides send at once, and try a
+            // relay.
             self.ask_punch(id);
+            self.try_relay(now, id, None);
+        }
+        if matches!(status, PeerStatus::Suspect | PeerStatus::Offline) {
+            self.relay_gone(now, id);
         }
         if status == PeerStatus::Online {
             // Back, or heard for the first time: what we keep for it goes out now.

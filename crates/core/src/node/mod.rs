@@ -25,7 +25,7 @@
 
 use crate::config::NodeConfig;
 use crate::io::{Archive, Event, HistoryEntry, Output, PeerStatus, Record, Stats};
-use crate::secure::{self, Identity, SERVER_ID};
+use crate::secure::{self, Identity};
 use crate::HashSet;
 use account::Account;
 use group::GroupLog;
@@ -36,9 +36,8 @@ use members::View;
 use net::Net;
 use own::Own;
 use p2pchat_proto::wire::{Cert, Envelope, Key, SenderCert};
-use p2pchat_proto::{
-    decode, decode_envelope, Dot, GroupMsg, Message, NodeId, PeerInfo, VectorClock,
-};
+use p2pchat_proto::{decode_envelope, Dot, GroupMsg, Message, NodeId, PeerInfo, VectorClock};
+use paths::Paths;
 use private::Conversations;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -49,7 +48,6 @@ use std::time::Duration;
 pub use summary::{GroupSummary, SummaryError};
 use swim::Prober;
 use timers::{Timer, Timers};
-use views::Admit;
 
 /// How a group message reached us.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -128,6 +126,9 @@ pub struct Node {
     /// Our messages per user, the account's history from our other devices, revoked
     /// devices (see [`account`]).
     account: Account,
+    /// Members reached at another address than their record's, or through a relay (see
+    /// [`paths`] and [`relay`]).
+    paths: Paths,
 }
 
 impl Node {
@@ -172,6 +173,7 @@ impl Node {
             timers: Timers::default(),
             net: Net::default(),
             account: Account::default(),
+            paths: Paths::default(),
         };
         let mut have_keys = false;
         for record in records {
@@ -415,52 +417,15 @@ impl Node {
                 counter,
                 cert,
                 sealed,
-            } => {
-                let Some((payload, fresh)) =
-                    self.open_link(now, from, id, epoch, counter, cert, sealed)
-                else {
-                    return;
-                };
-                let msg = match decode(&payload) {
-                    Ok(m) => m,
-                    Err(_) => {
-                        self.net.stats.malformed += 1;
-                        return;
-                    }
-                };
-                if id == SERVER_ID {
-                    self.handle_server(now, msg);
-                    return;
-                }
-                if self.account.is_revoked(id) {
-                    self.net.stats.revoked += 1;
-                    return;
-                }
-                if let Some(info) = fresh {
-                    // A certificate we did not have: Hello, HelloAck and Connect learn it
-                    // themselves (with the right announcement); anything else learns it here.
-                    let known = self.view.members.contains_key(&id);
-                    match &msg {
-                        Message::Hello { .. }
-                        | Message::HelloAck { .. }
-                        | Message::Connect { .. }
-                            if !known => {}
-                        _ if known => {
-                            self.learn_member(now, info, true, Admit::IfRoom);
-                        }
-                        _ => {
-                            self.learn_and_announce(now, info, true, Admit::Contact);
-                        }
-                    }
-                }
-                self.handle_peer(now, Peer { id, addr: from }, msg);
-            }
+            } => self.receive_link(now, from, None, id, epoch, counter, cert, sealed),
+            Envelope::Relay { to, inner } => self.handle_relay(now, from, to, inner),
+            Envelope::Relayed { inner } => self.handle_relayed(now, from, inner),
             _ => self.net.stats.unauthenticated += 1,
         }
     }
 
     fn handle_peer(&mut self, now: Duration, peer: Peer, msg: Message) {
-        let (from, sender) = (peer.addr, peer.id);
+        let sender = peer.id;
         // Every claim of identity inside a message must match the authenticated sender.
         let claimed = match &msg {
             Message::Connect { from: info, .. }
@@ -488,7 +453,7 @@ impl Node {
         }
         if !matches!(msg, Message::Bye { .. }) {
             // (A goodbye is no sign of life: it must not show the member online first.)
-            self.mark_heard(now, from);
+            self.mark_heard_id(now, sender);
         }
         match msg {
             Message::Connect { from: info, peers } => self.handle_connect(now, info, peers),
@@ -575,7 +540,7 @@ impl Node {
             }
             Message::Ack { nonce, gossip } => {
                 self.learn_gossip(now, gossip);
-                self.handle_ack(now, nonce);
+                self.handle_ack(now, peer, nonce);
             }
             Message::PingReq { nonce, target } => {
                 let local: u64 = self.rng.random();
@@ -761,9 +726,11 @@ mod mirror;
 mod net;
 mod own;
 mod parking;
+mod paths;
 mod plumtree;
 mod private;
 mod probing;
+mod relay;
 mod rendezvous;
 mod restore;
 mod ring;

@@ -15,6 +15,8 @@ pub(super) struct Own {
     pub(super) node_id: Option<NodeId>,
     /// Our address as peers see it (the auth server tells it at admission).
     pub(super) advertised: SocketAddr,
+    /// Where our socket is bound.
+    local: SocketAddr,
     /// Unix time in milliseconds at `now == 0`.
     wall_ms: u64,
     pub(super) ident: Identity,
@@ -37,12 +39,23 @@ impl Own {
         Own {
             node_id: None,
             advertised,
+            local: advertised,
             wall_ms,
             ident,
             my_vk: None,
             epoch: 0,
             cert: None,
             crng,
+        }
+    }
+
+    /// Whether a NAT is in front of us: the auth server sees another address than our
+    /// socket's (a socket bound to all interfaces: another port).
+    pub(super) fn natted(&self) -> bool {
+        if self.local.ip().is_unspecified() {
+            self.advertised.port() != self.local.port()
+        } else {
+            self.advertised != self.local
         }
     }
 

@@ -1,6 +1,7 @@
 //! Failure detection, SWIM-style: a probe every interval, direct then relayed through
 //! others, suspicion, and offline members pinged now and then to see them come back.
 
+use super::send::Peer;
 use super::swim::Probe;
 use super::timers::Timer;
 use super::Node;
@@ -45,6 +46,7 @@ impl Node {
             self.set_status(now, id, PeerStatus::Offline);
         }
         self.prober.expire_relays(now);
+        self.keepalive(now);
         // Peers we owe messages but cannot reach: ask for their records every round, not
         // only when a retry falls due (the backoff grows to seconds).
         let lost: Vec<NodeId> = self
@@ -123,7 +125,7 @@ impl Node {
         }
     }
 
-    pub(super) fn handle_ack(&mut self, now: Duration, nonce: u64) {
+    pub(super) fn handle_ack(&mut self, now: Duration, from: Peer, nonce: u64) {
         if let Some((requester, orig)) = self.prober.relayed(nonce) {
             self.reply(
                 requester,
@@ -136,11 +138,16 @@ impl Node {
         }
         if let Some(p) = self.prober.probe.as_mut() {
             if p.nonce == nonce {
-                if !std::mem::replace(&mut p.acked, true) {
+                let first = !std::mem::replace(&mut p.acked, true);
+                if first {
                     self.spread.ring.sample(now.saturating_sub(p.sent));
                 }
                 let target = p.target;
                 self.mark_heard_id(now, target);
+                if first && from.id != target {
+                    // Only a helper reached it: perhaps only a relay can.
+                    self.indirect_answer(now, target, from);
+                }
             }
         }
     }

@@ -13,12 +13,29 @@ use super::Node;
 use crate::config::NodeConfig;
 use p2pchat_proto::{Message, NodeId, PeerInfo};
 
-/// Whether a member asks the server for a punch along with a Hello that leaves
-/// `left_after` tries: with the third and the fifth (about one and two seconds of silence
-/// at the default retry; the second ask covers a first one made before our first poll,
-/// which the server does not answer).
-pub(super) fn ask_after(cfg: &NodeConfig, left_after: u32) -> bool {
-    cfg.rendezvous && (left_after + 3 == cfg.hello_attempts || left_after + 5 == cfg.hello_attempts)
+/// Hellos sent through a relay after those of `hello_attempts` (each try from the fourth
+/// also goes through a relay).
+const RELAY_HELLOS: u32 = 4;
+
+/// Hellos a member sends to another before it gives up (gossip covers the rest).
+pub(super) fn hello_tries(cfg: &NodeConfig) -> u32 {
+    cfg.hello_attempts + if relaying(cfg) { RELAY_HELLOS } else { 0 }
+}
+
+fn relaying(cfg: &NodeConfig) -> bool {
+    cfg.rendezvous && cfg.relay
+}
+
+/// What goes with the Hello numbered `k` (from 1) to a member that has not answered:
+/// (a punch asked of the server, the Hello also sent through a relay). Punches with the
+/// third and the fifth (about one and two seconds of silence at the default retry; the
+/// second ask covers a first one made before our first poll, which the server does not
+/// answer); a relay from the fourth on, each try through another.
+pub(super) fn hello_plan(cfg: &NodeConfig, k: u32) -> (bool, bool) {
+    (
+        cfg.rendezvous && (k == 3 || k == 5),
+        relaying(cfg) && k >= 4,
+    )
 }
 
 impl Node {
@@ -35,7 +52,8 @@ impl Node {
         let Some(me) = self.my_info() else { return };
         self.net.stats.punches += 1;
         let joined = !self.life.restored;
-        self.send_to(id, addr, &Message::Hello { info: me, joined });
+        // Straight to where the server sees it, whatever route we had.
+        self.send_direct(id, addr, &Message::Hello { info: me, joined });
     }
 
     /// Asks the server to have us and `id` send to each other.
@@ -51,17 +69,21 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_punch_is_asked_after_one_and_two_seconds_of_unanswered_hellos_only_with_rendezvous() {
+    fn a_punch_is_asked_after_one_and_two_seconds_of_unanswered_hellos_then_relays_are_tried() {
         let cfg = NodeConfig::default();
-        let asks: Vec<u32> = (0..cfg.hello_attempts)
-            .rev()
-            .filter(|&left| ask_after(&cfg, left))
-            .collect();
-        assert_eq!(asks, [cfg.hello_attempts - 3, cfg.hello_attempts - 5]);
+        let tries = 1..=hello_tries(&cfg);
+        let asks: Vec<u32> = tries.clone().filter(|&k| hello_plan(&cfg, k).0).collect();
+        assert_eq!(asks, [3, 5]);
+        let relayed: Vec<u32> = tries.filter(|&k| hello_plan(&cfg, k).1).collect();
+        assert_eq!(
+            relayed,
+            (4..=cfg.hello_attempts + RELAY_HELLOS).collect::<Vec<_>>()
+        );
         let off = NodeConfig {
             rendezvous: false,
             ..NodeConfig::default()
         };
-        assert!((0..off.hello_attempts).all(|left| !ask_after(&off, left)));
+        assert_eq!(hello_tries(&off), off.hello_attempts);
+        assert!((1..=hello_tries(&off)).all(|k| hello_plan(&off, k) == (false, false)));
     }
 }

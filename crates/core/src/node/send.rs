@@ -2,10 +2,12 @@
 //! member, a stranger, or the auth server) and queued as a datagram; and the way back:
 //! opening a received link datagram.
 
+use super::paths::Route;
+use super::views::Admit;
 use super::Node;
 use crate::secure::{self, SERVER_ID};
 use p2pchat_proto::wire::SenderCert;
-use p2pchat_proto::{encode, Message, NodeId, PeerInfo};
+use p2pchat_proto::{decode, encode, Message, NodeId, PeerInfo};
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -79,12 +81,33 @@ impl Node {
         }
     }
 
-    /// Seals an encoded message for the member or stranger `id` at `to`.
+    /// Seals an encoded message for the member or stranger `id` at `to`, or where
+    /// [`super::paths`] says it is now (another address, or through a relay).
     pub(super) fn send_payload_to(&mut self, id: NodeId, to: SocketAddr, payload: &[u8]) {
-        let Some(me) = self.own.node_id else { return };
+        let Some(bytes) = self.seal_for(id, payload) else {
+            return;
+        };
+        match self.paths.route(id) {
+            None => self.push_datagram(to, bytes),
+            Some(Route::Direct(addr)) => self.push_datagram(addr, bytes),
+            Some(Route::Relay { addr, .. }) => self.wrap_for_relay(id, addr, &bytes),
+        }
+    }
+
+    /// Seals `msg` for `id` and sends it to `to`, whatever route `id` has (a punch, a
+    /// direct try next to a relayed one).
+    pub(super) fn send_direct(&mut self, id: NodeId, to: SocketAddr, msg: &Message) {
+        if let Some(bytes) = encode(msg).ok().and_then(|p| self.seal_for(id, &p)) {
+            self.push_datagram(to, bytes);
+        }
+    }
+
+    /// Seals an encoded message for the member or stranger `id`: the datagram.
+    pub(super) fn seal_for(&mut self, id: NodeId, payload: &[u8]) -> Option<Vec<u8>> {
+        let me = self.own.node_id?;
         let Some(dh) = self.info_of(id).map(|i| i.cert.dh_pk) else {
             self.net.stats.unsendable += 1;
-            return;
+            return None;
         };
         let has = self
             .net
@@ -98,10 +121,84 @@ impl Node {
             .links
             .to(&self.own.ident, me, id, dh)
             .seal(me, epoch, payload, cert);
-        match sealed {
-            Some(bytes) => self.push_datagram(to, bytes),
-            None => debug_assert!(false, "a sealed message must fit a datagram"),
+        debug_assert!(sealed.is_some(), "a sealed message must fit a datagram");
+        sealed
+    }
+
+    /// A link datagram from `id`, straight from `from` or passed on by the relay at `from`
+    /// (`relay`): opened, and its message handled.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn receive_link(
+        &mut self,
+        now: Duration,
+        from: SocketAddr,
+        relay: Option<SocketAddr>,
+        id: NodeId,
+        epoch: u32,
+        counter: u64,
+        cert: Option<SenderCert>,
+        sealed: &[u8],
+    ) {
+        let Some((payload, mut fresh)) =
+            self.open_link(now, from, id, epoch, counter, cert, sealed)
+        else {
+            return;
+        };
+        let Ok(msg) = decode(&payload) else {
+            self.net.stats.malformed += 1;
+            return;
+        };
+        if id == SERVER_ID {
+            self.handle_server(now, msg);
+            return;
         }
+        if self.account.is_revoked(id) {
+            self.net.stats.revoked += 1;
+            return;
+        }
+        let record = self.info_of(id).map(|i| i.addr);
+        let addr = match relay {
+            None => {
+                self.paths
+                    .heard_direct(id, from, record.or(Some(from)), now);
+                from
+            }
+            Some(at) => {
+                // Its address is not the relay's: the record's, or the one its message says.
+                let claimed = match &msg {
+                    Message::Hello { info, .. }
+                    | Message::HelloAck { info, .. }
+                    | Message::Connect { from: info, .. } => Some(info.addr),
+                    _ => None,
+                };
+                let Some(addr) = record.or(claimed) else {
+                    self.net.stats.unknown_sender += 1;
+                    return;
+                };
+                if let Some(info) = fresh.as_mut() {
+                    info.addr = addr;
+                }
+                let via = self.view.members.id_at(at).or_else(|| self.paths.id_at(at));
+                self.paths.heard_relayed(id, at, via, now);
+                addr
+            }
+        };
+        if let Some(info) = fresh {
+            // A certificate we did not have: Hello, HelloAck and Connect learn it
+            // themselves (with the right announcement); anything else learns it here.
+            let known = self.view.members.contains_key(&id);
+            match &msg {
+                Message::Hello { .. } | Message::HelloAck { .. } | Message::Connect { .. }
+                    if !known => {}
+                _ if known => {
+                    self.learn_member(now, info, true, Admit::IfRoom);
+                }
+                _ => {
+                    self.learn_and_announce(now, info, true, Admit::Contact);
+                }
+            }
+        }
+        self.handle_peer(now, Peer { id, addr }, msg);
     }
 
     /// Authenticates a link datagram. Returns its payload and, when it carried a certificate

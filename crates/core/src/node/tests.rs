@@ -6,7 +6,7 @@ use crate::config::AuthConfig;
 use crate::io::Command;
 use crate::secure::Link;
 use p2pchat_proto::wire::{encode_envelope, to_payload, Cert, MAX_DEPS};
-use p2pchat_proto::{encode, AuthReply, GroupMsg, PrivateMsg, MAX_TEXT_BYTES};
+use p2pchat_proto::{decode, encode, AuthReply, GroupMsg, PrivateMsg, MAX_TEXT_BYTES};
 
 fn addr(port: u16) -> SocketAddr {
     SocketAddr::from(([127, 0, 0, 1], port))

@@ -114,6 +114,7 @@ impl Node {
         };
         self.view.partial = true;
         self.live_remove(id);
+        self.paths.forget(id);
         self.prober.remove(id);
         self.spread.eager.remove(id);
         self.view.full_lists_sent.remove(&m.info.addr);

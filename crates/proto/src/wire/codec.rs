@@ -4,7 +4,8 @@
 use super::{
     AuthRequest, Envelope, GroupMsg, Message, PeerInfo, HEADER_LEN, MAGIC, MAX_DATAGRAM, MAX_DEPS,
     MAX_DEVICES_LISTED, MAX_MAIL_SEALED, MAX_MIRROR, MAX_MIRROR_ASK, MAX_PASSWORD, MAX_PAYLOAD,
-    MAX_RING_ACK, MAX_RING_DOWN, MAX_TEXT_BYTES, MAX_USERNAME, MAX_WHOIS, TAG_LEN, VERSION,
+    MAX_RELAY_DATAGRAM, MAX_RING_ACK, MAX_RING_DOWN, MAX_TEXT_BYTES, MAX_USERNAME, MAX_WHOIS,
+    TAG_LEN, VERSION,
 };
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -13,7 +14,7 @@ use thiserror::Error;
 /// Why bytes could not be decoded. Every variant is a peer fault: count and drop.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
 pub enum DecodeError {
-    /// Shorter than the header, or longer than [`MAX_DATAGRAM`].
+    /// Shorter than the header, or longer than [`MAX_RELAY_DATAGRAM`].
     #[error("datagram length {0} out of bounds")]
     Length(usize),
     /// Not a p2pchat datagram.
@@ -87,21 +88,49 @@ pub fn decode_auth_request(bytes: &[u8]) -> Result<AuthRequest, DecodeError> {
     Ok(req)
 }
 
-/// Encodes an envelope into one datagram of at most [`MAX_DATAGRAM`] bytes.
+/// Encodes an envelope into one datagram of at most [`MAX_DATAGRAM`] bytes
+/// ([`MAX_RELAY_DATAGRAM`] for the two relay envelopes, whose inner datagram is at most
+/// [`MAX_DATAGRAM`]).
 pub fn encode_envelope(env: &Envelope<'_>) -> Result<Vec<u8>, EncodeError> {
     let mut out = Vec::with_capacity(64);
     out.extend_from_slice(&MAGIC);
     out.push(VERSION);
+    let limit = match env {
+        Envelope::Relay { inner, .. } | Envelope::Relayed { inner } => {
+            if inner.len() > MAX_DATAGRAM {
+                return Err(EncodeError::TooLarge(inner.len()));
+            }
+            MAX_RELAY_DATAGRAM
+        }
+        _ => MAX_DATAGRAM,
+    };
     let out = postcard::to_extend(env, out).map_err(|_| EncodeError::Serialize)?;
-    if out.len() > MAX_DATAGRAM {
+    if out.len() > limit {
         return Err(EncodeError::TooLarge(out.len()));
     }
     Ok(out)
 }
 
-/// Decodes the envelope of one datagram (borrowing its sealed bytes).
+/// Decodes the envelope of one datagram (borrowing its sealed bytes). A relay envelope's
+/// inner datagram must itself be a well-formed [`Envelope::Link`] (never another relay).
 pub fn decode_envelope(bytes: &[u8]) -> Result<Envelope<'_>, DecodeError> {
-    if bytes.len() < HEADER_LEN || bytes.len() > MAX_DATAGRAM {
+    let env = decode_one(bytes)?;
+    match &env {
+        Envelope::Relay { inner, .. } | Envelope::Relayed { inner } => {
+            check(inner.len() <= MAX_DATAGRAM, "relayed datagram")?;
+            check(
+                matches!(decode_one(inner)?, Envelope::Link { .. }),
+                "relayed datagram",
+            )?;
+        }
+        _ if bytes.len() > MAX_DATAGRAM => return Err(DecodeError::Length(bytes.len())),
+        _ => {}
+    }
+    Ok(env)
+}
+
+fn decode_one(bytes: &[u8]) -> Result<Envelope<'_>, DecodeError> {
+    if bytes.len() < HEADER_LEN || bytes.len() > MAX_RELAY_DATAGRAM {
         return Err(DecodeError::Length(bytes.len()));
     }
     if bytes[..2] != MAGIC {

@@ -25,6 +25,10 @@ pub const MAGIC: [u8; 2] = *b"pC";
 pub const VERSION: u8 = 5;
 /// Largest datagram we send or accept: safe under common path MTUs.
 pub const MAX_DATAGRAM: usize = 1200;
+/// Largest relay datagram: a whole datagram of up to [`MAX_DATAGRAM`] bytes wrapped in
+/// [`Envelope::Relay`] or [`Envelope::Relayed`]. 1232 = the IPv6 minimum MTU (1280) minus the
+/// IPv6 and UDP headers: still never fragmented.
+pub const MAX_RELAY_DATAGRAM: usize = 1232;
 /// Largest envelope overhead: header, link fields, an attached certificate, AEAD tag.
 pub const MAX_ENVELOPE_OVERHEAD: usize = 224;
 /// Largest encoded [`Message`]: what is left of a datagram after the envelope.
@@ -322,6 +326,23 @@ pub enum Envelope<'a> {
         /// The Noise message.
         #[serde(borrow)]
         noise: &'a [u8],
+    },
+    /// Node -> relay: "pass this datagram on to `to`" (a member this node cannot reach
+    /// directly, across NATs). `inner` is a whole [`Envelope::Link`] datagram from the sender
+    /// to `to`, sealed end to end: the relay cannot read or change it.
+    Relay {
+        /// The member the datagram is for.
+        to: NodeId,
+        /// The datagram (header included), at most [`MAX_DATAGRAM`] bytes.
+        #[serde(borrow)]
+        inner: &'a [u8],
+    },
+    /// Relay -> node: a datagram passed on from the member named in its link envelope.
+    /// Answers go back through the same relay.
+    Relayed {
+        /// The datagram (header included), at most [`MAX_DATAGRAM`] bytes.
+        #[serde(borrow)]
+        inner: &'a [u8],
     },
 }
 

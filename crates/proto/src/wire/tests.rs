@@ -243,6 +243,23 @@ proptest! {
     }
 
     #[test]
+    fn a_relay_wraps_any_link_datagram_and_gives_it_back_unchanged(
+        parts in envelope_parts(),
+        to in any::<u32>(),
+    ) {
+        let inner = encode_envelope(&envelope(&(0, parts.1, parts.2, parts.3, parts.4.clone(), parts.5.clone(), parts.6)))
+            .expect("fits");
+        for env in [
+            Envelope::Relay { to: NodeId(to), inner: &inner },
+            Envelope::Relayed { inner: &inner },
+        ] {
+            let bytes = encode_envelope(&env).expect("a relay envelope fits any datagram");
+            prop_assert!(bytes.len() <= MAX_RELAY_DATAGRAM);
+            prop_assert_eq!(decode_envelope(&bytes), Ok(env));
+        }
+    }
+
+    #[test]
     fn largest_link_envelope_overhead_is_bounded(
         cert in cert(),
         from in any::<u32>(),
@@ -378,4 +395,42 @@ fn a_message_time_is_signed_and_old_messages_keep_their_v1_bytes() {
     m.time_ms += 1;
     assert_ne!(m.signed_bytes(), v2, "the time is covered by the signature");
     assert_ne!(v1, v2);
+}
+
+#[test]
+fn a_relay_envelope_carries_one_link_datagram_and_nothing_else() {
+    let link = encode_envelope(&Envelope::Link {
+        from: NodeId(7),
+        epoch: 1,
+        counter: 1,
+        cert: None,
+        sealed: &[0; MAX_PAYLOAD + TAG_LEN],
+    })
+    .expect("fits");
+    // The largest link datagram still fits a relay envelope.
+    let relayed = encode_envelope(&Envelope::Relay {
+        to: NodeId(u32::MAX),
+        inner: &link,
+    })
+    .expect("fits");
+    assert!(relayed.len() <= MAX_RELAY_DATAGRAM);
+    // A relay inside a relay, or an auth step, is refused.
+    let nested = encode_envelope(&Envelope::Relayed { inner: &link }).expect("fits");
+    let twice = encode_envelope(&Envelope::Relayed { inner: &nested }).expect("fits");
+    assert!(decode_envelope(&twice).is_err());
+    let key = encode_envelope(&Envelope::KeyRequest { pad: &[0; 4] }).expect("fits");
+    let odd = encode_envelope(&Envelope::Relay {
+        to: NodeId(1),
+        inner: &key,
+    })
+    .expect("fits");
+    assert_eq!(
+        decode_envelope(&odd),
+        Err(DecodeError::Bounds("relayed datagram"))
+    );
+    // Only relay envelopes may be longer than MAX_DATAGRAM.
+    // A well-formed key request of 1211 bytes: variant 1, a 1205-byte pad.
+    let mut long = vec![MAGIC[0], MAGIC[1], VERSION, 1, 0xB5, 0x09];
+    long.resize(6 + 1205, 0);
+    assert_eq!(decode_envelope(&long), Err(DecodeError::Length(1211)));
 }

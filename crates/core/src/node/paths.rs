@@ -1,0 +1,293 @@
+//! How each member is reached: at the address of its record, at another address it was
+//! heard from, or through a relay.
+//!
+//! - A node behind a NAT that gives each destination its own port (symmetric) is seen by
+//!   each peer at a different address than the auth server saw. A datagram that
+//!   authenticates as member `id` from address `a` shows where `id` is for us: replies and
+//!   everything after go to `a` (as WireGuard does; the AEAD and the replay window make a
+//!   forged or replayed datagram useless for this).
+//! - Two members whose NATs both defeat the punch talk through a third member that reaches
+//!   both (a relay). A datagram that came through relay `r` from `id` routes our datagrams
+//!   to `id` through `r`, unless `id` was heard directly a moment ago. A direct datagram from
+//!   `id` ends the relay route: the direct path works again.
+//! - A relay passes datagrams on within a budget per sender (a token bucket).
+//!
+//! Everything here is bookkeeping; the flows (choosing a relay, passing on, replacing a
+//! relay that went silent) are in `relay.rs`.
+
+use crate::HashMap;
+use p2pchat_proto::NodeId;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+/// A direct datagram this recent keeps a relayed datagram from setting a relay route.
+pub(super) const DIRECT_FRESH: Duration = Duration::from_secs(2);
+/// Datagrams a relay passes on per second for one sender, and the burst it allows.
+const RELAY_RATE: f64 = 400.0;
+const RELAY_BURST: f64 = 800.0;
+/// Senders whose relay budget is remembered (the oldest are forgotten beyond).
+const BUDGETS: usize = 4096;
+
+/// Where a datagram to a member goes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Route {
+    /// Straight to this address.
+    Direct(SocketAddr),
+    /// Wrapped for the relay at `addr` (member `via`, when known).
+    Relay {
+        /// The relay's address.
+        addr: SocketAddr,
+        /// The relay's node id, when it is a member we know.
+        via: Option<NodeId>,
+    },
+}
+
+#[derive(Clone, Copy, Debug)]
+struct Relayed {
+    addr: SocketAddr,
+    via: Option<NodeId>,
+}
+
+#[derive(Clone, Copy, Debug)]
+struct Bucket {
+    tokens: f64,
+    at: Duration,
+}
+
+/// The routes that differ from the member records, and the relay budgets.
+#[derive(Default)]
+pub(super) struct Paths {
+    /// Members heard from at an address other than their record's.
+    seen: HashMap<NodeId, SocketAddr>,
+    seen_by_addr: HashMap<SocketAddr, NodeId>,
+    /// Members reached through a relay.
+    relayed: HashMap<NodeId, Relayed>,
+    /// When each member with a relay route, or a relay try, was last heard directly.
+    direct_at: HashMap<NodeId, Duration>,
+    /// Relay budgets per sender we pass datagrams on for.
+    budgets: HashMap<NodeId, Bucket>,
+    /// When the next keepalive round is due (behind a NAT).
+    pub(super) next_keepalive: Duration,
+}
+
+impl Paths {
+    /// A datagram from `id` came straight from `from`; `record` is the address of its
+    /// record. Returns true when this ends a relay route.
+    pub(super) fn heard_direct(
+        &mut self,
+        id: NodeId,
+        from: SocketAddr,
+        record: Option<SocketAddr>,
+        now: Duration,
+    ) -> bool {
+        if record == Some(from) {
+            if let Some(old) = self.seen.remove(&id) {
+                self.seen_by_addr.remove(&old);
+            }
+        } else if self.seen.get(&id) != Some(&from) {
+            if let Some(old) = self.seen.insert(id, from) {
+                self.seen_by_addr.remove(&old);
+            }
+            self.seen_by_addr.insert(from, id);
+        }
+        if self.relayed.is_empty() && self.direct_at.is_empty() {
+            return false;
+        }
+        let ended = self.relayed.remove(&id).is_some();
+        if ended || self.direct_at.contains_key(&id) {
+            self.direct_at.insert(id, now);
+        }
+        ended
+    }
+
+    /// A datagram from `id` came through the relay at `addr` (member `via`). Returns true
+    /// when this starts or moves a relay route.
+    pub(super) fn heard_relayed(
+        &mut self,
+        id: NodeId,
+        addr: SocketAddr,
+        via: Option<NodeId>,
+        now: Duration,
+    ) -> bool {
+        if self
+            .direct_at
+            .get(&id)
+            .is_some_and(|&t| now.saturating_sub(t) < DIRECT_FRESH)
+        {
+            return false;
+        }
+        let moved = self.relayed.get(&id).is_none_or(|r| r.addr != addr);
+        self.relayed.insert(id, Relayed { addr, via });
+        moved
+    }
+
+    /// Where datagrams to `id` go, when not to its record's address.
+    pub(super) fn route(&self, id: NodeId) -> Option<Route> {
+        if let Some(r) = self.relayed.get(&id) {
+            return Some(Route::Relay {
+                addr: r.addr,
+                via: r.via,
+            });
+        }
+        self.seen.get(&id).map(|&a| Route::Direct(a))
+    }
+
+    /// The member heard from at `addr` (not its record's address).
+    pub(super) fn id_at(&self, addr: SocketAddr) -> Option<NodeId> {
+        self.seen_by_addr.get(&addr).copied()
+    }
+
+    /// The relay route to `id`, if any: the relay's node id when known.
+    pub(super) fn relay_of(&self, id: NodeId) -> Option<Option<NodeId>> {
+        self.relayed.get(&id).map(|r| r.via)
+    }
+
+    /// Whether `id` is reached through a relay.
+    pub(super) fn is_relayed(&self, id: NodeId) -> bool {
+        self.relayed.contains_key(&id)
+    }
+
+    /// Members reached through a relay.
+    pub(super) fn relayed_count(&self) -> usize {
+        self.relayed.len()
+    }
+
+    /// The members we route through, as relays.
+    pub(super) fn relays(&self) -> Vec<NodeId> {
+        let mut v: Vec<NodeId> = self.relayed.values().filter_map(|r| r.via).collect();
+        v.sort_unstable();
+        v.dedup();
+        v
+    }
+
+    /// Ends the relay routes through `relay` (it went silent); returns the members they
+    /// led to.
+    pub(super) fn drop_via(&mut self, relay: NodeId) -> Vec<NodeId> {
+        let ids: Vec<NodeId> = self
+            .relayed
+            .iter()
+            .filter(|(_, r)| r.via == Some(relay))
+            .map(|(&id, _)| id)
+            .collect();
+        for id in &ids {
+            self.relayed.remove(id);
+        }
+        ids
+    }
+
+    /// Forgets everything about `id` (it left, or its record changed).
+    pub(super) fn forget(&mut self, id: NodeId) {
+        if let Some(old) = self.seen.remove(&id) {
+            self.seen_by_addr.remove(&old);
+        }
+        self.relayed.remove(&id);
+        self.direct_at.remove(&id);
+        self.budgets.remove(&id);
+    }
+
+    /// Whether the relay budget of `sender` allows passing one more datagram on now.
+    pub(super) fn relay_allowed(&mut self, sender: NodeId, now: Duration) -> bool {
+        if self.budgets.len() >= BUDGETS && !self.budgets.contains_key(&sender) {
+            let old = self
+                .budgets
+                .iter()
+                .min_by_key(|(_, b)| b.at)
+                .map(|(&k, _)| k);
+            if let Some(old) = old {
+                self.budgets.remove(&old);
+            }
+        }
+        let b = self.budgets.entry(sender).or_insert(Bucket {
+            tokens: RELAY_BURST,
+            at: now,
+        });
+        let dt = now.saturating_sub(b.at).as_secs_f64();
+        b.tokens = (b.tokens + dt * RELAY_RATE).min(RELAY_BURST);
+        b.at = now;
+        if b.tokens >= 1.0 {
+            b.tokens -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn addr(port: u16) -> SocketAddr {
+        SocketAddr::from(([203, 0, 113, 1], port))
+    }
+
+    const A: NodeId = NodeId(7);
+    const R: NodeId = NodeId(9);
+
+    #[test]
+    fn a_member_heard_at_another_address_is_answered_there_until_heard_at_its_record() {
+        let mut p = Paths::default();
+        let t = Duration::from_secs(1);
+        p.heard_direct(A, addr(1), Some(addr(1)), t);
+        assert_eq!(p.route(A), None);
+        p.heard_direct(A, addr(2), Some(addr(1)), t);
+        assert_eq!(p.route(A), Some(Route::Direct(addr(2))));
+        assert_eq!(p.id_at(addr(2)), Some(A));
+        p.heard_direct(A, addr(3), Some(addr(1)), t);
+        assert_eq!(p.id_at(addr(2)), None);
+        assert_eq!(p.route(A), Some(Route::Direct(addr(3))));
+        p.heard_direct(A, addr(1), Some(addr(1)), t);
+        assert_eq!(p.route(A), None);
+        assert_eq!(p.id_at(addr(3)), None);
+    }
+
+    #[test]
+    fn a_relay_route_starts_when_only_relayed_traffic_comes_and_ends_with_a_direct_datagram() {
+        let mut p = Paths::default();
+        let t = Duration::from_secs(10);
+        assert!(p.heard_relayed(A, addr(9), Some(R), t));
+        assert!(!p.heard_relayed(A, addr(9), Some(R), t));
+        assert_eq!(
+            p.route(A),
+            Some(Route::Relay {
+                addr: addr(9),
+                via: Some(R)
+            })
+        );
+        assert_eq!(p.relayed_count(), 1);
+        // Direct again: the relay route ends, and a relayed copy just after does not restore it.
+        assert!(p.heard_direct(A, addr(1), Some(addr(1)), t));
+        assert_eq!(p.route(A), None);
+        assert!(!p.heard_relayed(A, addr(9), Some(R), t + Duration::from_millis(500)));
+        assert_eq!(p.route(A), None);
+        // Silent directly for a while: the relay takes over again.
+        assert!(p.heard_relayed(A, addr(9), Some(R), t + DIRECT_FRESH));
+        assert!(p.is_relayed(A));
+    }
+
+    #[test]
+    fn routes_through_a_silent_relay_are_dropped() {
+        let mut p = Paths::default();
+        let t = Duration::from_secs(10);
+        p.heard_relayed(A, addr(9), Some(R), t);
+        p.heard_relayed(NodeId(8), addr(5), Some(NodeId(5)), t);
+        assert_eq!(p.drop_via(R), vec![A]);
+        assert!(!p.is_relayed(A));
+        assert!(p.is_relayed(NodeId(8)));
+        p.forget(NodeId(8));
+        assert_eq!(p.relayed_count(), 0);
+    }
+
+    #[test]
+    fn a_relay_passes_on_a_burst_then_its_rate_per_sender() {
+        let mut p = Paths::default();
+        let t = Duration::from_secs(1);
+        let burst = (0..2000).filter(|_| p.relay_allowed(A, t)).count();
+        assert_eq!(burst, RELAY_BURST as usize);
+        // Another sender has its own budget.
+        assert!(p.relay_allowed(R, t));
+        let later = t + Duration::from_millis(100);
+        let more = (0..2000).filter(|_| p.relay_allowed(A, later)).count();
+        assert_eq!(more, (RELAY_RATE / 10.0) as usize);
+    }
+}
