@@ -55,6 +55,10 @@ pub struct SimArgs {
     /// (the auth server acts as rendezvous).
     #[arg(long, default_value_t = 0.0)]
     natted: f64,
+    /// Share of those NATs that give each destination its own port (symmetric): a node
+    /// behind one reaches other nodes behind NATs only through a relay.
+    #[arg(long, default_value_t = 0.0)]
+    symmetric: f64,
     /// Gossip fanout.
     #[arg(long, default_value_t = p2pchat_core::NodeConfig::default().fanout)]
     fanout: usize,
@@ -122,6 +126,7 @@ pub fn sim(mut a: SimArgs) -> ExitCode {
         offline_private: a.offline_private,
         devices: a.devices,
         natted: a.natted,
+        symmetric: a.symmetric,
         burst: a.burst,
         ..p2pchat_sim::SimConfig::default()
     };
@@ -146,8 +151,8 @@ pub fn sim(mut a: SimArgs) -> ExitCode {
         println!("p2pchat sim: {} nodes, seed {}", report.nodes, report.seed);
         if report.natted > 0 {
             println!(
-                "  NATs        {} nodes behind a NAT; {} datagrams dropped by them",
-                report.natted, report.nat_dropped
+                "  NATs        {} nodes behind a NAT ({} symmetric); {} datagrams dropped by them; {} passed on by relays",
+                report.natted, report.symmetric, report.nat_dropped, report.relayed
             );
         }
         if report.devices > 0 {

@@ -62,6 +62,8 @@ pub struct SimConfig {
     /// Share of the nodes behind a NAT (see `nat.rs`): the auth server then acts as
     /// rendezvous.
     pub natted: f64,
+    /// Share of those NATs that are symmetric (see `nat.rs`): their nodes need relays.
+    pub symmetric: f64,
 }
 
 impl Default for SimConfig {
@@ -77,6 +79,7 @@ impl Default for SimConfig {
             partition_ms: 0,
             devices: 0,
             natted: 0.0,
+            symmetric: 0.0,
             crash: 0,
             crash_auth: false,
             fanout: NodeConfig::default().fanout,
@@ -148,6 +151,9 @@ impl SimConfig {
         }
         if !(0.0..1.0).contains(&self.natted) {
             return bad("--natted must be a fraction in [0, 1)");
+        }
+        if !(0.0..=1.0).contains(&self.symmetric) {
+            return bad("--symmetric must be a fraction in [0, 1]");
         }
         if self.devices > self.nodes {
             return bad("--devices must be at most --nodes");
@@ -269,9 +275,15 @@ pub struct Report {
     /// Nodes behind a NAT (`--natted`).
     #[serde(skip_serializing_if = "is_zero")]
     pub natted: usize,
+    /// Nodes behind a symmetric NAT (`--symmetric`).
+    #[serde(skip_serializing_if = "is_zero")]
+    pub symmetric: usize,
     /// Datagrams a NAT dropped (unasked).
     #[serde(skip_serializing_if = "is_zero")]
     pub nat_dropped: u64,
+    /// Datagrams passed on by relays (nodes up at the end).
+    #[serde(skip_serializing_if = "is_zero")]
+    pub relayed: u64,
 }
 
 fn is_zero<T: Default + PartialEq>(v: &T) -> bool {

@@ -150,7 +150,7 @@ impl Sim {
         };
         let check_every = (cfg.nodes / 100).max(1);
         let total = cfg.nodes + cfg.devices;
-        let nats = nat::Nats::new(total, cfg.natted, cfg.seed);
+        let nats = nat::Nats::new(total, cfg.natted, cfg.symmetric, cfg.seed);
         let endpoints_of = (1..=cfg.nodes)
             .map(|i| (format!("u{i}"), 1 + u64::from(i <= cfg.devices)))
             .collect();
@@ -661,6 +661,7 @@ impl Sim {
         let mut faults = [0u64; 6];
         let (mut view_sum, mut view_largest, mut parked) = (0usize, 0usize, 0u64);
         let [mut payloads, mut ring_retries, mut ring_handovers] = self.carried;
+        let mut relayed = 0u64;
         let mut reference: Option<Vec<String>> = None;
         let mut mismatches = 0u64;
         for ep in &self.eps[1..] {
@@ -672,6 +673,7 @@ impl Sim {
                 ring_retries += st.ring_retries;
                 ring_handovers += st.ring_handovers;
                 payloads += st.group_payloads;
+                relayed += st.relayed;
                 for (f, v) in faults.iter_mut().zip([
                     st.unauthenticated,
                     st.replayed,
@@ -782,7 +784,9 @@ impl Sim {
             devices: self.cfg.devices,
             reused_dots: self.checker.reused_dots,
             natted: self.nats.count(),
+            symmetric: self.nats.symmetric_count(),
             nat_dropped: self.nats.dropped,
+            relayed,
         }
     }
 }

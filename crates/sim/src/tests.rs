@@ -75,6 +75,23 @@ fn nodes_behind_nats_join_and_lose_nothing_through_the_rendezvous() {
 }
 
 #[test]
+fn nodes_behind_symmetric_nats_lose_nothing_through_relays() {
+    for seed in [1, 2] {
+        let r = assert_clean(&SimConfig {
+            nodes: 30,
+            natted: 0.7,
+            symmetric: 0.5,
+            messages: 60,
+            private: 15,
+            loss: 0.05,
+            seed,
+            ..SimConfig::default()
+        });
+        assert!(r.symmetric > 3 && r.relayed > 0, "seed {seed}: {r:?}");
+    }
+}
+
+#[test]
 fn heavy_loss_and_duplication_lose_nothing() {
     for seed in [1, 2] {
         assert_clean(&SimConfig {
