@@ -265,4 +265,3 @@ mod status_tests {
         assert!(!text.contains("malformed"), "{text}");
     }
 }
-

@@ -70,7 +70,8 @@ impl Nats {
         }
         // Between two NATs, a symmetric one on either side: each side sends to a port the
         // other's NAT did not open.
-        let crossed = is(&self.natted, from) && (is(&self.symmetric, from) || is(&self.symmetric, to));
+        let crossed =
+            is(&self.natted, from) && (is(&self.symmetric, from) || is(&self.symmetric, to));
         let open = !crossed
             && self
                 .opened

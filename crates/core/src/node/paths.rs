@@ -68,6 +68,10 @@ pub(super) struct Paths {
     budgets: HashMap<NodeId, Bucket>,
     /// When the next keepalive round is due (behind a NAT).
     pub(super) next_keepalive: Duration,
+    /// When members reached through a relay are next punched again, and the last one
+    /// punched.
+    pub(super) next_direct_try: Duration,
+    retried_upto: Option<NodeId>,
 }
 
 impl Paths {
@@ -150,6 +154,18 @@ impl Paths {
     /// Members reached through a relay.
     pub(super) fn relayed_count(&self) -> usize {
         self.relayed.len()
+    }
+
+    /// Up to `max` members reached through a relay, in turn: in id order from where the
+    /// last call stopped.
+    pub(super) fn relayed_ids(&mut self, max: usize) -> Vec<NodeId> {
+        let mut v: Vec<NodeId> = self.relayed.keys().copied().collect();
+        v.sort_unstable();
+        let start = v.partition_point(|&id| Some(id) <= self.retried_upto);
+        v.rotate_left(start);
+        v.truncate(max);
+        self.retried_upto = v.last().copied();
+        v
     }
 
     /// The members we route through, as relays.
@@ -276,6 +292,19 @@ mod tests {
         assert!(p.is_relayed(NodeId(8)));
         p.forget(NodeId(8));
         assert_eq!(p.relayed_count(), 0);
+    }
+
+    #[test]
+    fn members_behind_relays_are_retried_in_turn() {
+        let mut p = Paths::default();
+        for id in 1..=5 {
+            p.heard_relayed(NodeId(id), addr(9), Some(R), Duration::from_secs(9));
+        }
+        let ids = |v: Vec<NodeId>| v.into_iter().map(|n| n.0).collect::<Vec<_>>();
+        assert_eq!(ids(p.relayed_ids(2)), [1, 2]);
+        assert_eq!(ids(p.relayed_ids(2)), [3, 4]);
+        assert_eq!(ids(p.relayed_ids(2)), [5, 1]);
+        assert_eq!(ids(p.relayed_ids(9)), [2, 3, 4, 5, 1]);
     }
 
     #[test]

@@ -47,6 +47,7 @@ impl Node {
         }
         self.prober.expire_relays(now);
         self.keepalive(now);
+        self.retry_direct(now);
         // Peers we owe messages but cannot reach: ask for their records every round, not
         // only when a retry falls due (the backoff grows to seconds).
         let lost: Vec<NodeId> = self

@@ -14,6 +14,8 @@
 //!   what it sends is never larger than what it got: no amplification.
 //! - **A relay that goes silent** (suspect or offline) loses its routes; each member routed
 //!   through it is tried through another relay and punched again.
+//! - **Back to direct.** Every 30 s the members reached through a relay are punched again
+//!   (`PunchAsk` and a direct ping): a direct answer ends the relay route.
 //! - **Keepalives.** A node whose public address differs from its socket's (behind a NAT)
 //!   pings, every `keepalive_interval` (20 s), its relays and the members it talked with in
 //!   the last two minutes but has not heard from since the last round, so that its NAT
@@ -39,6 +41,10 @@ const CANDIDATE_SAMPLE: usize = 8;
 const KEEPALIVE_MAX: usize = 64;
 /// A keepalive goes to members heard from within this time (the pairs in use).
 const KEEPALIVE_ACTIVE: Duration = Duration::from_secs(120);
+/// How often members reached through a relay are punched again, to go direct when a path
+/// opened (and how many at most per round).
+const DIRECT_RETRY: Duration = Duration::from_secs(30);
+const DIRECT_RETRY_MAX: usize = 16;
 
 impl Node {
     /// A member asks us to pass `inner` on to `to`.
@@ -191,6 +197,30 @@ impl Node {
         match self.paths.relay_of(id) {
             Some(via) => PeerPath::Relayed { via },
             None => PeerPath::Direct,
+        }
+    }
+
+    /// Every 30 s, members reached through a relay are punched again: whatever answers
+    /// directly is reached directly from then on.
+    pub(super) fn retry_direct(&mut self, now: Duration) {
+        if self.paths.relayed_count() == 0 || now < self.paths.next_direct_try {
+            return;
+        }
+        self.paths.next_direct_try = now + DIRECT_RETRY;
+        for id in self.paths.relayed_ids(DIRECT_RETRY_MAX) {
+            self.ask_punch(id);
+            let Some(addr) = self.direct_addr(id) else {
+                continue;
+            };
+            let nonce: u64 = self.rng.random();
+            self.send_direct(
+                id,
+                addr,
+                &Message::Ping {
+                    nonce,
+                    gossip: Vec::new(),
+                },
+            );
         }
     }
 

@@ -66,6 +66,11 @@ fn drain(n: &mut Node) -> Drained {
 /// Plays the auth server by hand: the node's key request and Noise hello get an admission
 /// for `id` signed by [`server_ident`].
 fn admit(n: &mut Node, id: u32, port: u16) {
+    admit_at(n, id, addr(port));
+}
+
+/// [`admit`], with the server seeing the node at `observed`.
+fn admit_at(n: &mut Node, id: u32, observed: SocketAddr) {
     let server = server_ident();
     n.handle_timeout(Duration::ZERO);
     let (sent, _, _) = drain(n);
@@ -99,7 +104,7 @@ fn admit(n: &mut Node, id: u32, port: u16) {
         result: Ok(p2pchat_proto::Admission {
             node_id: NodeId(id),
             first: true,
-            observed: addr(port),
+            observed,
             cert,
             server_sign_pk: server.sign_pk,
         }),
@@ -110,6 +115,8 @@ fn admit(n: &mut Node, id: u32, port: u16) {
     let answer = encode_envelope(&Envelope::AuthAnswer { to, noise: &m2 }).expect("fits");
     n.handle_datagram(Duration::ZERO, addr(AUTH), &answer);
 }
+
+mod relay;
 
 fn member_node(user: &str, id: u32, port: u16) -> Node {
     member_node_with_records(user, id, port).0
