@@ -134,10 +134,11 @@ impl NatLab {
                 ),
             );
         }
-        // Datagrams between the two routers' public addresses: a direct path.
+        // Datagrams between the two routers' public addresses (a direct path), and between
+        // the first router and the public member (port 7001, beside the auth server).
         nft(
             &pubns,
-            "table bridge lab {\n chain f {\n  type filter hook forward priority 0;\n  ip saddr 203.0.113.1 ip daddr 203.0.113.2 counter\n  ip saddr 203.0.113.2 ip daddr 203.0.113.1 counter\n }\n}\n",
+            "table bridge lab {\n chain f {\n  type filter hook forward priority 0;\n  ip saddr 203.0.113.1 ip daddr 203.0.113.2 counter\n  ip saddr 203.0.113.2 ip daddr 203.0.113.1 counter\n }\n chain m {\n  type filter hook forward priority 1;\n  ip saddr 203.0.113.1 ip daddr 203.0.113.10 udp dport 7001 counter\n  ip saddr 203.0.113.10 udp sport 7001 ip daddr 203.0.113.1 counter\n }\n}\n",
         );
         lab
     }
@@ -161,6 +162,25 @@ impl NatLab {
 
     /// Datagrams counted between the two home routers' public addresses.
     fn direct_datagrams(&self) -> u64 {
+        self.counted("f")
+    }
+
+    /// Datagrams counted between the first home router and the public member, both ways:
+    /// `(out, in)`.
+    fn member_datagrams(&self) -> (u64, u64) {
+        let v = self.counts("m");
+        (
+            v.first().copied().unwrap_or(0),
+            v.get(1).copied().unwrap_or(0),
+        )
+    }
+
+    fn counted(&self, chain: &str) -> u64 {
+        self.counts(chain).iter().sum()
+    }
+
+    /// The packet counters of one chain of the lab's bridge table, in rule order.
+    fn counts(&self, chain: &str) -> Vec<u64> {
         let out = Command::new("ip")
             .args([
                 "netns",
@@ -168,9 +188,10 @@ impl NatLab {
                 &self.ns("pub"),
                 "nft",
                 "list",
-                "table",
+                "chain",
                 "bridge",
                 "lab",
+                chain,
             ])
             .output()
             .expect("nft list");
@@ -178,7 +199,7 @@ impl NatLab {
             .split("packets ")
             .skip(1)
             .filter_map(|s| s.split_whitespace().next()?.parse::<u64>().ok())
-            .sum()
+            .collect()
     }
 }
 
@@ -300,6 +321,12 @@ fn a_node_behind_a_nat_joins_and_talks_with_a_public_member() {
     );
     let st = status(&mut alice);
     assert!(st["punches"].as_u64().unwrap_or(0) > 0, "{st}");
+    assert_eq!(st["natted"], true, "{st}");
+    // Direct: datagrams both ways between the NAT's public address and the member.
+    let (out, back) = lab.member_datagrams();
+    assert!(out > 0 && back > 0, "{out} out, {back} back");
+    assert_eq!(peer_entry(&mut mem, "alice")["path"], "direct");
+    assert_eq!(st["relayed_peers"], 0, "{st}");
 }
 
 #[test]

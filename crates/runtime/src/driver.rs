@@ -220,7 +220,7 @@ pub async fn spawn_node_with_sink(
     let local_addr = socket.local_addr()?;
     let seed = os_seed();
     let host = Host {
-        local_addr,
+        local_addr: routed_addr(local_addr, params.auth_addr),
         seed: u64::from_le_bytes([
             seed[0], seed[1], seed[2], seed[3], seed[4], seed[5], seed[6], seed[7],
         ]),
@@ -264,6 +264,24 @@ pub async fn spawn_node_with_sink(
         commands: cmd_tx,
         task,
     })
+}
+
+/// The address our datagrams to `toward` leave from: a socket bound to all interfaces
+/// (`0.0.0.0`) takes the address of the interface the OS routes through (found by connecting
+/// a throwaway UDP socket: nothing is sent). The node compares it with the address the auth
+/// server sees to know whether a NAT is in front of it.
+fn routed_addr(local: SocketAddr, toward: SocketAddr) -> SocketAddr {
+    if !local.ip().is_unspecified() {
+        return local;
+    }
+    let any = SocketAddr::new(local.ip(), 0);
+    let ip = std::net::UdpSocket::bind(any)
+        .and_then(|s| s.connect(toward).and_then(|()| s.local_addr()))
+        .map(|a| a.ip());
+    match ip {
+        Ok(ip) if !ip.is_unspecified() => SocketAddr::new(ip, local.port()),
+        _ => local,
+    }
 }
 
 /// Starts the node's group history from the saved summary when there is one that fits;
