@@ -10,7 +10,9 @@ pub struct NodeConfig {
     pub fanout: usize,
     /// With at most this many members online, an author sends a new group message straight to
     /// all of them and nobody forwards it (one hop, one copy each; anti-entropy repairs any
-    /// loss). Above it, push gossip with `fanout`. 0 disables.
+    /// loss). Above it, push gossip with `fanout`. 0 disables. 64: measured faster and
+    /// cheaper than the ring up to there (`docs/PERFORMANCE.md`), and an author's copies of a
+    /// chat message (63 of about 250 bytes) are little for any uplink.
     pub flood_below: usize,
     /// Above `flood_below`: push along a Plumtree-style eager tree (links that deliver a
     /// duplicate are pruned, links that deliver only through repair are grafted) instead of
@@ -111,7 +113,7 @@ impl Default for NodeConfig {
     fn default() -> Self {
         NodeConfig {
             fanout: 4,
-            flood_below: 32,
+            flood_below: 64,
             plumtree: true,
             ring: true,
             ring_ack_timeout: Duration::from_millis(100),

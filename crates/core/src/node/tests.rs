@@ -941,12 +941,12 @@ fn ring_pushes_are_acknowledged_passed_on_by_share_and_handed_on_when_unanswered
         nonce: 1,
         gossip: Vec::new(),
     };
-    // 42 members, more than `flood_below`, all known: ring broadcast.
-    for p in 10..50 {
+    // 72 members, more than `flood_below`, all known: ring broadcast.
+    for p in 10..80 {
         send_as(&mut n, p, &ping);
     }
     drain(&mut n);
-    let mut ring: Vec<NodeId> = [1, 2, 3].into_iter().chain(10..50).map(NodeId).collect();
+    let mut ring: Vec<NodeId> = [1, 2, 3].into_iter().chain(10..80).map(NodeId).collect();
     ring.sort_unstable_by_key(|&x| ring::pos(x));
     let me = NodeId(3);
     let at = ring.iter().position(|&x| x == me).expect("in ring");
