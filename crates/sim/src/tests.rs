@@ -374,3 +374,37 @@ fn a_burst_in_a_big_group_is_never_refused_and_stays_causal() {
     assert_eq!(r.messages, 120, "{r:?}");
     assert!(r.merges > 0, "the second wave needed merges: {r:?}");
 }
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(6))]
+    /// The compact causal metadata (a frontier of at most 48 dots, merges beyond it) against
+    /// a full vector clock: the checker snapshots each author's whole delivered clock when it
+    /// writes, and counts a delivery anywhere that comes before something in that snapshot.
+    /// Bursts of more authors than a message can reference, on a lossy, duplicating network.
+    #[test]
+    fn bursts_of_many_authors_are_never_refused_and_match_a_full_vector_clock(
+        nodes in 50usize..80,
+        waves in 1usize..3,
+        loss in 0.0f64..0.1,
+        seed in 1u64..1_000,
+    ) {
+        let cfg = SimConfig {
+            nodes,
+            messages: nodes * waves,
+            burst: true,
+            loss,
+            dup: 0.02,
+            seed,
+            ..SimConfig::default()
+        };
+        let r = assert_clean(&cfg);
+        proptest::prop_assert_eq!(r.refused, 0, "seed {}: {:?}", seed, r);
+        proptest::prop_assert_eq!(r.messages, nodes * waves, "seed {}: {:?}", seed, r);
+        proptest::prop_assert!(
+            r.clock_bytes_mean <= 64.0,
+            "seed {}: mean causal metadata {} B",
+            seed,
+            r.clock_bytes_mean
+        );
+    }
+}
