@@ -89,7 +89,8 @@ fn a_member_heard_through_a_relay_is_answered_through_it_until_it_is_heard_direc
     // Peer 1's ping comes through peer 2 (at 7002).
     let inner = sealed_from(&n, 1, &PING);
     let relayed = encode_envelope(&Envelope::Relayed { inner: &inner }).expect("fits");
-    n.handle_datagram(Duration::from_secs(3), addr(7002), &relayed);
+    // (Heard directly at the start: a relayed datagram starts a route only 10 s later.)
+    n.handle_datagram(Duration::from_secs(12), addr(7002), &relayed);
     let (sent, _, _) = drain(&mut n);
     let acks = relayed_to(&n, 1, addr(7002), &sent);
     assert!(
@@ -106,7 +107,7 @@ fn a_member_heard_through_a_relay_is_answered_through_it_until_it_is_heard_direc
     );
     // Whatever goes to peer 1 now goes through the relay.
     n.handle_command(
-        Duration::from_secs(3),
+        Duration::from_secs(12),
         Command::Msg {
             to: "p1".into(),
             text: "hi".into(),
@@ -193,11 +194,11 @@ fn a_member_reached_through_a_relay_is_tried_directly_again_every_thirty_seconds
     let mut n = member_node("carol", 3, 6003);
     let inner = sealed_from(&n, 1, &PING);
     let relayed = encode_envelope(&Envelope::Relayed { inner: &inner }).expect("fits");
-    n.handle_datagram(Duration::from_secs(1), addr(7002), &relayed);
+    n.handle_datagram(Duration::from_secs(11), addr(7002), &relayed);
     drain(&mut n);
     let mut direct_pings = Vec::new();
-    let mut t = Duration::from_secs(1);
-    while t <= Duration::from_secs(62) {
+    let mut t = Duration::from_secs(11);
+    while t <= Duration::from_secs(72) {
         n.handle_timeout(t);
         let (sent, _, _) = drain(&mut n);
         if sent_to(&n, 1, &sent)
