@@ -338,40 +338,57 @@ fn a_node_behind_a_nat_joins_and_talks_with_a_public_member() {
     assert_eq!(st["relayed_peers"], 0, "{st}");
 }
 
-#[test]
-fn two_nodes_behind_cone_nats_talk_directly() {
-    let lab = NatLab::new(&["cone", "cone"]);
+/// Two home nodes behind NATs of `kinds` and a public member, after `talk`: the processes
+/// first, so they stop before the lab's namespaces go.
+struct Pair {
+    alice: Proc,
+    bob: Proc,
+    _mem: Proc,
+    _auth: Proc,
+    lab: NatLab,
+    _dir: tempfile::TempDir,
+}
+
+/// Builds the lab for `kinds`, starts everyone, has alice and bob talk, and prints how long
+/// it took.
+fn pair_that_talked(kinds: [&str; 2]) -> Pair {
+    let lab = NatLab::new(&kinds);
     let d = tempdir();
     let dir = path(&d);
-    let (_auth, addr, mut mem) = public_side(&lab, &dir);
+    let (auth, addr, mut mem) = public_side(&lab, &dir);
     let start = Instant::now();
     let (mut alice, mut bob) = homes(&lab, &addr, &dir);
     talk(&mut alice, &mut bob, &mut mem, "");
     eprintln!(
-        "cone/cone: joined and talked in {:.1} s",
+        "{}/{}: joined and talked in {:.1} s",
+        kinds[0],
+        kinds[1],
         start.elapsed().as_secs_f64()
     );
-    let direct = lab.direct_datagrams();
+    Pair {
+        alice,
+        bob,
+        _mem: mem,
+        _auth: auth,
+        lab,
+        _dir: d,
+    }
+}
+
+#[test]
+fn two_nodes_behind_cone_nats_talk_directly() {
+    let mut p = pair_that_talked(["cone", "cone"]);
+    let direct = p.lab.direct_datagrams();
     assert!(direct > 0, "no datagram went directly between the two NATs");
-    assert_eq!(peer_entry(&mut alice, "bob")["path"], "direct");
+    assert_eq!(peer_entry(&mut p.alice, "bob")["path"], "direct");
 }
 
 #[test]
 fn a_node_behind_a_symmetric_nat_talks_with_one_behind_a_cone_nat() {
-    let lab = NatLab::new(&["cone", "symmetric"]);
-    let d = tempdir();
-    let dir = path(&d);
-    let (_auth, addr, mut mem) = public_side(&lab, &dir);
-    let start = Instant::now();
-    let (mut alice, mut bob) = homes(&lab, &addr, &dir);
-    talk(&mut alice, &mut bob, &mut mem, "");
-    eprintln!(
-        "cone/symmetric: joined and talked in {:.1} s",
-        start.elapsed().as_secs_f64()
-    );
+    let mut p = pair_that_talked(["cone", "symmetric"]);
     // No punch opens a path to or from a symmetric NAT: a relay carries it.
-    assert_eq!(peer_entry(&mut alice, "bob")["path"], "relayed");
-    assert_eq!(peer_entry(&mut bob, "alice")["path"], "relayed");
+    assert_eq!(peer_entry(&mut p.alice, "bob")["path"], "relayed");
+    assert_eq!(peer_entry(&mut p.bob, "alice")["path"], "relayed");
 }
 
 #[test]
