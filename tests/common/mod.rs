@@ -464,6 +464,10 @@ impl Tmux {
 
     /// Starts `cmd` (a shell command line) in a 110x30 window named `ui`.
     pub fn start(&self, cmd: &str) {
+        // A session that outlives `ui`: when a test kills `ui` to start it again, the server
+        // must not be on its way out (with no session left, it exits, and a `new-session` that
+        // reaches it in that moment dies with it, hanging up on the program just started).
+        self.run(&["new-session", "-d", "-s", "keep", "sleep 3600"]);
         self.run(&[
             "new-session",
             "-d",
