@@ -162,8 +162,8 @@ pub fn sim(mut a: SimArgs) -> ExitCode {
             );
         }
         println!(
-            "  sent        {} group + {} private messages ({} refused; {} merges folded large frontiers)",
-            report.messages, report.private, report.refused, report.merges
+            "  sent        {} group + {} private messages ({} refused; {} merges folded large frontiers, {} of them shared)",
+            report.messages, report.private, report.refused, report.merges, report.shared_merges
         );
         println!(
             "  delivered   {} of {} node-message pairs ({} missing, {} duplicates, {} causal violations, {} history mismatches)",

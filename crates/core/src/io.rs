@@ -283,6 +283,12 @@ pub struct Stats {
     pub relay_tries: u64,
     /// Pings sent to keep NAT bindings open.
     pub keepalives: u64,
+    /// Merge messages written (see [`HistoryEntry::is_merge`]): before an own message whose
+    /// causal frontier was too large, and shared ones.
+    pub merges: u64,
+    /// Of those, shared merges: this node's bucket of a large frontier, folded once for
+    /// everyone to reference.
+    pub shared_merges: u64,
 }
 
 impl Stats {

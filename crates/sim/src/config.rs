@@ -258,6 +258,10 @@ pub struct Report {
     /// Merge messages written to fold frontiers too large for one message (not counted in
     /// `messages`, `expected` or `delivered`).
     pub merges: u64,
+    /// Of those, shared merges (one member's bucket of a large frontier, folded for everyone
+    /// to reference), summed over the nodes running at the end.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub shared_merges: u64,
     /// Datagrams sent while talking, per delivery.
     pub datagrams_per_delivery: f64,
     /// Private messages written to a user who was away by a sender who then left.

@@ -49,9 +49,7 @@ impl Node {
                 return;
             }
             let chunk = deps[..deps.len().min(MAX_DEPS)].to_vec();
-            let mut merge = self.own_group(now, me, chunk, String::new());
-            merge.sig = self.own.ident.sign(&merge.signed_bytes());
-            self.publish(now, me, merge);
+            self.write_merge(now, me, chunk);
         }
     }
 
@@ -251,6 +249,7 @@ impl Node {
         if !self.net.replaying {
             self.group.stamp(first, now);
         }
+        let any = !delivered.is_empty();
         for (msg, clock) in delivered {
             self.net.stats.group_delivered += 1;
             self.persist(Record::Group(msg.clone()));
@@ -258,6 +257,9 @@ impl Node {
                 let entry = self.group_entry(msg, clock);
                 self.event(Event::Message(Box::new(entry)));
             }
+        }
+        if any {
+            self.check_shared_merge(now);
         }
     }
 

@@ -137,6 +137,20 @@ impl GroupLog {
             .collect()
     }
 
+    /// How many dots a new message of `me` must reference (the frontier, less our own).
+    pub(super) fn frontier_len(&self, me: NodeId) -> usize {
+        self.frontier.len() - usize::from(self.frontier.contains_key(&me))
+    }
+
+    /// The frontier's dots by authors in `lo..=hi`, less our own.
+    pub(super) fn frontier_range(&self, me: NodeId, lo: NodeId, hi: NodeId) -> Vec<Dot> {
+        self.frontier
+            .range(lo..=hi)
+            .filter(|(&a, _)| a != me)
+            .map(|(&a, &s)| Dot::new(a, s))
+            .collect()
+    }
+
     /// Records the hops the delivered copy of `dot` travelled (when hops are recorded).
     pub(super) fn record_hop(&mut self, dot: Dot, hop: u16) {
         if let Some(h) = &mut self.hops {

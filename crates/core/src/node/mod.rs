@@ -700,6 +700,7 @@ impl Node {
             Timer::Hello => self.hello_timer(now),
             Timer::Private => self.private_timer(now),
             Timer::Ring => self.ring_timer(now),
+            Timer::Merge => self.merge_timer(now),
         }
     }
 
@@ -722,6 +723,7 @@ mod life;
 mod mailbox;
 mod members;
 mod membership;
+mod merges;
 mod mirror;
 mod net;
 mod own;

@@ -116,6 +116,7 @@ fn admit_at(n: &mut Node, id: u32, observed: SocketAddr) {
     n.handle_datagram(Duration::ZERO, addr(AUTH), &answer);
 }
 
+mod merges;
 mod relay;
 
 fn member_node(user: &str, id: u32, port: u16) -> Node {

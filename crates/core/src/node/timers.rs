@@ -26,9 +26,11 @@ pub(super) enum Timer {
     Private,
     /// Ring broadcast: send queued acknowledgements; pushes and pings not answered in time.
     Ring,
+    /// Fold our bucket of a large causal frontier into a shared merge.
+    Merge,
 }
 
-const COUNT: usize = 9;
+const COUNT: usize = 10;
 
 impl Timer {
     /// Every timer, in the order due timers fire.
@@ -42,6 +44,7 @@ impl Timer {
         Timer::Hello,
         Timer::Private,
         Timer::Ring,
+        Timer::Merge,
     ];
 }
 
