@@ -373,7 +373,12 @@ impl Sim {
             }
             Some(_) => {
                 let all_up = self.eps[1..].iter().all(|e| e.node.is_some()) && self.auth.is_some();
-                let finished_sending = self.sends_left == 0 && self.privates_left == 0 && all_up;
+                // (A message may still wait in its author's node for shared merges.)
+                let waiting = self.eps[1..]
+                    .iter()
+                    .any(|e| e.node.as_ref().is_some_and(|n| n.commands_waiting() > 0));
+                let finished_sending =
+                    self.sends_left == 0 && self.privates_left == 0 && all_up && !waiting;
                 if finished_sending && self.checker.delivered >= self.checker.expected {
                     self.done = true;
                     return;

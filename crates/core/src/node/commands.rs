@@ -25,10 +25,17 @@ impl Node {
             return;
         }
         self.group.trim(self.cfg.history_in_memory);
-        if self.life.must_wait(&cmd) {
+        if matches!(cmd, Command::Quit) {
+            // Messages waiting for shared merges go out first, folded by us if need be.
+            self.release_folding(now, true);
+        }
+        if self.life.must_wait(&cmd) || (matches!(cmd, Command::Say(_)) && self.fold_first(now)) {
             if !self.life.queue(tag.clone(), cmd) {
                 let start = self.net.out.len();
-                self.error("too many commands waiting for the sign-in; this one is dropped");
+                self.error(
+                    "too many commands waiting (for the sign-in, or for a burst to be folded); \
+                     this one is dropped",
+                );
                 self.tag_replies(start, tag);
             }
             return;

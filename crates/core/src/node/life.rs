@@ -3,6 +3,7 @@
 
 use crate::io::Command;
 use std::collections::VecDeque;
+use std::time::Duration;
 
 /// Commands kept while signing in (they run, in order, once signed in).
 const QUEUED_COMMANDS_MAX: usize = 10_000;
@@ -44,6 +45,9 @@ pub(super) struct Lifecycle {
     pub(super) settle_asked: bool,
     /// Commands given before the sign-in, with their tags: run in order once signed in.
     queued: VecDeque<(Option<String>, Command)>,
+    /// A message waits for shared merges (see `merges`) until then, and the commands given
+    /// after it wait behind it.
+    pub(super) folding_until: Option<Duration>,
 }
 
 impl Default for Lifecycle {
@@ -55,6 +59,7 @@ impl Default for Lifecycle {
             restored: false,
             settle_asked: false,
             queued: VecDeque::new(),
+            folding_until: None,
         }
     }
 }
@@ -78,7 +83,7 @@ impl Lifecycle {
 
     /// The next waiting command, once the node is ready and not stopped.
     pub(super) fn next_queued(&mut self) -> Option<(Option<String>, Command)> {
-        if !self.ready_sent || self.phase == Phase::Stopped {
+        if !self.ready_sent || self.phase == Phase::Stopped || self.folding_until.is_some() {
             return None;
         }
         self.queued.pop_front()

@@ -12,9 +12,14 @@
 //! (the merge references them), so one merge per bucket serves every later writer: the
 //! frontier shrinks to about one dot per bucket, 32 at 1,000 members. The others never write
 //! a shared merge; where views disagree two members of a bucket may both write one, which
-//! costs a message and nothing else. An author whose frontier is still too large when it
-//! writes (the shared merges are not in yet) falls back to merges of its own.
+//! costs a message and nothing else.
+//!
+//! A message written while the frontier is too large (the burst is still coming in, and the
+//! shared merges with it) waits for them, up to [`FOLD_WAIT`], and the user's later commands
+//! wait behind it, in order; then, if the frontier still does not fit, its author folds the
+//! rest into merges of its own. `/quit` sends waiting messages at once.
 
+use super::life::Phase;
 use super::timers::Timer;
 use super::Node;
 use p2pchat_proto::wire::MAX_DEPS;
@@ -30,11 +35,55 @@ pub(super) const BUCKET: u32 = 32;
 /// shared merge per `SETTLE` while more of the burst arrives.
 pub(super) const SETTLE: Duration = Duration::from_millis(100);
 
+/// The longest a message waits for shared merges before its author folds the frontier itself.
+pub(super) const FOLD_WAIT: Duration = Duration::from_secs(2);
+
 impl Node {
+    /// Whether a message about to be written should wait for shared merges: its frontier is
+    /// too large to reference. From then until the frontier shrinks (or [`FOLD_WAIT`]
+    /// passes), it and the commands after it wait, in order.
+    pub(super) fn fold_first(&mut self, now: Duration) -> bool {
+        let Some(me) = self.own.node_id else {
+            return false;
+        };
+        if self.life.phase != Phase::Member || self.group.frontier_len(me) <= MAX_DEPS {
+            return false;
+        }
+        let until = now + FOLD_WAIT;
+        self.life.folding_until = Some(until);
+        self.set_timer(Timer::Folding, until);
+        true
+    }
+
+    /// Runs the commands that wait for shared merges once the frontier fits a message, once
+    /// they waited [`FOLD_WAIT`], or at once with `now_anyway` (we are leaving).
+    pub(super) fn release_folding(&mut self, now: Duration, now_anyway: bool) {
+        let Some(until) = self.life.folding_until else {
+            return;
+        };
+        let fits = self
+            .own
+            .node_id
+            .is_some_and(|me| self.group.frontier_len(me) <= MAX_DEPS);
+        if !(fits || now_anyway || now >= until) {
+            self.set_timer(Timer::Folding, until);
+            return;
+        }
+        self.life.folding_until = None;
+        self.run_queued(now);
+    }
+
     /// After deliveries: a designee whose frontier outgrew a message folds its bucket soon.
     pub(super) fn check_shared_merge(&mut self, now: Duration) {
         if self.shared_merge_deps().is_some() {
             self.set_timer(Timer::Merge, now + SETTLE);
+        }
+        if self.life.folding_until.is_some() {
+            let me = self.own.node_id;
+            if me.is_some_and(|me| self.group.frontier_len(me) <= MAX_DEPS) {
+                // Released from the timer, not from within this delivery.
+                self.set_timer(Timer::Folding, now);
+            }
         }
     }
 

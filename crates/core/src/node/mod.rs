@@ -363,6 +363,12 @@ impl Node {
         self.conversations.pending()
     }
 
+    /// Commands not carried out yet: given before the sign-in, or behind a message that
+    /// waits for shared merges.
+    pub fn commands_waiting(&self) -> usize {
+        self.life.queued_len()
+    }
+
     /// Hops travelled by the copy of `dot` that was delivered here (0 for own messages;
     /// recorded only with [`NodeConfig::record_hops`]).
     pub fn delivery_hop(&self, dot: Dot) -> Option<u16> {
@@ -701,6 +707,7 @@ impl Node {
             Timer::Private => self.private_timer(now),
             Timer::Ring => self.ring_timer(now),
             Timer::Merge => self.merge_timer(now),
+            Timer::Folding => self.release_folding(now, false),
         }
     }
 

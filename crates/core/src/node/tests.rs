@@ -1236,6 +1236,8 @@ fn a_message_is_never_refused_however_many_authors_talk_at_once() {
         Duration::from_secs(1),
         Command::Say("after the burst".into()),
     );
+    // It waits for shared merges (nobody here writes one), then folds the frontier itself.
+    n.handle_timeout(Duration::from_secs(1) + crate::node::merges::FOLD_WAIT);
     let (_, ev, records) = drain(&mut n);
     assert!(
         !ev.iter().any(|e| matches!(e, Event::Error { .. })),

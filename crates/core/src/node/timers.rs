@@ -28,9 +28,11 @@ pub(super) enum Timer {
     Ring,
     /// Fold our bucket of a large causal frontier into a shared merge.
     Merge,
+    /// Messages that wait for shared merges: the frontier shrank, or they waited long enough.
+    Folding,
 }
 
-const COUNT: usize = 10;
+const COUNT: usize = 11;
 
 impl Timer {
     /// Every timer, in the order due timers fire.
@@ -45,6 +47,7 @@ impl Timer {
         Timer::Private,
         Timer::Ring,
         Timer::Merge,
+        Timer::Folding,
     ];
 }
 

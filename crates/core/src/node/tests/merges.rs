@@ -2,7 +2,7 @@
 //! the bucket's part of its frontier once, and everyone else references that merge.
 
 use super::*;
-use crate::node::merges::{BUCKET, SETTLE};
+use crate::node::merges::{BUCKET, FOLD_WAIT, SETTLE};
 
 /// A member with id `id`, after `authors` each wrote a message nobody else had seen (fake
 /// peers 1 and 2 are live too, and wrote nothing).
@@ -100,12 +100,6 @@ fn only_the_lowest_live_member_of_a_bucket_folds_it() {
     let mut n = after_a_burst(41, &authors);
     assert!(own_messages(&mut n, Duration::from_secs(5)).is_empty());
     assert_eq!(n.stats().shared_merges, 0);
-    // When it writes, it folds what it must into merges of its own, as before.
-    n.handle_command(Duration::from_secs(6), Command::Say("after".into()));
-    let own = own_messages(&mut n, Duration::from_secs(6));
-    assert_eq!(own.len(), 2, "one merge of its own, then the text: {own:?}");
-    assert_eq!(own[1].text, "after");
-    assert_eq!(n.stats().merges, 1);
 }
 
 #[test]
@@ -114,4 +108,68 @@ fn a_small_frontier_is_never_folded() {
     let authors: Vec<u32> = (33..=80).collect();
     let mut n = after_a_burst(32, &authors);
     assert!(own_messages(&mut n, Duration::from_secs(5)).is_empty());
+}
+
+/// A merge by fake peer `p` (its message `seq`) referencing `deps` (each at seq 1).
+fn merge_by(p: u32, seq: u64, deps: impl IntoIterator<Item = u32>) -> Message {
+    let deps: Vec<(u32, u64)> = deps.into_iter().map(|a| (a, 1)).collect();
+    let mut msg = GroupMsg {
+        text: String::new(),
+        ..group(p, seq, 2, &deps)
+    };
+    msg.sig = peer_ident(p).sign(&msg.signed_bytes());
+    Message::Group { hop: 0, msg }
+}
+
+#[test]
+fn a_message_written_mid_burst_waits_for_the_shared_merges_and_the_next_waits_behind_it() {
+    let authors: Vec<u32> = (40..=100).filter(|&a| a != 41).collect();
+    let mut n = after_a_burst(41, &authors);
+    let t = Duration::from_millis(10);
+    n.handle_command(t, Command::Say("first".into()));
+    n.handle_command(t, Command::Say("second".into()));
+    assert!(own_messages(&mut n, t).is_empty(), "both wait");
+    assert_eq!(n.commands_waiting(), 2);
+    // Bucket 32..=63's designee folds it: 38 dots are left, which fit.
+    send_as(&mut n, 40, &merge_by(40, 2, 42..=63));
+    let own = own_messages(&mut n, t);
+    assert_eq!(own.len(), 2, "no merge of its own: {own:?}");
+    assert_eq!(
+        (own[0].text.as_str(), own[1].text.as_str()),
+        ("first", "second")
+    );
+    assert!(own[0].deps.contains(&Dot::new(NodeId(40), 2)));
+    assert_eq!(n.stats().merges, 0);
+    assert_eq!(n.commands_waiting(), 0);
+}
+
+#[test]
+fn a_message_folds_the_frontier_itself_when_no_shared_merge_comes() {
+    let authors: Vec<u32> = (40..=100).filter(|&a| a != 41).collect();
+    let mut n = after_a_burst(41, &authors);
+    let t = Duration::from_millis(10);
+    n.handle_command(t, Command::Say("late".into()));
+    assert!(own_messages(&mut n, t + FOLD_WAIT / 2).is_empty());
+    let own = own_messages(&mut n, t + FOLD_WAIT);
+    assert_eq!(own.len(), 2, "a merge of its own, then the text: {own:?}");
+    assert_eq!(own[1].text, "late");
+    assert!(own.iter().all(|m| m.deps.len() <= MAX_DEPS));
+}
+
+#[test]
+fn quitting_sends_the_messages_that_wait_for_shared_merges() {
+    let authors: Vec<u32> = (40..=100).filter(|&a| a != 41).collect();
+    let mut n = after_a_burst(41, &authors);
+    let t = Duration::from_millis(10);
+    n.handle_command(t, Command::Say("bye all".into()));
+    n.handle_command(t, Command::Quit);
+    let (_, _, records) = drain(&mut n);
+    let texts: Vec<String> = records
+        .into_iter()
+        .filter_map(|r| match r {
+            Record::Group(m) if m.author == NodeId(41) => Some(m.text),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(texts, ["", "bye all"], "folded and written before leaving");
 }
