@@ -337,12 +337,26 @@ async fn run(args: &BenchArgs, messages: usize) -> anyhow::Result<serde_json::Va
         c.command(Command::Status);
     }
     let mut statuses = 0;
+    // Where the datagrams went, summed over the nodes: ring retries and hand-overs, group
+    // payloads received twice, merges written.
+    let mut counters = [0u64; 5];
     let until = Instant::now() + Duration::from_secs(5);
     while statuses < n {
         let left = until.saturating_duration_since(Instant::now());
         match tokio::time::timeout(left, rx.recv()).await {
             Ok(Some((_, Event::Status(s), _))) => {
                 datagrams += s.stats.datagrams_out;
+                let st = &s.stats;
+                let now = [
+                    st.ring_retries,
+                    st.ring_handovers,
+                    st.group_duplicates,
+                    st.merges,
+                    st.shared_merges,
+                ];
+                for (c, v) in counters.iter_mut().zip(now) {
+                    *c += v;
+                }
                 statuses += 1;
             }
             Ok(Some(_)) => {}
@@ -362,6 +376,16 @@ async fn run(args: &BenchArgs, messages: usize) -> anyhow::Result<serde_json::Va
         "datagrams_per_delivery_all_phases".into(),
         json!((datagrams as f64 / d * 100.0).round() / 100.0),
     );
+    let names = [
+        "ring_retries",
+        "ring_handovers",
+        "duplicates",
+        "merges",
+        "shared_merges",
+    ];
+    for (name, v) in names.into_iter().zip(counters) {
+        o.insert(name.into(), json!(v));
+    }
     o.insert("cpu_s".into(), json!((cpu * 100.0).round() / 100.0));
     o.insert("peak_rss_bytes".into(), json!(peak_rss_bytes()));
     o.insert(
