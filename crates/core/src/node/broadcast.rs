@@ -391,8 +391,15 @@ impl Node {
         let most = self.cfg.repair_max_datagrams * (BATCH_BUDGET / 64 + 1);
         // What arrived within a few round trips is likely on its way to them by push: a
         // copy now would be a duplicate (at internet latency, most of the redundancy). If
-        // they still lack it at the next digest, it goes then.
-        let grace = self.spread.ring.srtt().map_or(Duration::ZERO, |s| 4 * s);
+        // they still lack it at the next digest, it goes then. Two acknowledgement timeouts
+        // at least: on a loaded machine the round trip grows far past the last estimate, and
+        // the timeout's back-off is what shows it.
+        let timeout = self.spread.ring.timeout(self.cfg.ring_ack_timeout);
+        let grace = self
+            .spread
+            .ring
+            .srtt()
+            .map_or(Duration::ZERO, |s| (4 * s).max(2 * timeout));
         let fresh = self.group.fresh_from(now, grace);
         let (missing, they_are_ahead) = self.group.compare(lo, hi, &entries, most, fresh);
         if !missing.is_empty() {

@@ -73,7 +73,7 @@ pub(super) struct GroupLog {
 }
 
 /// How long delivery times are kept: the longest a message counts as still spreading.
-pub(super) const FRESH_MAX: Duration = Duration::from_secs(2);
+pub(super) const FRESH_MAX: Duration = Duration::from_secs(4);
 /// Most delivery stamps kept (older ones count as settled).
 const STAMPS_MAX: usize = 8192;
 

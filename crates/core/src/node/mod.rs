@@ -723,6 +723,7 @@ mod clocks;
 mod commands;
 mod devices;
 mod direct;
+mod flow;
 mod group;
 mod handover;
 mod join;

@@ -971,7 +971,8 @@ fn ring_pushes_are_acknowledged_passed_on_by_share_and_handed_on_when_unanswered
         assert_eq!(ring_limits(&n, p.0, &sent), want, "to {p:?}");
     }
     // A finger whose part holds more members stays silent, the others acknowledge: one
-    // retry, then its part goes to the member after it, and it gets a ping instead.
+    // retry; then it is left out, pinged and reported, and once it has been silent for three
+    // timeouts, its part goes to the member after it.
     let next_of =
         |x: NodeId| ring[(ring.iter().position(|&y| y == x).expect("in") + 1) % ring.len()];
     let &(silent, part) = expect
@@ -988,12 +989,16 @@ fn ring_pushes_are_acknowledged_passed_on_by_share_and_handed_on_when_unanswered
     let (sent, _, _) = drain(&mut n);
     assert_eq!(ring_limits(&n, silent.0, &sent), vec![part]);
     assert_eq!(n.stats().ring_retries, 1);
+    // (The retry's timeout is doubled: Karn's back-off.) Silent since the first attempt,
+    // three timeouts and more: left out, pinged, reported, and its part handed on.
     n.handle_timeout(Duration::from_millis(200));
+    assert_eq!(drain(&mut n).0.len(), 0, "the retry waits twice as long");
+    n.handle_timeout(Duration::from_millis(400));
     let (sent, _, _) = drain(&mut n);
-    assert_eq!(ring_limits(&n, next_of(silent).0, &sent), vec![part]);
     assert!(sent_to(&n, silent.0, &sent)
         .iter()
         .any(|m| matches!(m, Message::Ping { .. })));
+    assert_eq!(ring_limits(&n, next_of(silent).0, &sent), vec![part]);
     assert_eq!(n.stats().ring_handovers, 1);
     // The members that push to the silent one are told (they check for themselves).
     let told: Vec<NodeId> = ring
