@@ -394,7 +394,7 @@ impl Node {
         // they still lack it at the next digest, it goes then. Two acknowledgement timeouts
         // at least: on a loaded machine the round trip grows far past the last estimate, and
         // the timeout's back-off is what shows it.
-        let timeout = self.spread.ring.timeout(self.cfg.ring_ack_timeout);
+        let timeout = self.spread.ring.rto(self.cfg.ring_ack_timeout);
         let grace = self
             .spread
             .ring

@@ -131,7 +131,7 @@ impl Ring {
     /// 100 nodes on 2 cores retried 1.6 pushes per delivery for a single message per node.
     /// It is the node's, not the push's: a crashed member backs off only until another
     /// member's acknowledgement resets it, so it is not kept in the ring longer.
-    fn rto(&self, initial: Duration) -> Duration {
+    pub(super) fn rto(&self, initial: Duration) -> Duration {
         let base = match self.srtt {
             Some(srtt) => srtt + 4 * self.rttvar,
             None => initial,
@@ -145,11 +145,6 @@ impl Ring {
         self.srtt
             .map_or(initial, |srtt| srtt + 4 * self.rttvar)
             .clamp(RTO_MIN, RTO_MAX)
-    }
-
-    /// The acknowledgement timeout now (see [`Ring::rto`]).
-    pub(super) fn timeout(&self, initial: Duration) -> Duration {
-        self.rto(initial)
     }
 
     /// A push went unanswered in time: the timeout doubles, once per timeout period.

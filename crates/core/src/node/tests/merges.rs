@@ -96,8 +96,7 @@ fn the_lowest_live_member_of_a_bucket_folds_its_part_of_a_large_frontier_once() 
 #[test]
 fn only_the_lowest_live_member_of_a_bucket_folds_it() {
     // Node 41 shares its bucket with author 40, who is live: 40 folds it, not 41.
-    let authors: Vec<u32> = (40..=100).filter(|&a| a != 41).collect();
-    let mut n = after_a_burst(41, &authors);
+    let mut n = mid_burst();
     assert!(own_messages(&mut n, Duration::from_secs(5)).is_empty());
     assert_eq!(n.stats().shared_merges, 0);
 }
@@ -121,11 +120,16 @@ fn merge_by(p: u32, seq: u64, deps: impl IntoIterator<Item = u32>) -> Message {
     Message::Group { hop: 0, msg }
 }
 
+/// Node 41 after a burst of the 60 authors 40..=100 but itself: a frontier too large for a
+/// message, and author 40 is the designee of its bucket, not 41.
+fn mid_burst() -> Node {
+    let authors: Vec<u32> = (40..=100).filter(|&a| a != 41).collect();
+    after_a_burst(41, &authors)
+}
+
 #[test]
 fn a_message_written_mid_burst_waits_for_the_shared_merges_and_the_next_waits_behind_it() {
-    let authors: Vec<u32> = (40..=100).filter(|&a| a != 41).collect();
-    let mut n = after_a_burst(41, &authors);
-    let t = Duration::from_millis(10);
+    let (mut n, t) = (mid_burst(), Duration::from_millis(10));
     n.handle_command(t, Command::Say("first".into()));
     n.handle_command(t, Command::Say("second".into()));
     assert!(own_messages(&mut n, t).is_empty(), "both wait");
@@ -145,9 +149,7 @@ fn a_message_written_mid_burst_waits_for_the_shared_merges_and_the_next_waits_be
 
 #[test]
 fn a_message_folds_the_frontier_itself_when_no_shared_merge_comes() {
-    let authors: Vec<u32> = (40..=100).filter(|&a| a != 41).collect();
-    let mut n = after_a_burst(41, &authors);
-    let t = Duration::from_millis(10);
+    let (mut n, t) = (mid_burst(), Duration::from_millis(10));
     n.handle_command(t, Command::Say("late".into()));
     assert!(own_messages(&mut n, t + FOLD_WAIT / 2).is_empty());
     let own = own_messages(&mut n, t + FOLD_WAIT);
@@ -158,9 +160,7 @@ fn a_message_folds_the_frontier_itself_when_no_shared_merge_comes() {
 
 #[test]
 fn quitting_sends_the_messages_that_wait_for_shared_merges() {
-    let authors: Vec<u32> = (40..=100).filter(|&a| a != 41).collect();
-    let mut n = after_a_burst(41, &authors);
-    let t = Duration::from_millis(10);
+    let (mut n, t) = (mid_burst(), Duration::from_millis(10));
     n.handle_command(t, Command::Say("bye all".into()));
     n.handle_command(t, Command::Quit);
     let (_, _, records) = drain(&mut n);
