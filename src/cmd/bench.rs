@@ -6,7 +6,9 @@
 //!   node has every message.
 //!
 //! Wire bytes are read from the loopback interface counters (as the gossipsub anchor does), so
-//! they include IP/UDP headers and all protocol traffic in the phase. Nodes use in-memory
+//! they include IP/UDP headers and all protocol traffic in the phase. The JSON also sums the
+//! nodes' own counters at the end (`ring_retries`, `ring_handovers`, `duplicates`, `merges`,
+//! `shared_merges`), which say where extra datagrams went. Nodes use in-memory
 //! stores: this measures the network path; persistence cost is measured separately.
 
 use anyhow::{bail, Context};
