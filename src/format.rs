@@ -81,6 +81,7 @@ pub(crate) fn path(p: PeerPath) -> String {
         PeerPath::Direct => String::new(),
         PeerPath::Relayed { via: Some(v) } => format!(", through a relay (node {v})"),
         PeerPath::Relayed { via: None } => ", through a relay".to_string(),
+        PeerPath::Server => ", through the auth server".to_string(),
     }
 }
 

@@ -90,9 +90,18 @@ pub fn event(e: &Event) -> Value {
         Event::Peers(list) => {
             json!({"event": "peers", "peers": list.iter().map(|(p, s, via)| {
                 let mut v = json!({"user": p.user, "node_id": p.node_id.0, "addr": p.addr.to_string(), "status": status(*s), "path": "direct"});
-                if let (PeerPath::Relayed { via }, Value::Object(m)) = (via, &mut v) {
-                    m.insert("path".into(), json!("relayed"));
-                    m.insert("via".into(), json!(via.map(|v| v.0)));
+                if let Value::Object(m) = &mut v {
+                    match via {
+                        PeerPath::Direct => {}
+                        PeerPath::Relayed { via } => {
+                            m.insert("path".into(), json!("relayed"));
+                            m.insert("via".into(), json!(via.map(|v| v.0)));
+                        }
+                        PeerPath::Server => {
+                            m.insert("path".into(), json!("relayed"));
+                            m.insert("via".into(), json!("server"));
+                        }
+                    }
                 }
                 v
             }).collect::<Vec<_>>()})

@@ -39,6 +39,10 @@ pub struct AuthArgs {
     /// says how to revoke one.
     #[arg(long, default_value_t = p2pchat_core::AuthConfig::default().max_devices)]
     pub max_devices: usize,
+    /// Datagrams a second this server passes on for one node whose peers no member relays
+    /// for (every member behind a NAT; the relay of last resort, sealed end to end). 0: none.
+    #[arg(long, default_value_t = p2pchat_core::AuthConfig::default().relay_rate)]
+    pub relay_rate: u32,
 }
 
 /// `p2pchat auth-server`.
@@ -54,6 +58,7 @@ pub fn auth_server(args: AuthArgs) -> anyhow::Result<()> {
         max_nodes: args.max_nodes,
         source_signups: args.signup_rate,
         max_devices: args.max_devices,
+        relay_rate: args.relay_rate,
         ..AuthConfig::default()
     };
     let creds = Box::new(Argon2Credentials::default());

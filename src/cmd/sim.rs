@@ -56,7 +56,8 @@ pub struct SimArgs {
     #[arg(long, default_value_t = 0.0)]
     natted: f64,
     /// Share of those NATs that give each destination its own port (symmetric): a node
-    /// behind one reaches other nodes behind NATs only through a relay.
+    /// behind one reaches other nodes behind NATs only through a relay (a member that
+    /// reaches both, else the auth server).
     #[arg(long, default_value_t = 0.0)]
     symmetric: f64,
     /// Gossip fanout.
@@ -151,8 +152,8 @@ pub fn sim(mut a: SimArgs) -> ExitCode {
         println!("p2pchat sim: {} nodes, seed {}", report.nodes, report.seed);
         if report.natted > 0 {
             println!(
-                "  NATs        {} nodes behind a NAT ({} symmetric); {} datagrams dropped by them; {} passed on by relays",
-                report.natted, report.symmetric, report.nat_dropped, report.relayed
+                "  NATs        {} nodes behind a NAT ({} symmetric); {} datagrams dropped by them; {} passed on by member relays, {} by the auth server",
+                report.natted, report.symmetric, report.nat_dropped, report.relayed, report.server_relayed
             );
         }
         if report.devices > 0 {

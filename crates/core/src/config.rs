@@ -226,6 +226,9 @@ pub struct AuthConfig {
     /// of the newcomer lets the member's answer in), and `PunchAsk`s are answered. The
     /// simulator models no NAT and turns it off.
     pub rendezvous: bool,
+    /// The server relays for two nodes no member relays for (every member behind a NAT):
+    /// at most this many datagrams a second per node, twice that in a burst (0: never).
+    pub relay_rate: u32,
 }
 
 impl Default for AuthConfig {
@@ -247,6 +250,7 @@ impl Default for AuthConfig {
             source_signups: 100,
             max_devices: 8,
             rendezvous: true,
+            relay_rate: 100,
         }
     }
 }

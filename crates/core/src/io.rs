@@ -162,6 +162,8 @@ pub enum PeerPath {
         /// The relay.
         via: Option<NodeId>,
     },
+    /// Through the auth server, the last resort when no member reaches both sides.
+    Server,
 }
 
 /// Group chat or a private conversation.

@@ -9,6 +9,7 @@
 //!   delivery, private messages with acknowledgements and retransmission, failure detection.
 //! - [`auth`]: [`AuthServer`]: signup/signin, stable node ids, node cap, newcomer queue.
 //! - [`config`]: every tunable, documented, with defaults.
+//! - `budget`: token buckets per sender, for whoever relays.
 //! - [`mail`]: store-and-forward of private messages for absent recipients (mailboxes).
 //! - [`io`]: the shared vocabulary of drivers: [`Output`], [`Event`], [`Record`], [`Command`].
 //!
@@ -27,6 +28,7 @@ pub(crate) type HashMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::
 pub(crate) type HashSet<T> = std::collections::HashSet<T, foldhash::fast::FixedState>;
 
 pub mod auth;
+mod budget;
 pub mod config;
 pub mod io;
 pub mod mail;

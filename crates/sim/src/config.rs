@@ -149,8 +149,8 @@ impl SimConfig {
                 "--offline-private needs two nodes a pair besides --crash, and 3 more (mailboxes)",
             );
         }
-        if !(0.0..1.0).contains(&self.natted) {
-            return bad("--natted must be a fraction in [0, 1)");
+        if !(0.0..=1.0).contains(&self.natted) {
+            return bad("--natted must be a fraction in [0, 1]");
         }
         if !(0.0..=1.0).contains(&self.symmetric) {
             return bad("--symmetric must be a fraction in [0, 1]");
@@ -288,6 +288,9 @@ pub struct Report {
     /// Datagrams passed on by relays (nodes up at the end).
     #[serde(skip_serializing_if = "is_zero")]
     pub relayed: u64,
+    /// Datagrams the auth server passed on (the relay of last resort; since its last start).
+    #[serde(skip_serializing_if = "is_zero")]
+    pub server_relayed: u64,
 }
 
 fn is_zero<T: Default + PartialEq>(v: &T) -> bool {

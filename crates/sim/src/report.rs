@@ -142,6 +142,7 @@ impl Sim {
             symmetric: self.nats.symmetric_count(),
             nat_dropped: self.nats.dropped,
             relayed,
+            server_relayed: self.auth.as_ref().map_or(0, |a| a.stats().relayed),
         }
     }
 }

@@ -92,6 +92,25 @@ fn nodes_behind_symmetric_nats_lose_nothing_through_relays() {
 }
 
 #[test]
+fn when_every_node_is_behind_a_nat_the_auth_server_relays_for_the_symmetric_ones() {
+    // No member reaches a node behind a symmetric NAT: only the server can relay.
+    for seed in [1, 2] {
+        let r = assert_clean(&SimConfig {
+            nodes: 30,
+            natted: 1.0,
+            symmetric: 0.3,
+            messages: 60,
+            private: 15,
+            loss: 0.05,
+            seed,
+            ..SimConfig::default()
+        });
+        assert!(r.natted == 30 && r.symmetric > 3, "seed {seed}: {r:?}");
+        assert!(r.server_relayed > 0, "seed {seed}: {r:?}");
+    }
+}
+
+#[test]
 fn heavy_loss_and_duplication_lose_nothing() {
     for seed in [1, 2] {
         assert_clean(&SimConfig {

@@ -19,6 +19,7 @@
 //!   over an authenticated link and get renewed certificates at half-life.
 
 pub mod directory;
+mod relay;
 mod requests;
 
 use crate::config::AuthConfig;
@@ -111,6 +112,8 @@ pub struct AuthServer {
     /// The members that polled last, newest last: a newcomer is also told to send to some
     /// of them (rendezvous), in case the member bootstrapping it cannot be reached.
     pollers: VecDeque<p2pchat_proto::PeerInfo>,
+    /// Where each node was last seen, and the relay budgets (the relay of last resort).
+    relay: relay::ServerRelay,
 }
 
 /// Members a newcomer is told to send to besides the one bootstrapping it.
@@ -148,6 +151,7 @@ impl AuthServer {
         wall_ms: u64,
     ) -> Self {
         let mut crng = secure::crypto_rng(crypto_seed);
+        let cfg_relay_rate = cfg.relay_rate;
         let cookie_secret = secure::seed_from(&mut crng);
         let mut server = AuthServer {
             cfg,
@@ -172,6 +176,7 @@ impl AuthServer {
             owners: HashMap::new(),
             punches: HashMap::new(),
             pollers: VecDeque::new(),
+            relay: relay::ServerRelay::new(cfg_relay_rate),
         };
         let mut have_keys = false;
         for record in records {
@@ -279,6 +284,7 @@ impl AuthServer {
                 let Some(payload) = self.open_link(now, id, epoch, counter, cert, sealed) else {
                     return;
                 };
+                self.relay.saw(id, from, now);
                 match decode(&payload) {
                     Ok(Message::Fetch { node_id }) if node_id == id => {
                         self.fetch(now, from, node_id)
@@ -294,6 +300,7 @@ impl AuthServer {
                     Err(_) => self.stats.malformed += 1,
                 }
             }
+            Envelope::Relay { to, inner } => self.handle_relay(now, from, to, inner),
             _ => self.stats.unauthenticated += 1,
         }
     }
@@ -710,6 +717,7 @@ impl AuthServer {
         } = admitted;
         self.owners.insert(node_id, user.to_string());
         self.certs.insert(node_id, (user.to_string(), cert.clone()));
+        self.relay.saw(node_id, from, now);
         self.out.push_back(Output::Event(Event::Admitted {
             user: user.to_string(),
             node_id,

@@ -683,3 +683,103 @@ fn a_signup_asked_again_by_the_same_node_is_admitted_not_taken() {
     );
     assert_eq!(s.user_count(), 1);
 }
+
+#[test]
+fn the_server_relays_a_nodes_own_datagrams_to_a_node_it_sees_within_a_budget() {
+    let mut s = server(10);
+    let t = Duration::ZERO;
+    let a = auth(&mut s, t, 5000, 1, "alice", "pw", true).expect("alice");
+    let b = auth(&mut s, t, 5001, 1, "bob", "pw", true).expect("bob");
+    fetch(&mut s, t, 5000, "alice", &a);
+    fetch(&mut s, t, 5001, "bob", &b);
+    // alice's own link datagram for bob, sealed for bob alone.
+    let mut link = Link::new(
+        &client_ident(5000),
+        a.node_id,
+        b.node_id,
+        client_ident(5001).dh_pk,
+    );
+    let mut datagram = |counter_epoch: u32| {
+        link.seal(a.node_id, counter_epoch, b"hello bob", None)
+            .expect("seal")
+    };
+    let inner = datagram(1);
+    let wrap =
+        |to: NodeId, inner: &[u8]| encode_envelope(&Envelope::Relay { to, inner }).expect("fits");
+    let relay = wrap(b.node_id, &inner);
+    s.handle_datagram(t, addr(5000), &relay);
+    let to_bob = sends_to(&mut s, addr(5001));
+    assert_eq!(
+        to_bob.len(),
+        1,
+        "passed on to bob where the server sees him"
+    );
+    assert!(to_bob[0].len() < relay.len(), "never larger than what came");
+    match decode_envelope(&to_bob[0]) {
+        Ok(Envelope::Relayed { inner: got }) => assert_eq!(got, &inner[..]),
+        other => panic!("unexpected {other:?}"),
+    }
+    // From another address than alice's, or with bob's id inside: nothing.
+    s.handle_datagram(t, addr(6000), &relay);
+    let mut as_bob = Link::new(
+        &client_ident(5001),
+        b.node_id,
+        a.node_id,
+        client_ident(5000).dh_pk,
+    );
+    let forged = as_bob.seal(b.node_id, 1, b"x", None).expect("seal");
+    s.handle_datagram(t, addr(5000), &wrap(a.node_id, &forged));
+    assert!(sends(&mut s).is_empty());
+    assert_eq!(s.stats().unauthenticated, 2);
+    // To a node the server does not know, or to alice herself: refused.
+    s.handle_datagram(t, addr(5000), &wrap(NodeId(99), &inner));
+    s.handle_datagram(t, addr(5000), &wrap(a.node_id, &inner));
+    assert!(sends(&mut s).is_empty());
+    assert_eq!(s.stats().relay_refused, 2);
+    // A burst of twice the rate, then refused.
+    let rate = AuthConfig::default().relay_rate as usize;
+    let passed = (0..4 * rate)
+        .filter(|&i| {
+            s.handle_datagram(t, addr(5000), &wrap(b.node_id, &datagram(i as u32 + 2)));
+            !sends_to(&mut s, addr(5001)).is_empty()
+        })
+        .count();
+    assert_eq!(
+        passed,
+        2 * rate - 1,
+        "the first one came out of the same burst"
+    );
+    // bob silent for a while: no longer relayed to.
+    let later = Duration::from_secs(40);
+    fetch(&mut s, later, 5000, "alice", &a);
+    s.handle_datagram(later, addr(5000), &wrap(b.node_id, &datagram(9_999)));
+    assert!(sends_to(&mut s, addr(5001)).is_empty());
+}
+
+#[test]
+fn a_server_told_not_to_relay_passes_nothing_on() {
+    let mut s = server_with(
+        AuthConfig {
+            relay_rate: 0,
+            ..AuthConfig::default()
+        },
+        &[],
+    );
+    let t = Duration::ZERO;
+    let a = auth(&mut s, t, 5000, 1, "alice", "pw", true).expect("alice");
+    let b = auth(&mut s, t, 5001, 1, "bob", "pw", true).expect("bob");
+    let mut link = Link::new(
+        &client_ident(5000),
+        a.node_id,
+        b.node_id,
+        client_ident(5001).dh_pk,
+    );
+    let inner = link.seal(a.node_id, 1, b"hello", None).expect("seal");
+    let relay = encode_envelope(&Envelope::Relay {
+        to: b.node_id,
+        inner: &inner,
+    })
+    .expect("fits");
+    s.handle_datagram(t, addr(5000), &relay);
+    assert!(sends(&mut s).is_empty());
+}

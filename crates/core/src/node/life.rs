@@ -45,6 +45,9 @@ pub(super) struct Lifecycle {
     pub(super) settle_asked: bool,
     /// Commands given before the sign-in, with their tags: run in order once signed in.
     queued: VecDeque<(Option<String>, Command)>,
+    /// Since when the node waits to be bootstrapped (across admissions: a newcomer nobody
+    /// bootstrapped signs in again).
+    pub(super) awaiting_since: Option<Duration>,
     /// A message waits for shared merges (see `merges`) until then, and the commands given
     /// after it wait behind it.
     pub(super) folding_until: Option<Duration>,
@@ -60,6 +63,7 @@ impl Default for Lifecycle {
             settle_asked: false,
             queued: VecDeque::new(),
             folding_until: None,
+            awaiting_since: None,
         }
     }
 }

@@ -145,19 +145,23 @@ impl Node {
         let mut next: Option<Duration> = None;
         let mut punch = Vec::new();
         let mut relay = Vec::new();
+        let mut server = Vec::new();
         let tries = super::rendezvous::hello_tries(&self.cfg);
         for m in self.view.members.values_mut() {
             if let Some((left, at)) = m.hello {
                 if at <= now {
                     due.push((m.info.node_id, m.info.addr));
                     let k = tries.saturating_sub(left) + 1;
-                    let (ask, via_relay) = super::rendezvous::hello_plan(&self.cfg, k);
-                    if ask {
+                    let plan = super::rendezvous::hello_plan(&self.cfg, k);
+                    if plan.punch {
                         // Unanswered for a while: perhaps a NAT on either side.
                         punch.push(m.info.node_id);
                     }
-                    if via_relay {
+                    if plan.relay {
                         relay.push(m.info.node_id);
+                    }
+                    if plan.server {
+                        server.push(m.info.node_id);
                     }
                     m.hello = if left > 1 {
                         Some((left - 1, now + self.cfg.hello_retry))
@@ -188,6 +192,9 @@ impl Node {
         }
         for id in relay {
             self.try_relay(now, id, None);
+        }
+        for id in server {
+            self.try_server_relay(id);
         }
         if let Some(at) = next {
             self.set_timer(Timer::Hello, at);
@@ -413,7 +420,7 @@ impl Node {
             self.try_relay(now, id, None);
         }
         if matches!(status, PeerStatus::Suspect | PeerStatus::Offline) {
-            self.relay_gone(now, id);
+            self.relay_gone(now, super::paths::Via::Member(Some(id)));
         }
         if status == PeerStatus::Online {
             // Back, or heard for the first time: what we keep for it goes out now.

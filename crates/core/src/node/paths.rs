@@ -11,10 +11,14 @@
 //!   to `id` through `r`, unless `id` was heard directly in the last 10 s. A direct datagram from
 //!   `id` ends the relay route: the direct path works again.
 //! - A relay passes datagrams on within a budget per sender (a token bucket).
+//! - The auth server relays too, as the last resort (no member reaches both): a route through
+//!   a member is never replaced by one through the server, and one through the server gives
+//!   way to the first member that relays.
 //!
 //! Everything here is bookkeeping; the flows (choosing a relay, passing on, replacing a
 //! relay that went silent) are in `relay.rs`.
 
+use crate::budget::Budgets;
 use crate::HashMap;
 use p2pchat_proto::NodeId;
 use std::net::SocketAddr;
@@ -34,29 +38,31 @@ const BUDGETS: usize = 4096;
 pub(super) enum Route {
     /// Straight to this address.
     Direct(SocketAddr),
-    /// Wrapped for the relay at `addr` (member `via`, when known).
+    /// Wrapped for the relay at `addr`.
     Relay {
         /// The relay's address.
         addr: SocketAddr,
-        /// The relay's node id, when it is a member we know.
-        via: Option<NodeId>,
+        /// Who relays.
+        via: Via,
     },
+}
+
+/// Who relays for us: a member (by node id, when known) or the auth server.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Via {
+    /// A member, or an address that is not one we know as a member.
+    Member(Option<NodeId>),
+    /// The auth server (the last resort).
+    Server,
 }
 
 #[derive(Clone, Copy, Debug)]
 struct Relayed {
     addr: SocketAddr,
-    via: Option<NodeId>,
-}
-
-#[derive(Clone, Copy, Debug)]
-struct Bucket {
-    tokens: f64,
-    at: Duration,
+    via: Via,
 }
 
 /// The routes that differ from the member records, and the relay budgets.
-#[derive(Default)]
 pub(super) struct Paths {
     /// Members heard from at an address other than their record's.
     seen: HashMap<NodeId, SocketAddr>,
@@ -66,13 +72,28 @@ pub(super) struct Paths {
     /// When each member was last heard directly.
     direct_at: HashMap<NodeId, Duration>,
     /// Relay budgets per sender we pass datagrams on for.
-    budgets: HashMap<NodeId, Bucket>,
+    budgets: Budgets<NodeId>,
     /// When the next keepalive round is due (behind a NAT).
     pub(super) next_keepalive: Duration,
     /// When members reached through a relay are next punched again, and the last one
     /// punched.
     pub(super) next_direct_try: Duration,
     retried_upto: Option<NodeId>,
+}
+
+impl Default for Paths {
+    fn default() -> Self {
+        Paths {
+            seen: HashMap::default(),
+            seen_by_addr: HashMap::default(),
+            relayed: HashMap::default(),
+            direct_at: HashMap::default(),
+            budgets: Budgets::new(RELAY_RATE, RELAY_BURST, BUDGETS),
+            next_keepalive: Duration::ZERO,
+            next_direct_try: Duration::ZERO,
+            retried_upto: None,
+        }
+    }
 }
 
 impl Paths {
@@ -99,13 +120,13 @@ impl Paths {
         !self.relayed.is_empty() && self.relayed.remove(&id).is_some()
     }
 
-    /// A datagram from `id` came through the relay at `addr` (member `via`). Returns true
-    /// when this starts or moves a relay route.
+    /// A datagram from `id` came through the relay at `addr` (`via`). Returns true when
+    /// this starts or moves a relay route.
     pub(super) fn heard_relayed(
         &mut self,
         id: NodeId,
         addr: SocketAddr,
-        via: Option<NodeId>,
+        via: Via,
         now: Duration,
     ) -> bool {
         if self
@@ -113,6 +134,10 @@ impl Paths {
             .get(&id)
             .is_some_and(|&t| now.saturating_sub(t) < DIRECT_FRESH)
         {
+            return false;
+        }
+        // The server is the last resort: a member that relays keeps the route.
+        if via == Via::Server && self.relayed.get(&id).is_some_and(|r| r.via != Via::Server) {
             return false;
         }
         let moved = self.relayed.get(&id).is_none_or(|r| r.addr != addr);
@@ -136,8 +161,8 @@ impl Paths {
         self.seen_by_addr.get(&addr).copied()
     }
 
-    /// The relay route to `id`, if any: the relay's node id when known.
-    pub(super) fn relay_of(&self, id: NodeId) -> Option<Option<NodeId>> {
+    /// The relay route to `id`, if any: who relays.
+    pub(super) fn relay_of(&self, id: NodeId) -> Option<Via> {
         self.relayed.get(&id).map(|r| r.via)
     }
 
@@ -165,19 +190,26 @@ impl Paths {
 
     /// The members we route through, as relays.
     pub(super) fn relays(&self) -> Vec<NodeId> {
-        let mut v: Vec<NodeId> = self.relayed.values().filter_map(|r| r.via).collect();
+        let mut v: Vec<NodeId> = self
+            .relayed
+            .values()
+            .filter_map(|r| match r.via {
+                Via::Member(id) => id,
+                Via::Server => None,
+            })
+            .collect();
         v.sort_unstable();
         v.dedup();
         v
     }
 
-    /// Ends the relay routes through `relay` (it went silent); returns the members they
-    /// led to.
-    pub(super) fn drop_via(&mut self, relay: NodeId) -> Vec<NodeId> {
+    /// Ends the relay routes through `relay` (it went silent, or it is the auth server we
+    /// turned away from); returns the members they led to.
+    pub(super) fn drop_via(&mut self, relay: Via) -> Vec<NodeId> {
         let ids: Vec<NodeId> = self
             .relayed
             .iter()
-            .filter(|(_, r)| r.via == Some(relay))
+            .filter(|(_, r)| r.via == relay)
             .map(|(&id, _)| id)
             .collect();
         for id in &ids {
@@ -193,34 +225,12 @@ impl Paths {
         }
         self.relayed.remove(&id);
         self.direct_at.remove(&id);
-        self.budgets.remove(&id);
+        self.budgets.forget(&id);
     }
 
     /// Whether the relay budget of `sender` allows passing one more datagram on now.
     pub(super) fn relay_allowed(&mut self, sender: NodeId, now: Duration) -> bool {
-        if self.budgets.len() >= BUDGETS && !self.budgets.contains_key(&sender) {
-            let old = self
-                .budgets
-                .iter()
-                .min_by_key(|(_, b)| b.at)
-                .map(|(&k, _)| k);
-            if let Some(old) = old {
-                self.budgets.remove(&old);
-            }
-        }
-        let b = self.budgets.entry(sender).or_insert(Bucket {
-            tokens: RELAY_BURST,
-            at: now,
-        });
-        let dt = now.saturating_sub(b.at).as_secs_f64();
-        b.tokens = (b.tokens + dt * RELAY_RATE).min(RELAY_BURST);
-        b.at = now;
-        if b.tokens >= 1.0 {
-            b.tokens -= 1.0;
-            true
-        } else {
-            false
-        }
+        self.budgets.allow(sender, now)
     }
 }
 
@@ -256,23 +266,23 @@ mod tests {
     fn a_relay_route_starts_when_only_relayed_traffic_comes_and_ends_with_a_direct_datagram() {
         let mut p = Paths::default();
         let t = Duration::from_secs(10);
-        assert!(p.heard_relayed(A, addr(9), Some(R), t));
-        assert!(!p.heard_relayed(A, addr(9), Some(R), t));
+        assert!(p.heard_relayed(A, addr(9), Via::Member(Some(R)), t));
+        assert!(!p.heard_relayed(A, addr(9), Via::Member(Some(R)), t));
         assert_eq!(
             p.route(A),
             Some(Route::Relay {
                 addr: addr(9),
-                via: Some(R)
+                via: Via::Member(Some(R))
             })
         );
         assert_eq!(p.relayed_count(), 1);
         // Direct again: the relay route ends, and a relayed copy just after does not restore it.
         assert!(p.heard_direct(A, addr(1), Some(addr(1)), t));
         assert_eq!(p.route(A), None);
-        assert!(!p.heard_relayed(A, addr(9), Some(R), t + Duration::from_secs(5)));
+        assert!(!p.heard_relayed(A, addr(9), Via::Member(Some(R)), t + Duration::from_secs(5)));
         assert_eq!(p.route(A), None);
         // Silent directly for a while: the relay takes over again.
-        assert!(p.heard_relayed(A, addr(9), Some(R), t + DIRECT_FRESH));
+        assert!(p.heard_relayed(A, addr(9), Via::Member(Some(R)), t + DIRECT_FRESH));
         assert!(p.is_relayed(A));
     }
 
@@ -280,9 +290,9 @@ mod tests {
     fn routes_through_a_silent_relay_are_dropped() {
         let mut p = Paths::default();
         let t = Duration::from_secs(10);
-        p.heard_relayed(A, addr(9), Some(R), t);
-        p.heard_relayed(NodeId(8), addr(5), Some(NodeId(5)), t);
-        assert_eq!(p.drop_via(R), vec![A]);
+        p.heard_relayed(A, addr(9), Via::Member(Some(R)), t);
+        p.heard_relayed(NodeId(8), addr(5), Via::Member(Some(NodeId(5))), t);
+        assert_eq!(p.drop_via(Via::Member(Some(R))), vec![A]);
         assert!(!p.is_relayed(A));
         assert!(p.is_relayed(NodeId(8)));
         p.forget(NodeId(8));
@@ -293,7 +303,12 @@ mod tests {
     fn members_behind_relays_are_retried_in_turn() {
         let mut p = Paths::default();
         for id in 1..=5 {
-            p.heard_relayed(NodeId(id), addr(9), Some(R), Duration::from_secs(9));
+            p.heard_relayed(
+                NodeId(id),
+                addr(9),
+                Via::Member(Some(R)),
+                Duration::from_secs(9),
+            );
         }
         let ids = |v: Vec<NodeId>| v.into_iter().map(|n| n.0).collect::<Vec<_>>();
         assert_eq!(ids(p.relayed_ids(2)), [1, 2]);
@@ -303,15 +318,20 @@ mod tests {
     }
 
     #[test]
-    fn a_relay_passes_on_a_burst_then_its_rate_per_sender() {
+    fn the_server_relays_only_where_no_member_does() {
         let mut p = Paths::default();
-        let t = Duration::from_secs(1);
-        let burst = (0..2000).filter(|_| p.relay_allowed(A, t)).count();
-        assert_eq!(burst, RELAY_BURST as usize);
-        // Another sender has its own budget.
-        assert!(p.relay_allowed(R, t));
-        let later = t + Duration::from_millis(100);
-        let more = (0..2000).filter(|_| p.relay_allowed(A, later)).count();
-        assert_eq!(more, (RELAY_RATE / 10.0) as usize);
+        let t = Duration::from_secs(10);
+        let server = addr(7000);
+        assert!(p.heard_relayed(A, server, Via::Server, t));
+        assert_eq!(p.relay_of(A), Some(Via::Server));
+        assert!(p.relays().is_empty(), "no member to keep alive");
+        // A member that relays takes over; the server does not take the route back.
+        assert!(p.heard_relayed(A, addr(9), Via::Member(Some(R)), t));
+        assert!(!p.heard_relayed(A, server, Via::Server, t));
+        assert_eq!(p.relay_of(A), Some(Via::Member(Some(R))));
+        // The relay goes silent: the server may carry it again.
+        assert_eq!(p.drop_via(Via::Member(Some(R))), vec![A]);
+        assert!(p.heard_relayed(A, server, Via::Server, t));
+        assert_eq!(p.drop_via(Via::Server), vec![A]);
     }
 }

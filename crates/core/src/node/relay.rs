@@ -7,6 +7,11 @@
 //!   new such member; a probe answered only through a helper tries that helper as relay; a
 //!   suspect tries one. Whoever answers through a relay is reached through it from then on
 //!   (see [`super::paths`]); the other side answers through the relay it heard us through.
+//! - **The auth server as the last resort.** When no member reaches both sides (every
+//!   member is behind a NAT, or none relays), the later Hello tries also go through the
+//!   auth server, which passes on within a small budget per node (see `auth::relay`). So
+//!   does a newcomer's Hello to the members it was punched to, once its first admission went
+//!   unanswered. A member that relays later takes the route over.
 //! - **Passing on.** A relay passes `Relay {to, inner}` on as `Relayed {inner}` only when
 //!   the sender is the member it knows at the datagram's source, `inner` is that member's
 //!   own link datagram, and `to` is a member it reaches directly and heard from lately; at
@@ -21,7 +26,7 @@
 //!   the last two minutes but has not heard from since the last round, so that its NAT
 //!   keeps their bindings (Linux keeps an unanswered one 30 s, home routers often less).
 
-use super::paths::Route;
+use super::paths::{Route, Via};
 use super::send::Peer;
 use super::Node;
 use crate::io::{PeerPath, PeerStatus};
@@ -137,16 +142,6 @@ impl Node {
         })
     }
 
-    /// Sends `msg` to `id` through the member `relay`.
-    pub(super) fn send_via(&mut self, id: NodeId, relay: NodeId, msg: &Message) {
-        let (Ok(payload), Some(addr)) = (encode(msg), self.direct_addr(relay)) else {
-            return;
-        };
-        if let Some(inner) = self.seal_for(id, &payload) {
-            self.wrap_for_relay(id, addr, &inner);
-        }
-    }
-
     /// Queues `inner` (a link datagram for `to`) wrapped for the relay at `relay`.
     pub(super) fn wrap_for_relay(&mut self, to: NodeId, relay: SocketAddr, inner: &[u8]) {
         match encode_envelope(&Envelope::Relay { to, inner }) {
@@ -156,36 +151,64 @@ impl Node {
     }
 
     /// Tries to reach `target` through a relay: a Hello through `via`, or through a
-    /// candidate when `via` is `None`. Its answer, through the relay, sets the route.
+    /// candidate when `via` is `None`, or through the auth server when there is none. Its
+    /// answer, through the relay, sets the route.
     pub(super) fn try_relay(&mut self, now: Duration, target: NodeId, via: Option<NodeId>) {
-        if !self.cfg.rendezvous || !self.cfg.relay || Some(target) == self.own.node_id {
+        if !self.relaying() || Some(target) == self.own.node_id {
             return;
         }
-        let Some(relay) = via
+        let relay = via
             .filter(|&v| v != target)
-            .or_else(|| self.relay_candidate(now, target))
-        else {
-            return;
-        };
+            .or_else(|| self.relay_candidate(now, target));
+        match relay {
+            Some(r) => {
+                if let Some(addr) = self.direct_addr(r) {
+                    self.hello_via(target, addr);
+                }
+            }
+            None => self.try_server_relay(target),
+        }
+    }
+
+    /// Tries to reach `target` through the auth server we ask now.
+    pub(super) fn try_server_relay(&mut self, target: NodeId) {
+        if self.relaying() && Some(target) != self.own.node_id {
+            let server = self.auth.addr();
+            self.hello_via(target, server);
+        }
+    }
+
+    /// Sends `target` a Hello through the relay at `relay`.
+    fn hello_via(&mut self, target: NodeId, relay: SocketAddr) {
         let Some(me) = self.my_info() else { return };
-        self.net.stats.relay_tries += 1;
-        let joined = !self.life.restored;
-        self.send_via(target, relay, &Message::Hello { info: me, joined });
+        let hello = Message::Hello {
+            info: me,
+            joined: !self.life.restored,
+        };
+        let Ok(payload) = encode(&hello) else { return };
+        if let Some(inner) = self.seal_for(target, &payload) {
+            self.net.stats.relay_tries += 1;
+            self.wrap_for_relay(target, relay, &inner);
+        }
+    }
+
+    fn relaying(&self) -> bool {
+        self.cfg.rendezvous && self.cfg.relay
     }
 
     /// An indirect probe of `target` was answered through `helper`: the helper reaches it,
     /// and perhaps we do not. Try it as relay (unless already routed through it, or the
     /// target answered directly a moment ago).
     pub(super) fn indirect_answer(&mut self, now: Duration, target: NodeId, helper: Peer) {
-        if self.paths.relay_of(target) == Some(Some(helper.id)) {
+        if self.paths.relay_of(target) == Some(Via::Member(Some(helper.id))) {
             return;
         }
         self.try_relay(now, target, Some(helper.id));
     }
 
-    /// The member `relay` went silent: whoever we reached through it gets another relay and
-    /// another punch.
-    pub(super) fn relay_gone(&mut self, now: Duration, relay: NodeId) {
+    /// The relay `relay` went silent (a member), or we turned away from it (the server):
+    /// whoever we reached through it gets another relay and another punch.
+    pub(super) fn relay_gone(&mut self, now: Duration, relay: Via) {
         for id in self.paths.drop_via(relay) {
             self.ask_punch(id);
             self.try_relay(now, id, None);
@@ -195,7 +218,8 @@ impl Node {
     /// How we reach member `id` (for `/peers`).
     pub(super) fn peer_path(&self, id: NodeId) -> PeerPath {
         match self.paths.relay_of(id) {
-            Some(via) => PeerPath::Relayed { via },
+            Some(Via::Member(via)) => PeerPath::Relayed { via },
+            Some(Via::Server) => PeerPath::Server,
             None => PeerPath::Direct,
         }
     }

@@ -2,7 +2,7 @@
 //! member, a stranger, or the auth server) and queued as a datagram; and the way back:
 //! opening a received link datagram.
 
-use super::paths::Route;
+use super::paths::{Route, Via};
 use super::views::Admit;
 use super::Node;
 use crate::secure::{self, SERVER_ID};
@@ -178,7 +178,11 @@ impl Node {
                 if let Some(info) = fresh.as_mut() {
                     info.addr = addr;
                 }
-                let via = self.view.members.id_at(at).or_else(|| self.paths.id_at(at));
+                let via = if self.auth.servers().contains(&at) {
+                    Via::Server
+                } else {
+                    Via::Member(self.view.members.id_at(at).or_else(|| self.paths.id_at(at)))
+                };
                 self.paths.heard_relayed(id, at, via, now);
                 addr
             }

@@ -3,6 +3,7 @@
 //! polls (`Fetch`) through which members learn of newcomers and renew certificates.
 
 use super::life::Phase;
+use super::paths::Via;
 use super::timers::Timer;
 use super::Node;
 use crate::io::{Event, Record};
@@ -69,6 +70,8 @@ impl Node {
         if self.auth.switch(now) {
             self.net.links.forget(SERVER_ID);
             self.net.stats.auth_failovers += 1;
+            // The old server relayed for us: those members get another try.
+            self.relay_gone(now, Via::Server);
         }
     }
 
@@ -268,7 +271,7 @@ impl Node {
             Message::Certs { peers } => self.lookup_answer(now, peers),
             Message::DeviceList { devices } => self.handle_device_list(devices),
             Message::Revoked(r) => self.handle_revocation(now, None, r),
-            Message::Punch { peer } => self.handle_punch(peer),
+            Message::Punch { peer } => self.handle_punch(now, peer),
             _ => self.net.stats.rejected += 1,
         }
     }
@@ -304,6 +307,7 @@ impl Node {
             self.become_member(now);
         } else {
             self.life.phase = Phase::AwaitingBootstrap;
+            self.life.awaiting_since.get_or_insert(now);
             self.set_timer(Timer::Bootstrap, now + self.cfg.bootstrap_timeout);
         }
     }
@@ -313,6 +317,7 @@ impl Node {
             return;
         }
         self.life.phase = Phase::Member;
+        self.life.awaiting_since = None;
         self.timers.cancel(Timer::Bootstrap);
         self.emit_ready();
         let jitter = |rng: &mut ChaCha8Rng, d: Duration| {

@@ -222,3 +222,82 @@ fn a_member_reached_through_a_relay_is_tried_directly_again_every_thirty_seconds
     );
     assert!(matches!(path_of(&mut n, 1), PeerPath::Relayed { .. }));
 }
+
+#[test]
+fn a_member_heard_through_the_auth_server_is_answered_through_it_until_a_member_relays() {
+    let mut n = member_node("carol", 3, 6003);
+    let relayed = |n: &Node| {
+        let inner = sealed_from(n, 1, &PING);
+        encode_envelope(&Envelope::Relayed { inner: &inner }).expect("fits")
+    };
+    let t = Duration::from_secs(12);
+    n.handle_datagram(t, addr(AUTH), &relayed(&n));
+    let (sent, _, _) = drain(&mut n);
+    let acks = relayed_to(&n, 1, addr(AUTH), &sent);
+    assert!(
+        matches!(&acks[..], [Message::Ack { .. }]),
+        "answered through the server: {acks:?}"
+    );
+    assert_eq!(path_of(&mut n, 1), PeerPath::Server);
+    // A member relays too: it takes the route over, and the server does not take it back.
+    n.handle_datagram(t, addr(7002), &relayed(&n));
+    drain(&mut n);
+    n.handle_datagram(t, addr(AUTH), &relayed(&n));
+    let (sent, _, _) = drain(&mut n);
+    assert!(relayed_to(&n, 1, addr(AUTH), &sent).is_empty());
+    assert!(matches!(
+        &relayed_to(&n, 1, addr(7002), &sent)[..],
+        [Message::Ack { .. }]
+    ));
+    assert_eq!(
+        path_of(&mut n, 1),
+        PeerPath::Relayed {
+            via: Some(NodeId(2))
+        }
+    );
+}
+
+#[test]
+fn hellos_nobody_answers_go_through_a_member_relay_then_also_through_the_auth_server() {
+    let mut n = member_node("carol", 3, 6003);
+    // Peer 1 introduces peer 4, which never answers.
+    send_as(
+        &mut n,
+        1,
+        &Message::Connect {
+            from: info(1),
+            peers: vec![info(4)],
+        },
+    );
+    drain(&mut n);
+    let (mut to_member, mut to_server) = (Vec::new(), Vec::new());
+    let mut t = Duration::from_millis(1);
+    while t < Duration::from_secs(8) {
+        n.handle_timeout(t);
+        let (sent, _, _) = drain(&mut n);
+        for (to, b) in &sent {
+            if let Ok(Envelope::Relay { to: NodeId(4), .. }) = decode_envelope(b) {
+                let at = t.as_millis() / 500;
+                if *to == addr(AUTH) {
+                    to_server.push(at);
+                } else {
+                    to_member.push(at);
+                }
+            }
+        }
+        // Peers 1 and 2 stay heard (relay candidates).
+        send_as(&mut n, 1, &PING);
+        send_as(&mut n, 2, &PING);
+        drain(&mut n);
+        t += Duration::from_millis(100);
+    }
+    // Hellos every 500 ms: a member relay from the fourth, the server from the sixth on
+    // (and one more member relay when the prober finds peer 4 suspect).
+    let cfg = NodeConfig::default();
+    let last = u128::from(cfg.hello_attempts + 4);
+    assert!(
+        to_member.starts_with(&(3..last).collect::<Vec<_>>()),
+        "{to_member:?}"
+    );
+    assert_eq!(to_server, (5..last).collect::<Vec<_>>());
+}
