@@ -11,7 +11,8 @@
 //!   member is behind a NAT, or none relays), the later Hello tries also go through the
 //!   auth server, which passes on within a small budget per node (see `auth::relay`). So
 //!   does a newcomer's Hello to the members it was punched to, once its first admission went
-//!   unanswered. A member that relays later takes the route over.
+//!   unanswered. A member that relays later takes the route over: a route through the
+//!   server is offered to a member candidate as soon as it starts, and every 30 s.
 //! - **Passing on.** A relay passes `Relay {to, inner}` on as `Relayed {inner}` only when
 //!   the sender is the member it knows at the datagram's source, `inner` is that member's
 //!   own link datagram, and `to` is a member it reaches directly and heard from lately; at
@@ -170,6 +171,21 @@ impl Node {
         }
     }
 
+    /// `id` is reached through the auth server now: a Hello through a member candidate, so
+    /// that a member that reaches both takes the route over (both sides move when they hear
+    /// each other through it).
+    pub(super) fn try_member_relay(&mut self, now: Duration, id: NodeId) {
+        if !self.relaying() {
+            return;
+        }
+        if let Some(addr) = self
+            .relay_candidate(now, id)
+            .and_then(|r| self.direct_addr(r))
+        {
+            self.hello_via(id, addr);
+        }
+    }
+
     /// Tries to reach `target` through the auth server we ask now.
     pub(super) fn try_server_relay(&mut self, target: NodeId) {
         if self.relaying() && Some(target) != self.own.node_id {
@@ -233,6 +249,9 @@ impl Node {
         self.paths.next_direct_try = now + DIRECT_RETRY;
         for id in self.paths.relayed_ids(DIRECT_RETRY_MAX) {
             self.ask_punch(id);
+            if self.paths.relay_of(id) == Some(Via::Server) {
+                self.try_member_relay(now, id);
+            }
             let Some(addr) = self.direct_addr(id) else {
                 continue;
             };

@@ -183,7 +183,10 @@ impl Node {
                 } else {
                     Via::Member(self.view.members.id_at(at).or_else(|| self.paths.id_at(at)))
                 };
-                self.paths.heard_relayed(id, at, via, now);
+                if self.paths.heard_relayed(id, at, via, now) && via == Via::Server {
+                    // The last resort: offer the pair to a member relay at once.
+                    self.try_member_relay(now, id);
+                }
                 addr
             }
         };

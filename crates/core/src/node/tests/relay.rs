@@ -231,12 +231,21 @@ fn a_member_heard_through_the_auth_server_is_answered_through_it_until_a_member_
         encode_envelope(&Envelope::Relayed { inner: &inner }).expect("fits")
     };
     let t = Duration::from_secs(12);
+    // Peer 2 was heard a moment ago (a relay candidate).
+    n.handle_datagram(t, addr(7002), &sealed_from(&n, 2, &PING));
+    drain(&mut n);
     n.handle_datagram(t, addr(AUTH), &relayed(&n));
     let (sent, _, _) = drain(&mut n);
     let acks = relayed_to(&n, 1, addr(AUTH), &sent);
     assert!(
         matches!(&acks[..], [Message::Ack { .. }]),
         "answered through the server: {acks:?}"
+    );
+    // And offered to a member relay at once (peer 2, heard lately).
+    let offered = relayed_to(&n, 1, addr(7002), &sent);
+    assert!(
+        matches!(&offered[..], [Message::Hello { .. }]),
+        "{offered:?}"
     );
     assert_eq!(path_of(&mut n, 1), PeerPath::Server);
     // A member relays too: it takes the route over, and the server does not take it back.
