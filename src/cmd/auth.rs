@@ -43,6 +43,10 @@ pub struct AuthArgs {
     /// for (every member behind a NAT; the relay of last resort, sealed end to end). 0: none.
     #[arg(long, default_value_t = p2pchat_core::AuthConfig::default().relay_rate)]
     pub relay_rate: u32,
+    /// Datagrams a second this server relays for all nodes together (what bounds the
+    /// bandwidth it lends; a big group with no public member needs more).
+    #[arg(long, default_value_t = p2pchat_core::AuthConfig::default().relay_total)]
+    pub relay_total: u32,
 }
 
 /// `p2pchat auth-server`.
@@ -59,6 +63,7 @@ pub fn auth_server(args: AuthArgs) -> anyhow::Result<()> {
         source_signups: args.signup_rate,
         max_devices: args.max_devices,
         relay_rate: args.relay_rate,
+        relay_total: args.relay_total,
         ..AuthConfig::default()
     };
     let creds = Box::new(Argon2Credentials::default());

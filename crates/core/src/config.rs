@@ -229,6 +229,9 @@ pub struct AuthConfig {
     /// The server relays for two nodes no member relays for (every member behind a NAT):
     /// at most this many datagrams a second per node, twice that in a burst (0: never).
     pub relay_rate: u32,
+    /// Datagrams a second the server relays for everyone together (twice that in a burst):
+    /// what bounds the bandwidth it lends.
+    pub relay_total: u32,
 }
 
 impl Default for AuthConfig {
@@ -251,6 +254,7 @@ impl Default for AuthConfig {
             max_devices: 8,
             rendezvous: true,
             relay_rate: 100,
+            relay_total: 20_000,
         }
     }
 }

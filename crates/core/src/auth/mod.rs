@@ -151,7 +151,7 @@ impl AuthServer {
         wall_ms: u64,
     ) -> Self {
         let mut crng = secure::crypto_rng(crypto_seed);
-        let cfg_relay_rate = cfg.relay_rate;
+        let cfg_relay = (cfg.relay_rate, cfg.relay_total);
         let cookie_secret = secure::seed_from(&mut crng);
         let mut server = AuthServer {
             cfg,
@@ -176,7 +176,7 @@ impl AuthServer {
             owners: HashMap::new(),
             punches: HashMap::new(),
             pollers: VecDeque::new(),
-            relay: relay::ServerRelay::new(cfg_relay_rate),
+            relay: relay::ServerRelay::new(cfg_relay.0, cfg_relay.1),
         };
         let mut have_keys = false;
         for record in records {

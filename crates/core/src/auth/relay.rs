@@ -10,7 +10,7 @@
 //!   it was seen at (so only to nodes that talk to this server: no reflection toward an
 //!   address an attacker picks);
 //! - `f`'s budget (`AuthConfig::relay_rate` a second, twice that in a burst) and the
-//!   server's total budget (`TOTAL_RATE`) allow it.
+//!   server's total budget (`AuthConfig::relay_total`, the same) allow it.
 //!
 //! What it sends is smaller than what it got, and it cannot open `inner` (sealed for `to`).
 
@@ -25,9 +25,6 @@ use std::time::Duration;
 
 /// A node is relayed to, and its address believed, this long after it was last seen.
 const SEEN_FOR: Duration = Duration::from_secs(30);
-/// Datagrams the server passes on per second for everyone together, and its burst.
-const TOTAL_RATE: f64 = 20_000.0;
-const TOTAL_BURST: f64 = 40_000.0;
 
 /// Where the server last saw each node, and the relay budgets.
 pub(super) struct ServerRelay {
@@ -37,12 +34,14 @@ pub(super) struct ServerRelay {
 }
 
 impl ServerRelay {
-    pub(super) fn new(rate: u32) -> Self {
-        let rate = f64::from(rate);
+    /// `rate` datagrams a second per node, `total` for everyone together (bursts of twice
+    /// as many).
+    pub(super) fn new(rate: u32, total: u32) -> Self {
+        let (rate, total) = (f64::from(rate), f64::from(total));
         ServerRelay {
             seen: HashMap::default(),
             per_node: Budgets::new(rate, 2.0 * rate, TABLE_LIMIT),
-            total: Budgets::new(TOTAL_RATE, TOTAL_BURST, 1),
+            total: Budgets::new(total, 2.0 * total, 1),
         }
     }
 

@@ -783,3 +783,39 @@ fn a_server_told_not_to_relay_passes_nothing_on() {
     s.handle_datagram(t, addr(5000), &relay);
     assert!(sends(&mut s).is_empty());
 }
+
+#[test]
+fn the_servers_total_relay_budget_holds_for_all_nodes_together() {
+    let mut s = server_with(
+        AuthConfig {
+            relay_total: 3,
+            ..AuthConfig::default()
+        },
+        &[],
+    );
+    let t = Duration::ZERO;
+    let a = auth(&mut s, t, 5000, 1, "alice", "pw", true).expect("alice");
+    let b = auth(&mut s, t, 5001, 1, "bob", "pw", true).expect("bob");
+    let mut passed = 0;
+    // Both directions, well within each node's own budget: 6 in all (a burst of twice 3).
+    for i in 0..10u32 {
+        for (from, to, port, dh_port) in [(&a, &b, 5000, 5001), (&b, &a, 5001, 5000)] {
+            let mut link = Link::new(
+                &client_ident(port),
+                from.node_id,
+                to.node_id,
+                client_ident(dh_port).dh_pk,
+            );
+            let inner = link.seal(from.node_id, i + 1, b"hi", None).expect("seal");
+            let relay = encode_envelope(&Envelope::Relay {
+                to: to.node_id,
+                inner: &inner,
+            })
+            .expect("fits");
+            s.handle_datagram(t, addr(port), &relay);
+            passed += sends(&mut s).len();
+        }
+    }
+    assert_eq!(passed, 6);
+    assert_eq!(s.stats().relay_refused, 14);
+}
