@@ -684,29 +684,41 @@ fn a_signup_asked_again_by_the_same_node_is_admitted_not_taken() {
     assert_eq!(s.user_count(), 1);
 }
 
-#[test]
-fn the_server_relays_a_nodes_own_datagrams_to_a_node_it_sees_within_a_budget() {
-    let mut s = server(10);
+/// A server with `cfg`, alice (at port 5000) and bob (5001) admitted.
+fn alice_and_bob(cfg: AuthConfig) -> (AuthServer, Admission, Admission) {
+    let mut s = server_with(cfg, &[]);
     let t = Duration::ZERO;
     let a = auth(&mut s, t, 5000, 1, "alice", "pw", true).expect("alice");
     let b = auth(&mut s, t, 5001, 1, "bob", "pw", true).expect("bob");
+    (s, a, b)
+}
+
+/// The link datagram number `n` of `from` (at `from_port`) for `to` (at `to_port`), and
+/// the same wrapped as `Relay` to `to`.
+fn relayed_datagram(from: (&Admission, u16), to: (&Admission, u16), n: u32) -> (Vec<u8>, Vec<u8>) {
+    let mut link = Link::new(
+        &client_ident(from.1),
+        from.0.node_id,
+        to.0.node_id,
+        client_ident(to.1).dh_pk,
+    );
+    let inner = link.seal(from.0.node_id, n, b"hello", None).expect("seal");
+    let wrapped = encode_envelope(&Envelope::Relay {
+        to: to.0.node_id,
+        inner: &inner,
+    })
+    .expect("fits");
+    (inner, wrapped)
+}
+
+#[test]
+fn the_server_relays_a_nodes_own_datagrams_to_a_node_it_sees_within_a_budget() {
+    let (mut s, a, b) = alice_and_bob(AuthConfig::default());
+    let t = Duration::ZERO;
     fetch(&mut s, t, 5000, "alice", &a);
     fetch(&mut s, t, 5001, "bob", &b);
     // alice's own link datagram for bob, sealed for bob alone.
-    let mut link = Link::new(
-        &client_ident(5000),
-        a.node_id,
-        b.node_id,
-        client_ident(5001).dh_pk,
-    );
-    let mut datagram = |counter_epoch: u32| {
-        link.seal(a.node_id, counter_epoch, b"hello bob", None)
-            .expect("seal")
-    };
-    let inner = datagram(1);
-    let wrap =
-        |to: NodeId, inner: &[u8]| encode_envelope(&Envelope::Relay { to, inner }).expect("fits");
-    let relay = wrap(b.node_id, &inner);
+    let (inner, relay) = relayed_datagram((&a, 5000), (&b, 5001), 1);
     s.handle_datagram(t, addr(5000), &relay);
     let to_bob = sends_to(&mut s, addr(5001));
     assert_eq!(
@@ -719,28 +731,28 @@ fn the_server_relays_a_nodes_own_datagrams_to_a_node_it_sees_within_a_budget() {
         Ok(Envelope::Relayed { inner: got }) => assert_eq!(got, &inner[..]),
         other => panic!("unexpected {other:?}"),
     }
-    // From another address than alice's, or with bob's id inside: nothing.
+    // From another address than alice's, or with bob's datagram inside: nothing.
     s.handle_datagram(t, addr(6000), &relay);
-    let mut as_bob = Link::new(
-        &client_ident(5001),
-        b.node_id,
-        a.node_id,
-        client_ident(5000).dh_pk,
-    );
-    let forged = as_bob.seal(b.node_id, 1, b"x", None).expect("seal");
-    s.handle_datagram(t, addr(5000), &wrap(a.node_id, &forged));
+    let (_, forged) = relayed_datagram((&b, 5001), (&a, 5000), 1);
+    s.handle_datagram(t, addr(5000), &forged);
     assert!(sends(&mut s).is_empty());
     assert_eq!(s.stats().unauthenticated, 2);
     // To a node the server does not know, or to alice herself: refused.
+    let wrap =
+        |to: NodeId, inner: &[u8]| encode_envelope(&Envelope::Relay { to, inner }).expect("fits");
     s.handle_datagram(t, addr(5000), &wrap(NodeId(99), &inner));
     s.handle_datagram(t, addr(5000), &wrap(a.node_id, &inner));
     assert!(sends(&mut s).is_empty());
     assert_eq!(s.stats().relay_refused, 2);
     // A burst of twice the rate, then refused.
     let rate = AuthConfig::default().relay_rate as usize;
-    let passed = (0..4 * rate)
+    let passed = (0..4 * rate as u32)
         .filter(|&i| {
-            s.handle_datagram(t, addr(5000), &wrap(b.node_id, &datagram(i as u32 + 2)));
+            s.handle_datagram(
+                t,
+                addr(5000),
+                &relayed_datagram((&a, 5000), (&b, 5001), i + 2).1,
+            );
             !sends_to(&mut s, addr(5001)).is_empty()
         })
         .count();
@@ -752,67 +764,37 @@ fn the_server_relays_a_nodes_own_datagrams_to_a_node_it_sees_within_a_budget() {
     // bob silent for a while: no longer relayed to.
     let later = Duration::from_secs(40);
     fetch(&mut s, later, 5000, "alice", &a);
-    s.handle_datagram(later, addr(5000), &wrap(b.node_id, &datagram(9_999)));
+    s.handle_datagram(
+        later,
+        addr(5000),
+        &relayed_datagram((&a, 5000), (&b, 5001), 9_999).1,
+    );
     assert!(sends_to(&mut s, addr(5001)).is_empty());
 }
 
 #[test]
 fn a_server_told_not_to_relay_passes_nothing_on() {
-    let mut s = server_with(
-        AuthConfig {
-            relay_rate: 0,
-            ..AuthConfig::default()
-        },
-        &[],
-    );
-    let t = Duration::ZERO;
-    let a = auth(&mut s, t, 5000, 1, "alice", "pw", true).expect("alice");
-    let b = auth(&mut s, t, 5001, 1, "bob", "pw", true).expect("bob");
-    let mut link = Link::new(
-        &client_ident(5000),
-        a.node_id,
-        b.node_id,
-        client_ident(5001).dh_pk,
-    );
-    let inner = link.seal(a.node_id, 1, b"hello", None).expect("seal");
-    let relay = encode_envelope(&Envelope::Relay {
-        to: b.node_id,
-        inner: &inner,
-    })
-    .expect("fits");
-    s.handle_datagram(t, addr(5000), &relay);
+    let (mut s, a, b) = alice_and_bob(AuthConfig {
+        relay_rate: 0,
+        ..AuthConfig::default()
+    });
+    let (_, relay) = relayed_datagram((&a, 5000), (&b, 5001), 1);
+    s.handle_datagram(Duration::ZERO, addr(5000), &relay);
     assert!(sends(&mut s).is_empty());
 }
 
 #[test]
 fn the_servers_total_relay_budget_holds_for_all_nodes_together() {
-    let mut s = server_with(
-        AuthConfig {
-            relay_total: 3,
-            ..AuthConfig::default()
-        },
-        &[],
-    );
-    let t = Duration::ZERO;
-    let a = auth(&mut s, t, 5000, 1, "alice", "pw", true).expect("alice");
-    let b = auth(&mut s, t, 5001, 1, "bob", "pw", true).expect("bob");
+    let (mut s, a, b) = alice_and_bob(AuthConfig {
+        relay_total: 3,
+        ..AuthConfig::default()
+    });
     let mut passed = 0;
     // Both directions, well within each node's own budget: 6 in all (a burst of twice 3).
     for i in 0..10u32 {
-        for (from, to, port, dh_port) in [(&a, &b, 5000, 5001), (&b, &a, 5001, 5000)] {
-            let mut link = Link::new(
-                &client_ident(port),
-                from.node_id,
-                to.node_id,
-                client_ident(dh_port).dh_pk,
-            );
-            let inner = link.seal(from.node_id, i + 1, b"hi", None).expect("seal");
-            let relay = encode_envelope(&Envelope::Relay {
-                to: to.node_id,
-                inner: &inner,
-            })
-            .expect("fits");
-            s.handle_datagram(t, addr(port), &relay);
+        for (from, to) in [((&a, 5000), (&b, 5001)), ((&b, 5001), (&a, 5000))] {
+            let (_, relay) = relayed_datagram(from, to, i + 1);
+            s.handle_datagram(Duration::ZERO, addr(from.1), &relay);
             passed += sends(&mut s).len();
         }
     }
