@@ -20,7 +20,8 @@ pub mod wire;
 pub use clock::{Causality, VectorClock};
 pub use ids::{Dot, NodeId};
 pub use wire::{
-    decode, decode_envelope, encode, encode_envelope, Admission, AuthError, AuthReply, AuthRequest,
-    Cert, DecodeError, EncodeError, Envelope, GroupMsg, Key, MailBlob, Message, PeerInfo,
-    PrivateMsg, SenderCert, Sig, MAX_DATAGRAM, MAX_PAYLOAD, MAX_RELAY_DATAGRAM, MAX_TEXT_BYTES,
+    decode, decode_envelope, encode, encode_envelope, link_sender, Admission, AuthError, AuthReply,
+    AuthRequest, Cert, DecodeError, EncodeError, Envelope, GroupMsg, Key, MailBlob, Message,
+    PeerInfo, PrivateMsg, SenderCert, Sig, MAX_DATAGRAM, MAX_PAYLOAD, MAX_RELAY_DATAGRAM,
+    MAX_TEXT_BYTES,
 };

@@ -19,7 +19,7 @@ use crate::budget::Budgets;
 use crate::io::Output;
 use crate::HashMap;
 use p2pchat_proto::wire::Envelope;
-use p2pchat_proto::{decode_envelope, encode_envelope, NodeId};
+use p2pchat_proto::{encode_envelope, link_sender, NodeId};
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -79,12 +79,9 @@ impl AuthServer {
             self.stats.rejected += 1;
             return;
         }
-        let sender = match decode_envelope(inner) {
-            Ok(Envelope::Link { from: f, .. }) => f,
-            _ => {
-                self.stats.malformed += 1;
-                return;
-            }
+        let Some(sender) = link_sender(inner) else {
+            self.stats.malformed += 1;
+            return;
         };
         // Only for a node at the address we know it at, for its own datagrams.
         if self.relay.at(sender, now) != Some(from) {

@@ -32,7 +32,7 @@ use super::send::Peer;
 use super::Node;
 use crate::io::{PeerPath, PeerStatus};
 use p2pchat_proto::wire::Envelope;
-use p2pchat_proto::{decode_envelope, encode, encode_envelope, Message, NodeId};
+use p2pchat_proto::{decode_envelope, encode, encode_envelope, link_sender, Message, NodeId};
 use rand::Rng;
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -70,12 +70,8 @@ impl Node {
             .members
             .id_at(from)
             .or_else(|| self.paths.id_at(from));
-        let inner_from = match decode_envelope(inner) {
-            Ok(Envelope::Link { from: f, .. }) => Some(f),
-            _ => None,
-        };
         // Only a member we know at this address, for its own datagrams.
-        let Some(sender) = sender.filter(|&s| inner_from == Some(s)) else {
+        let Some(sender) = sender.filter(|&s| link_sender(inner) == Some(s)) else {
             self.net.stats.unauthenticated += 1;
             return;
         };

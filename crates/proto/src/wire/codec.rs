@@ -129,6 +129,15 @@ pub fn decode_envelope(bytes: &[u8]) -> Result<Envelope<'_>, DecodeError> {
     Ok(env)
 }
 
+/// The node whose link datagram `inner` is (what a relay checks against the address the
+/// relay came from); `None` when `inner` is not a link datagram.
+pub fn link_sender(inner: &[u8]) -> Option<crate::NodeId> {
+    match decode_one(inner) {
+        Ok(Envelope::Link { from, .. }) => Some(from),
+        _ => None,
+    }
+}
+
 fn decode_one(bytes: &[u8]) -> Result<Envelope<'_>, DecodeError> {
     if bytes.len() < HEADER_LEN || bytes.len() > MAX_RELAY_DATAGRAM {
         return Err(DecodeError::Length(bytes.len()));
